@@ -1,0 +1,5 @@
+using DERLKernels, Test
+
+@testset "DERLKernels" begin
+    include("stencils.jl")
+end

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from . import __version__
+from .data.store import DatasetError
 from .kernels import BackendUnavailable, available_backends
 
 
@@ -31,6 +32,18 @@ def _cmd_info(args) -> int:
     for st in available_backends():
         mark = "available" if st.available else "unavailable"
         print(f"  {st.name:<7} {mark:<12} {st.detail}")
+    if args.systems:
+        from .systems import SYSTEMS
+
+        print("systems (derl generate SYSTEM --param NAME=VALUE):")
+        for name, cls in sorted(SYSTEMS.items()):
+            print(f"  {name:<18} {cls.kind:<7} {cls.description}")
+            for spec in cls.parameter_specs():
+                unit = f" {spec.unit}" if spec.unit else ""
+                print(
+                    f"      {spec.name} = {spec.default:g}{unit}  in {spec.describe_range()}"
+                    f"  {spec.doc}"
+                )
     return 0
 
 
@@ -41,12 +54,83 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_generate(args) -> int:
+    from .data.generate import generate, request_from_cli
+
+    req = request_from_cli(args)
+    path = generate(req, progress=not args.no_progress)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_inspect(args) -> int:
+    from .data.inspect import describe
+
+    print(describe(args.file))
+    return 0
+
+
+def _add_generate(sub) -> None:
+    g = sub.add_parser(
+        "generate",
+        help="generate a dataset (HDF5) for a system",
+        description="Generate ground truth for SYSTEM into an HDF5 file (atomic, resumable: "
+        "rerun the same command after an interruption).",
+    )
+    g.add_argument("system", nargs="?", help="system name (`derl info --systems` lists them)")
+    g.add_argument("--config", help="TOML file with the same keys as the options")
+    g.add_argument("--out", help="output file (.h5)")
+    g.add_argument("--preset", choices=["paper"], help="the paper's dataset for this system")
+    g.add_argument("--n-trajectories", type=int)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--t-end", type=float)
+    g.add_argument("--n-times", type=int)
+    g.add_argument("--rtol", type=float)
+    g.add_argument("--atol", type=float)
+    g.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="system parameter (repeatable), e.g. --param b=0",
+    )
+    g.add_argument("--backend", help="auto | python | julia")
+    g.add_argument("--dtype", choices=["float64", "float32"])
+    g.add_argument("--compression", choices=["gzip", "lzf", "none"])
+    g.add_argument(
+        "--empirical",
+        metavar="SCHEME",
+        help="also store empirical derivatives: central:N, forward:N, backward:N "
+        "(stencil of accuracy N on the saved data) or cubic-forward (the paper's)",
+    )
+    g.add_argument(
+        "--method",
+        help="PDE solver: continuity mol (default) | upwind-fv (the "
+        "paper's finite volumes); kdv etdrk4",
+    )
+    g.add_argument("--fd-step", type=float, help="step h of cubic-forward (default 1e-3)")
+    g.add_argument(
+        "--n-points",
+        type=int,
+        help="points of a pointwise file (default 1000), or grid points per axis of "
+        "a PDE (kdv 400 periodic, continuity 301)",
+    )
+    g.add_argument(
+        "--n-parameter-sets", type=int, help="parameter sets of a parametric family (default 10)"
+    )
+    g.add_argument("--n-boundary", type=int, help="boundary points per edge (default 101)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.set_defaults(func=_cmd_generate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="derl", description="Learning physical systems through derivatives.")
     p.add_argument("--version", action="version", version=f"derlhybrid {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     info = sub.add_parser("info", help="version, backends and why any is unavailable")
+    info.add_argument("--systems", action="store_true", help="also list systems and parameters")
     info.set_defaults(func=_cmd_info)
 
     demo = sub.add_parser(
@@ -56,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", type=int, default=2048, help="side of the timed square field")
     demo.add_argument("--repeats", type=int, default=5, help="timing repetitions (best taken)")
     demo.set_defaults(func=_cmd_demo)
+
+    _add_generate(sub)
+    ins = sub.add_parser("inspect", help="schema, sizes and provenance of a dataset file")
+    ins.add_argument("file")
+    ins.set_defaults(func=_cmd_inspect)
     return p
 
 
@@ -63,9 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, BackendUnavailable) as exc:
+    except (ValueError, BackendUnavailable, DatasetError) as exc:
         print(f"derl: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `derl inspect f.h5 | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("derl: interrupted", file=sys.stderr)
         return 130

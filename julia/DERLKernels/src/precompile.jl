@@ -1,9 +1,15 @@
 # Precompile the kernels on small arrays so the first call from Python is not a long JIT
 # pause. Arrays from Python arrive as PythonCall `PyArray`s, whose methods still compile on
-# first use; the operator construction and the shared helpers compiled here are reused.
+# first use; the operator construction, the ODE solver (specialised on the right-hand side
+# and `Vector{Float64}` states, whatever the buffers) and the shared helpers compiled here
+# are reused.
 @setup_workload begin
     nodes = [-2.0, -1.0, 0.0, 1.0, 2.0]
     xs = collect(range(0.0, 1.0; length=12)) .+ 0.01 .* sin.(range(0.0, 2pi; length=12))
+    y0 = [0.1 -0.3 0.2; 0.0 0.5 -1.0]                  # (n_state, n_traj)
+    t_eval = collect(range(0.0, 1.0; length=5))
+    p_one = [0.5, 9.81, 10.0, 1.0]                      # (n_par,): one for all
+    p_each = repeat(p_one, 1, 3)                        # (n_par, n_traj)
     @compile_workload begin
         fornberg_weights!(zeros(5), 0.0, nodes, 1)
         fornberg_weights(0.0, nodes, 2)
@@ -22,5 +28,15 @@
                 end
             end
         end
+        states = zeros(2, length(t_eval), 3)
+        derivs = similar(states)
+        n_steps = zeros(Int, 3)
+        status = zeros(Int, 3)
+        for p in (p_one, p_each)
+            solve_ensemble!(states, derivs, n_steps, status, "pendulum", y0, t_eval, p;
+                            rtol=1e-8, atol=1e-8)
+        end
+        solve_ensemble!(states, derivs, n_steps, status, "pendulum", y0, t_eval, p_one;
+                        rtol=[1e-8, 1e-8], atol=[1e-8, 1e-8])
     end
 end

@@ -2,4 +2,6 @@ using DERLKernels, Test
 
 @testset "DERLKernels" begin
     include("stencils.jl")
+    include("systems.jl")
+    include("ode.jl")
 end

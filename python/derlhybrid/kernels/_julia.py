@@ -26,6 +26,15 @@ from .backends import BackendUnavailable, julia_executable, status
 NAME = "julia"
 JULIA_MODULE = "DERLHybrid"
 
+#: In-place DERLKernels functions Python calls besides the kernels of
+#: ``derlhybrid.kernels.KERNELS`` (ground-truth generators); tools/check_julia.py checks that
+#: the package exports and defines each.
+JULIA_GENERATORS = ("solve_ensemble!",)
+
+#: Systems whose ODE ensembles DERLKernels solves (the names of its ``ODE_SYSTEMS`` table,
+#: checked by tools/check_julia.py); Julia builds their right-hand sides from the name.
+JULIA_ODE_SYSTEMS = ("pendulum",)
+
 
 def _set_juliacall_defaults(exe: str, offline: bool) -> None:
     # Respect anything the user already set; these are defaults only.
@@ -91,3 +100,86 @@ def derivative(u, out, axis, grid, order, accuracy, boundary, scheme) -> None:
         scheme=scheme,
         period=period,
     )
+
+
+def _ensemble_buffer(buf, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    if (
+        not isinstance(buf, np.ndarray)
+        or buf.shape != shape
+        or buf.dtype != np.float64
+        or not buf.flags.c_contiguous
+        or not buf.flags.writeable
+    ):
+        raise ValueError(
+            f"solve_ensemble: {name} must be a writeable C-contiguous float64 array of shape "
+            f"{shape} (n_traj, n_t, n_state)"
+        )
+    return buf
+
+
+def _tolerance(v):
+    a = np.asarray(v, dtype=np.float64)
+    return float(a) if a.ndim == 0 else np.ascontiguousarray(a)
+
+
+def solve_ensemble(
+    system_name: str,
+    y0,
+    t_eval,
+    params,
+    rtol,
+    atol,
+    out_states: np.ndarray,
+    out_derivatives: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Integrate the ODE system ``system_name`` from every initial state with DP8 in Julia.
+
+    The julia counterpart of :func:`derlhybrid.kernels.ode.solve_ensemble` for a system of
+    :data:`JULIA_ODE_SYSTEMS` (Julia builds its own right-hand side from the name; any other
+    name raises ``ValueError`` before Julia starts): ``y0`` is ``(n_traj,
+    n_state)``, ``params`` ``(n_traj, n_par)`` or ``(n_par,)`` in the system's declaration
+    order, ``rtol``/``atol`` numbers or ``(n_state,)`` arrays. ``DERLKernels.solve_ensemble!``
+    fills ``out_states`` and ``out_derivatives`` (C-contiguous float64, ``(n_traj, n_t,
+    n_state)``) in place. Returns ``(n_steps, status)``, int64 arrays of ``n_traj``: accepted
+    steps, and ``kernels.ode``'s status codes (0 ok; a failed trajectory's rows are NaN).
+    """
+    if system_name not in JULIA_ODE_SYSTEMS:
+        raise ValueError(
+            f"solve_ensemble: the julia backend has no ODE solver for {system_name!r} (it "
+            f"solves {', '.join(JULIA_ODE_SYSTEMS)}); use backend='python'"
+        )
+    y0 = np.ascontiguousarray(y0, dtype=np.float64)
+    if y0.ndim != 2:
+        raise ValueError(f"solve_ensemble: y0 must have shape (n_traj, n_state), got {y0.shape}")
+    t = np.ascontiguousarray(t_eval, dtype=np.float64)
+    if t.ndim != 1:
+        raise ValueError(f"solve_ensemble: t_eval must be a 1-D array, got shape {t.shape}")
+    p = np.asarray(params, dtype=np.float64)
+    p = np.ascontiguousarray(p[None, :] if p.ndim == 1 else p)  # (1 or n_traj, n_par)
+    n_traj, n_state = y0.shape
+    if p.ndim != 2 or p.shape[0] not in (1, n_traj):
+        raise ValueError(
+            f"solve_ensemble: params must have shape (n_traj={n_traj}, n_par) or (n_par,), "
+            f"got {np.shape(params)}"
+        )
+    shape = (n_traj, t.size, n_state)
+    states = _ensemble_buffer(out_states, "out_states", shape)
+    derivs = _ensemble_buffer(out_derivatives, "out_derivatives", shape)
+    if np.shares_memory(states, derivs):
+        raise ValueError("solve_ensemble: out_states and out_derivatives must not overlap")
+    n_steps = np.zeros(n_traj, dtype=np.int64)
+    status = np.zeros(n_traj, dtype=np.int64)
+    # transposed views: Julia sees (n_state, n_t, n_traj), (n_state, n_traj), (n_par, m)
+    load().solve_ensemble_b(
+        states.T,
+        derivs.T,
+        n_steps,
+        status,
+        str(system_name),
+        y0.T,
+        t,
+        p.T,
+        rtol=_tolerance(rtol),
+        atol=_tolerance(atol),
+    )
+    return n_steps, status

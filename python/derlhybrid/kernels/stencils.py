@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 
@@ -229,6 +230,16 @@ def uniform_operator(n, h, order, accuracy, boundary, scheme, *, number=float):
     return StencilOperator(n, w_int, offset, lo, hi, b_index, b_start.astype(np.int64), b_weights)
 
 
+@lru_cache(maxsize=256)
+def _uniform_cached(n, h, order, accuracy, boundary, scheme) -> StencilOperator:
+    """Uniform operators are pure functions of their arguments: build each once (calls in
+    a time loop then cost only the kernel). Callers never modify operator arrays."""
+    op = uniform_operator(n, h, order, accuracy, boundary, scheme)
+    for arr in (op.w_int, op.b_index, op.b_start, op.b_weights):
+        arr.setflags(write=False)
+    return op
+
+
 def nonuniform_operator(x, order, accuracy, boundary, scheme, period=None) -> StencilOperator:
     """Operator on the increasing coordinates ``x`` (one Fornberg stencil per point)."""
     n = x.size
@@ -304,5 +315,5 @@ def build_operator(n, spacing, order, accuracy, boundary, scheme, period=None, *
         return nonuniform_operator(x, order, accuracy, boundary, scheme, period)
     grid = coordinates_or_step(spacing, n, boundary, period)
     if grid[0] == "uniform":
-        return uniform_operator(n, grid[1], order, accuracy, boundary, scheme)
+        return _uniform_cached(n, grid[1], order, accuracy, boundary, scheme)
     return nonuniform_operator(grid[1], order, accuracy, boundary, scheme, grid[2])

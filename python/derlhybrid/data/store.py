@@ -1,0 +1,266 @@
+"""The HDF5 dataset store: atomic, resumable writing and a validating reader.
+
+Contract (documented in ``docs/datasets.md``):
+
+* root attributes ``format = "derlhybrid-dataset"``, ``format_version``, ``layout``
+  (``"trajectories"``, ``"grid"`` or ``"points"``), ``system``, ``system_parameters``
+  (JSON), ``generator`` (JSON: method, tolerances, grid, FD scheme...), ``backend``,
+  ``package_version``, ``seed``, ``created`` (UTC ISO 8601), ``config`` (JSON of the whole
+  request), ``config_hash`` and ``complete``;
+* a file is written under ``<name>.writing`` and renamed to ``<name>`` only once
+  ``complete`` is set, so a file at the final name is always whole;
+* long generations compute in chunks kept in ``<name>.partial/`` (one ``.npy`` file per
+  array per chunk, each renamed into place when whole); a run killed at any instant is
+  resumed by rerunning the same request, which computes only the missing chunks.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "derlhybrid-dataset"
+FORMAT_VERSION = 1
+LAYOUTS = ("trajectories", "grid", "points")
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be used; the message says why and what to do."""
+
+
+def _h5py():
+    import h5py
+
+    return h5py
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """Stable hash of a request (what must match for a resume)."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def partial_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p.with_name(p.name + ".partial")
+
+
+def compression_options(name: str) -> dict:
+    """h5py keyword arguments for ``--compression`` (gzip: level 1 + shuffle, portable)."""
+    if name == "gzip":
+        return {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+    if name == "lzf":
+        return {"compression": "lzf", "shuffle": True}
+    if name == "none":
+        return {}
+    raise ValueError(f"compression must be gzip, lzf or none, got {name!r}")
+
+
+class ChunkStore:
+    """Kill-safe work area of a generation: ``<name>.partial/`` holding one ``.npy`` file
+    per array per finished chunk, each written under a temporary name and renamed.
+
+    A process killed at any instant leaves only whole chunk files, so rerunning the same
+    request (same ``config_hash``) computes just the missing chunks. HDF5 files are not
+    used here because a kill in the middle of an HDF5 write can corrupt the whole file.
+    """
+
+    def __init__(self, path: str | os.PathLike, config: Mapping[str, Any], *, overwrite=False):
+        self.dir = partial_path(path)
+        self.hash = config_hash(config)
+        meta = self.dir / "request.json"
+        if self.dir.exists() and overwrite:
+            self.remove()
+        if self.dir.exists():
+            try:
+                old = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                old = {}
+            if old.get("config_hash") != self.hash:
+                raise DatasetError(
+                    f"{self.dir} holds unfinished work of a different request; delete it or "
+                    "pass --overwrite to start again"
+                )
+            self.resumed = True
+        else:
+            self.dir.mkdir()
+            tmp = meta.with_suffix(".tmp")
+            tmp.write_text(
+                json.dumps(
+                    {"config_hash": self.hash, "config": dict(config)}, sort_keys=True, default=str
+                )
+            )
+            os.replace(tmp, meta)
+            self.resumed = False
+
+    def _file(self, k: int, name: str) -> Path:
+        return self.dir / f"chunk{k:07d}.{name}.npy"
+
+    def done(self, k: int) -> bool:
+        return (self.dir / f"chunk{k:07d}.done").exists()
+
+    def pending(self, n_chunks: int) -> list[int]:
+        return [k for k in range(n_chunks) if not self.done(k)]
+
+    def save(self, k: int, **arrays: np.ndarray) -> None:
+        for name, arr in arrays.items():
+            tmp = self.dir / f"chunk{k:07d}.{name}.tmp.npy"
+            np.save(tmp, arr)
+            os.replace(tmp, self._file(k, name))
+        (self.dir / f"chunk{k:07d}.done").touch()  # written last: the chunk is whole
+
+    def load(self, k: int, name: str) -> np.ndarray:
+        return np.load(self._file(k, name))
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class DatasetWriter:
+    """Write one dataset file atomically: under ``<name>.writing``, renamed to ``<name>``
+    only after the root attribute ``complete`` is set (so a file at the final name is
+    always whole).
+
+    >>> with DatasetWriter(path, layout="points", attrs=..., config=...) as w:
+    ...     w.create("points/inputs", None, data=X)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        layout: str,
+        attrs: Mapping[str, Any],
+        config: Mapping[str, Any],
+        overwrite: bool = False,
+        compression: str = "gzip",
+    ):
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}")
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + ".writing")
+        self.compression = compression_options(compression)
+        check_target(self.path, overwrite)
+        self.file = _h5py().File(self.tmp, "w")
+        a = self.file.attrs
+        a["format"] = FORMAT
+        a["format_version"] = FORMAT_VERSION
+        a["layout"] = layout
+        a["complete"] = False
+        a["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        a["config"] = json.dumps(dict(config), sort_keys=True, default=str)
+        a["config_hash"] = config_hash(config)
+        for k, v in attrs.items():
+            a[k] = json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
+
+    def create(self, name: str, shape, dtype="f8", *, chunks=None, data=None, attrs=None):
+        """Create a chunked, compressed dataset (``data`` given: shape and dtype from it)."""
+        opts = dict(self.compression)
+        if data is not None:
+            data = np.asarray(data)
+            shape, dtype = data.shape, data.dtype
+        if int(np.prod(shape)) == 0:
+            opts, chunks = {}, None
+        d = self.file.create_dataset(
+            name,
+            shape=shape,
+            dtype=dtype,
+            chunks=chunks or (True if opts else None),
+            data=data,
+            **opts,
+        )
+        for k, v in (attrs or {}).items():
+            d.attrs[k] = v
+        return d
+
+    def finish(self) -> Path:
+        self.file.attrs["complete"] = True
+        self.file.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the unfinished file."""
+        try:
+            self.file.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.finish()
+        else:
+            self.abort()
+        return False
+
+
+def check_target(path: Path, overwrite: bool) -> None:
+    """Refuse an unwritable folder, or an existing file without ``overwrite``."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise DatasetError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise DatasetError(f"cannot write {path}: folder {parent} is not writable")
+    if path.is_dir():
+        raise DatasetError(f"cannot write {path}: it is a folder")
+    if path.exists() and not overwrite:
+        raise DatasetError(f"{path} exists; pass --overwrite to replace it")
+
+
+def open_dataset(path: str | os.PathLike, *, layout: str | None = None):
+    """Open a dataset read-only after validating it (one-line :class:`DatasetError`)."""
+    h5py = _h5py()
+    p = Path(path)
+    if not p.exists():
+        hint = " (an unfinished .partial file exists: rerun the generation to resume it)"
+        raise DatasetError(f"{p} does not exist" + (hint if partial_path(p).exists() else ""))
+    try:
+        f = h5py.File(p, "r")
+    except OSError:
+        raise DatasetError(f"{p} is not an HDF5 file") from None
+    a = f.attrs
+    problem = None
+    if a.get("format") != FORMAT:
+        problem = f"{p} is not a derlhybrid dataset (no format={FORMAT!r} attribute)"
+    elif int(a.get("format_version", -1)) != FORMAT_VERSION:
+        problem = (
+            f"{p} has dataset format version {a.get('format_version')}, this derlhybrid "
+            f"reads version {FORMAT_VERSION}; regenerate it with this version"
+        )
+    elif not bool(a.get("complete", False)):
+        problem = f"{p} is incomplete (generation was interrupted); regenerate or resume it"
+    elif layout is not None and a.get("layout") != layout:
+        problem = f"{p} holds {a.get('layout')} data, expected {layout}"
+    if problem:
+        f.close()
+        raise DatasetError(problem)
+    return f
+
+
+def provenance(f) -> dict[str, Any]:
+    """Root attributes as Python values (JSON attributes decoded)."""
+    out = {}
+    for k, v in f.attrs.items():
+        if isinstance(v, bytes):
+            v = v.decode()
+        if isinstance(v, str) and v[:1] in "{[":
+            try:
+                v = json.loads(v)
+            except ValueError:
+                pass
+        elif isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out

@@ -1,0 +1,236 @@
+"""What every system is: declared parameters (validated at construction) + pure functions.
+
+A system is a frozen dataclass whose fields are its physical parameters. Each field is
+declared with :func:`parameter` (default, bounds, unit, one-line doc); construction
+validates every value and raises one clear ``ValueError``. Subclasses add pure functions of
+the parameters: vector field or PDE residual, samplers, and the exact solution and its
+derivatives where known (style rule 4: a problem carries its own ground truth).
+
+Defining your own system::
+
+    from dataclasses import dataclass
+    import numba, numpy as np
+    from derlhybrid.systems import ODESystem, parameter, register
+
+    @numba.njit(cache=True)
+    def _decay_rhs(t, y, p, dy):
+        dy[0] = -p[0] * y[0]
+
+    @register
+    @dataclass(frozen=True)
+    class Decay(ODESystem):
+        name = "decay"
+        state_names = ("y",)
+        k: float = parameter(1.0, low=0.0, doc="decay rate", unit="1/s")
+        rhs_kernel = staticmethod(_decay_rhs)
+
+        def sample_initial_states(self, rng, n):
+            return rng.uniform(0.5, 1.5, (n, 1))
+
+After ``register`` the system is available to ``derl generate decay --param k=2``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+def parameter(
+    default: float,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+    doc: str = "",
+    unit: str = "",
+):
+    """Declare a system parameter: a dataclass field with bounds and documentation."""
+    meta = {
+        "low": low,
+        "high": high,
+        "low_open": low_open,
+        "high_open": high_open,
+        "doc": doc,
+        "unit": unit,
+    }
+    return dataclasses.field(default=default, metadata={"parameter": meta})
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    name: str
+    default: float
+    low: float
+    high: float
+    low_open: bool
+    high_open: bool
+    doc: str
+    unit: str
+
+    def describe_range(self) -> str:
+        lo = ("(" if self.low_open or math.isinf(self.low) else "[") + f"{self.low:g}"
+        hi = f"{self.high:g}" + (")" if self.high_open or math.isinf(self.high) else "]")
+        return f"{lo}, {hi}"
+
+    def check(self, system: str, value) -> float:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{system}: parameter {self.name} must be a number, got {value!r}"
+            ) from None
+        ok = math.isfinite(v) and (v > self.low if self.low_open else v >= self.low)
+        ok = ok and (v < self.high if self.high_open else v <= self.high)
+        if not ok:
+            raise ValueError(
+                f"{system}: parameter {self.name}={value!r} is outside its range "
+                f"{self.describe_range()} ({self.doc})"
+            )
+        return v
+
+
+@dataclass(frozen=True)
+class System:
+    """Base of every system. Subclasses are frozen dataclasses of ``parameter`` fields."""
+
+    name: ClassVar[str] = "system"
+    kind: ClassVar[str] = "abstract"  # "ode" | "pde" | "steady"
+    description: ClassVar[str] = ""
+
+    def __post_init__(self):
+        for spec in self.parameter_specs():
+            object.__setattr__(self, spec.name, spec.check(self.name, getattr(self, spec.name)))
+        self.validate()
+
+    def validate(self) -> None:
+        """Cross-parameter checks of a subclass (raise ``ValueError``)."""
+
+    @classmethod
+    def parameter_specs(cls) -> tuple[ParameterSpec, ...]:
+        specs = []
+        for f in dataclasses.fields(cls):
+            meta = f.metadata.get("parameter")
+            if meta is not None:
+                specs.append(ParameterSpec(name=f.name, default=f.default, **meta))
+        return tuple(specs)
+
+    def params(self) -> dict[str, float]:
+        """Parameter values by name (what provenance records)."""
+        return {s.name: getattr(self, s.name) for s in self.parameter_specs()}
+
+    def param_vector(self) -> np.ndarray:
+        """Parameters in declaration order, float64 (what compiled kernels receive)."""
+        return np.array(list(self.params().values()), dtype=np.float64)
+
+    def replace(self, **changes: Any) -> System:
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> dict[str, Any]:
+        return {"system": self.name, "kind": self.kind, "parameters": self.params()}
+
+
+@dataclass(frozen=True)
+class ODESystem(System):
+    """An ODE y' = f(t, y; p). Subclasses set ``state_names`` and ``rhs_kernel``.
+
+    ``rhs_kernel(t, y, p, dy)`` is a Numba-compiled function of one state (1-D arrays)
+    writing ``dy`` in place, with ``p = self.param_vector()``; the ensemble integrator
+    compiles it into its loop. ``rhs`` evaluates the same field on NumPy arrays of states
+    ``(..., n_state)``.
+    """
+
+    kind: ClassVar[str] = "ode"
+    state_names: ClassVar[tuple[str, ...]] = ()
+    rhs_kernel: ClassVar[Any] = None
+
+    @property
+    def n_state(self) -> int:
+        return len(self.state_names)
+
+    def rhs(self, t, y) -> np.ndarray:
+        """Vector field on states of shape (..., n_state) (loops over the kernel)."""
+        y = np.asarray(y, dtype=np.float64)
+        flat = y.reshape(-1, self.n_state)
+        out = np.empty_like(flat)
+        p = self.param_vector()
+        tt = np.broadcast_to(np.asarray(t, dtype=np.float64), flat.shape[:1])
+        for i in range(flat.shape[0]):
+            self.rhs_kernel(tt[i], flat[i], p, out[i])
+        return out.reshape(y.shape)
+
+    def sample_initial_states(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} does not define initial-state sampling")
+
+
+@dataclass(frozen=True)
+class FieldSystem(System):
+    """A PDE (``kind="pde"``, time is the first input) or steady problem (``"steady"``)
+    whose solution is a field u(inputs) with named inputs and outputs.
+
+    Arrays of points are ``(N, n_in)`` in the order of ``inputs``; results are
+    ``exact: (N, n_out)``, ``jacobian: (N, n_out, n_in)``, ``hessian: (N, n_out, n_in,
+    n_in)``. Systems without a closed form raise ``NotImplementedError`` (their ground truth
+    comes from a solver).
+    """
+
+    inputs: ClassVar[tuple[str, ...]] = ()
+    outputs: ClassVar[tuple[str, ...]] = ()
+    #: inputs that are PDE parameters (a parametric family), not coordinates; derivatives
+    #: are taken with respect to the coordinates only
+    parameter_inputs: ClassVar[tuple[str, ...]] = ()
+    periodic_inputs: ClassVar[tuple[str, ...]] = ()
+    has_exact: ClassVar[bool] = False
+
+    def domain(self) -> dict[str, tuple[float, float]]:
+        """Bounds of every input (a box; ``euler-ball`` restricts it further)."""
+        raise NotImplementedError
+
+    def exact(self, X) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} has no closed-form solution")
+
+    def jacobian(self, X) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} has no closed-form derivatives")
+
+    def hessian(self, X) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} has no closed-form second derivatives")
+
+    @property
+    def coordinates(self) -> tuple[str, ...]:
+        return tuple(i for i in self.inputs if i not in self.parameter_inputs)
+
+    def forcing(self, X) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} has no forcing term")
+
+    def boundary_points(self, n_per_edge: int) -> np.ndarray:
+        """Equispaced points on the edges of the coordinate box (2-D steady problems):
+        ``n_per_edge`` per edge, corners repeated as in the reference code, (4n, 2)."""
+        (x0, x1), (y0, y1) = (self.domain()[c] for c in self.coordinates[:2])
+        sx, sy = np.linspace(x0, x1, n_per_edge), np.linspace(y0, y1, n_per_edge)
+        return np.concatenate(
+            [
+                np.stack([sx, np.full_like(sx, y0)], 1),
+                np.stack([sx, np.full_like(sx, y1)], 1),
+                np.stack([np.full_like(sy, x0), sy], 1),
+                np.stack([np.full_like(sy, x1), sy], 1),
+            ]
+        )
+
+    def sample_uniform(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` points uniform in the domain box, (n, n_in)."""
+        lo, hi = np.array(list(self.domain().values()), dtype=np.float64).T
+        return lo + (hi - lo) * rng.random((n, lo.size))
+
+    def _points(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self.inputs):
+            raise ValueError(
+                f"{self.name}: points must have shape (N, {len(self.inputs)}) with columns "
+                f"{self.inputs}, got {X.shape}"
+            )
+        return X

@@ -1,0 +1,40 @@
+"""One registry from CLI names to system classes (strings live only at the edge)."""
+
+from __future__ import annotations
+
+from .base import System
+
+SYSTEMS: dict[str, type[System]] = {}
+
+
+def register(cls: type[System]) -> type[System]:
+    """Class decorator: make a system available by its ``name`` (CLI, configs)."""
+    if cls.name in SYSTEMS and SYSTEMS[cls.name] is not cls:
+        raise ValueError(f"a system named {cls.name!r} is already registered")
+    SYSTEMS[cls.name] = cls
+    return cls
+
+
+def parse_params(items) -> dict[str, str]:
+    """``["b=0", "g=9.8"]`` → ``{"b": "0", "g": "9.8"}`` (values checked by the system)."""
+    out = {}
+    for item in items or ():
+        name, sep, value = str(item).partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"--param expects NAME=VALUE, got {item!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def get_system(name: str, params: dict | None = None) -> System:
+    """Build a registered system with parameter overrides (one-line errors)."""
+    if name not in SYSTEMS:
+        raise ValueError(f"unknown system {name!r}; choose one of: {', '.join(sorted(SYSTEMS))}")
+    cls = SYSTEMS[name]
+    params = dict(params or {})
+    known = {s.name: s for s in cls.parameter_specs()}
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        listing = ", ".join(f"{k} (default {s.default:g})" for k, s in known.items()) or "none"
+        raise ValueError(f"{name}: unknown parameter {unknown[0]!r}; parameters: {listing}")
+    return cls(**{k: known[k].check(name, v) for k, v in params.items()})

@@ -350,3 +350,26 @@ def test_cubic_forward_samples_are_the_papers_and_chunk_invariant(tmp_path):
         exact = Pendulum().rhs(0.0, y)
         assert np.abs(dy - exact).max() < 5e-3
         assert np.abs(dy - exact).max() > 1e-6  # it is an estimate, not the exact field
+
+
+def test_conformance_pendulum_generation(backend, tmp_path):
+    """Every available backend generates the same trajectories (to the tolerance) as an
+    independent SciPy DOP853 solve at 1e-13; the julia row skips where Julia is absent."""
+    path = generate(_req(tmp_path, f"{backend}.h5", backend=backend), progress=False)
+    sys = Pendulum()
+    with open_dataset(path) as f:
+        assert provenance(f)["backend"] == backend
+        t, y0 = f["trajectories/t"][...], f["trajectories/initial_states"][...]
+        states, derivs = f["trajectories/states"][...], f["trajectories/derivatives"][...]
+    np.testing.assert_allclose(derivs, sys.rhs(0.0, states), atol=1e-14)
+    for i in (0, 21, 39):
+        ref = solve_ivp(
+            lambda s, y: sys.rhs(s, y),
+            (0, 5),
+            y0[i],
+            method="DOP853",
+            t_eval=t,
+            rtol=1e-13,
+            atol=1e-13,
+        )
+        assert np.abs(states[i] - ref.y.T).max() < 1e-8

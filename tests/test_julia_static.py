@@ -62,9 +62,16 @@ const ODE_SYSTEMS = ("pendulum" => (rhs = rhs!, n_state = 2),)
 function solve_ensemble!(states, derivatives, n_steps, status, system, y0, t_eval, params)
     return states
 end
+
+solve_kdv!(out, nu, x, t_eval, u0; tol=1e-10, dt=nothing) = out
+solve_continuity!(out, x, y, t_eval, rho0; kw...) = out
 """
 
-EXPORTS = "fornberg_weights!, fornberg_weights, derivative!, derivative, solve_ensemble!"
+EXPORTS = (
+    "fornberg_weights!, fornberg_weights, derivative!, derivative, solve_ensemble!, solve_kdv!, "
+    "solve_continuity!"
+)
+GENERATOR_EXPORTS = "solve_ensemble!, solve_kdv!, solve_continuity!"
 
 
 def _builtin_systems() -> dict:
@@ -134,6 +141,7 @@ def test_systems_table_is_read_from_the_syntax_tree():
         assert [v for _, v in table[name]] == pytest.approx([s.default for s in specs], rel=1e-12)
     consts = check_julia.julia_consts(PACKAGE / "src" / "systems.jl")
     assert check_julia.julia_table_names(consts["ODE_SYSTEMS"][1]) == ["pendulum"]
+    assert check_julia.julia_table_names(consts["PDE_SYSTEMS"][1]) == ["kdv", "continuity"]
     codes = check_julia.julia_consts(PACKAGE / "src" / "ode.jl")
     assert {k: check_julia._number_value(v[1]) for k, v in codes.items() if "STATUS_" in k} == {
         "STATUS_OK": 0,
@@ -163,15 +171,22 @@ def test_fake_repository_passes(tmp_path):
     ("exports", "expected"),
     [
         # no in-place form
-        ("fornberg_weights!, fornberg_weights, derivative, solve_ensemble!", "derivative!"),
+        (f"fornberg_weights!, fornberg_weights, derivative, {GENERATOR_EXPORTS}", "derivative!"),
         # extra kernel
-        ("fornberg_weights!, derivative!, laplacian!, solve_ensemble!", "do not match"),
+        (f"fornberg_weights!, derivative!, laplacian!, {GENERATOR_EXPORTS}", "do not match"),
         # missing kernel
-        ("fornberg_weights!, solve_ensemble!", "do not match"),
+        (f"fornberg_weights!, {GENERATOR_EXPORTS}", "do not match"),
         # generator not exported
         ("fornberg_weights!, derivative!", "'solve_ensemble!' (JULIA_GENERATORS) is not exported"),
+        (
+            "fornberg_weights!, derivative!, solve_ensemble!, solve_kdv!",
+            "'solve_continuity!' (JULIA_GENERATORS) is not exported",
+        ),
         # generator exported without '!'
-        ("fornberg_weights!, derivative!, solve_ensemble", "is not exported"),
+        (
+            "fornberg_weights!, derivative!, solve_ensemble, solve_kdv!, solve_continuity!",
+            "is not exported",
+        ),
     ],
 )
 def test_mismatched_exports_are_caught(tmp_path, exports, expected):
@@ -432,3 +447,87 @@ def test_solve_ensemble_boundary_refuses_bad_buffers_before_julia(monkeypatch):
         _julia.solve_ensemble("pendulum", y0[0], t, p, 1e-9, 1e-9, good, good.copy())
     with pytest.raises(ValueError, match=r"no ODE solver for 'kdv'.*backend='python'"):
         _julia.solve_ensemble("kdv", y0, t, p, 1e-9, 1e-9, good, good.copy())
+
+
+class _FakePDEKernels:
+    """Records what the PDE boundary passes; fills frames the way Julia indexes them."""
+
+    def __init__(self):
+        self.calls = []
+
+    def solve_kdv_b(self, out, nu, x, t, u0, **kw):
+        self.calls.append(("kdv", out, nu, x, t, u0, kw))
+        n_x, n_t = out.shape  # column-major, reversed dimensions
+        for k in range(n_t):
+            for i in range(n_x):
+                out[i, k] = 10 * k + i
+
+    def solve_continuity_b(self, out, x, y, t, rho0, **kw):
+        self.calls.append(("continuity", out, x, y, t, rho0, kw))
+        n_y, n_x, n_t = out.shape
+        for k in range(n_t):
+            for i in range(n_x):
+                for j in range(n_y):
+                    out[j, i, k] = 100 * k + 10 * i + j
+
+
+def test_pde_boundaries_pass_transposed_buffers(monkeypatch):
+    import numpy as np
+
+    from derlhybrid.kernels import _julia
+
+    fake = _FakePDEKernels()
+    monkeypatch.setattr(_julia, "load", lambda offline=False: fake)
+    x, t = np.linspace(-1.0, 0.5, 4), np.array([0.0, 0.1, 0.2])
+    out = np.empty((3, 4))
+    _julia.solve_kdv(0.0025, x, t, np.cos, 1e-9, None, out)
+    _, o, nu, xj, tj, u0, kw = fake.calls[0]
+    assert o.shape == (4, 3) and np.shares_memory(o, out) and nu == 0.0025
+    assert np.array_equal(u0, np.cos(x)) and np.array_equal(xj, x) and np.array_equal(tj, t)
+    assert kw == {"tol": 1e-9, "dt": None}
+    k, i = np.meshgrid(np.arange(3), np.arange(4), indexing="ij")
+    assert np.array_equal(out, 10 * k + i)  # Python's (n_t, n_x)
+    _julia.solve_kdv(0.0025, x, t, np.zeros(4), 1e-9, 0.01, out)
+    assert fake.calls[1][-1]["dt"] == 0.01
+
+    y = np.linspace(0.0, 1.0, 5)
+    rho = np.empty((3, 4, 5))
+    _julia.solve_continuity(x, y, t, lambda a, b: a + 0 * b, "upwind-fv", 6, 0.5, 0.001, True, rho)
+    _, o, xj, yj, tj, r0, kw = fake.calls[2]
+    assert np.array_equal(xj, x) and np.array_equal(yj, y) and np.array_equal(tj, t)
+    assert o.shape == (5, 4, 3) and np.shares_memory(o, rho) and o.flags.f_contiguous
+    assert r0.shape == (5, 4) and np.array_equal(r0, np.broadcast_to(x, (5, 4)))  # r0[j, i] = x_i
+    assert kw == {
+        "method": "upwind-fv",
+        "accuracy": 6,
+        "cfl": 0.5,
+        "dt": 0.001,
+        "paper_edges": True,
+    }
+    k, i, j = np.meshgrid(np.arange(3), np.arange(4), np.arange(5), indexing="ij")
+    assert np.array_equal(rho, 100 * k + 10 * i + j)  # Python's (n_t, n_x, n_y)
+
+
+def test_pde_boundaries_refuse_bad_input_before_julia(monkeypatch):
+    import numpy as np
+
+    from derlhybrid.kernels import _julia
+
+    def no_julia(offline=False):
+        raise AssertionError("Julia must not start for bad input")
+
+    monkeypatch.setattr(_julia, "load", no_julia)
+    x, t = np.linspace(-1.0, 0.5, 4), np.array([0.0, 0.1])
+    with pytest.raises(ValueError, match=r"shape \(2, 4\) \(n_t, n_x\)"):
+        _julia.solve_kdv(0.0025, x, t, np.zeros(4), 1e-9, None, np.empty((4, 2)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _julia.solve_kdv(0.0025, x, t, np.zeros(4), 1e-9, None, np.empty((2, 4), order="F"))
+    good = np.empty((2, 4, 4))
+    with pytest.raises(ValueError, match="method must be one of"):
+        _julia.solve_continuity(x, x, t, np.zeros((4, 4)), "spectral", 6, 0.5, None, False, good)
+    with pytest.raises(ValueError, match=r"rho0 must have shape \(4, 4\)"):
+        _julia.solve_continuity(x, x, t, np.zeros((3, 4)), "mol", 6, 0.5, None, False, good)
+    with pytest.raises(ValueError, match="float64"):
+        _julia.solve_continuity(
+            x, x, t, np.zeros((4, 4)), "mol", 6, 0.5, None, False, good.astype(np.float32)
+        )

@@ -56,6 +56,14 @@ const ODE_SYSTEMS = (
     "pendulum" => (rhs = pendulum_rhs!, n_state = 2),
 )
 
+# PDE systems Julia solves: `name => generator`, the in-place solver of pde.jl that fills
+# the system's frames (Python calls it through kernels/_julia.py); every name is a Python
+# PDE system (checked by tools/check_julia.py).
+const PDE_SYSTEMS = (
+    "kdv" => "solve_kdv!",
+    "continuity" => "solve_continuity!",
+)
+
 """
     ode_system(name) -> (rhs = f!, n_state = n)
 

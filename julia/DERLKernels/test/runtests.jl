@@ -4,4 +4,5 @@ using DERLKernels, Test
     include("stencils.jl")
     include("systems.jl")
     include("ode.jl")
+    include("pde.jl")
 end

@@ -666,6 +666,9 @@ def _generate_grid(req: GenerateRequest, system, progress: bool, finalize=None) 
 
     dtype = DTYPES[req.dtype]
     t_end = system.t_end
+    backend = backends.resolve(req.backend)
+    if req.method == "exact":
+        backend = "python"  # a closed form needs no solver
     emp = None if req.empirical is None else parse_scheme(req.empirical)
     if emp is not None and emp[0] == "cubic-forward":
         raise ValueError("cubic-forward applies to trajectories; use forward:N/central:N here")
@@ -717,7 +720,7 @@ def _generate_grid(req: GenerateRequest, system, progress: bool, finalize=None) 
             "accuracy": emp[1],
             "of": "the stored field, along each grid axis",
         }
-    attrs = _common_attrs(req, system, generator, "python")
+    attrs = _common_attrs(req, system, generator, backend)
     attrs["inputs"], attrs["outputs"] = list(inputs), [field_name]
     check_target(Path(req.out), req.overwrite)
     work = ChunkStore(req.out, req.as_config(), overwrite=req.overwrite)
@@ -733,7 +736,11 @@ def _generate_grid(req: GenerateRequest, system, progress: bool, finalize=None) 
         tw = t[a:b]
         if system.name == "kdv":
             u0 = system.initial(axes["x"]) if k == 0 else work.load(k - 1, "field")[-1]
-            u = pde.solve_kdv(system.nu, axes["x"], tw, u0, tol=req.rtol)
+            if backend == "julia":  # pragma: no cover - needs Julia
+                u = np.empty((tw.size, axes["x"].size))
+                backends.module("julia").solve_kdv(system.nu, axes["x"], tw, u0, req.rtol, None, u)
+            else:
+                u = pde.solve_kdv(system.nu, axes["x"], tw, u0, tol=req.rtol)
             ux, uxx, uxxx = _spectral_derivatives(u, 2.0)
             ders = {"u_t": -(u * ux + system.nu * uxxx), "u_x": ux, "u_xx": uxx, "u_xxx": uxxx}
         elif method_name == "exact":
@@ -750,7 +757,13 @@ def _generate_grid(req: GenerateRequest, system, progress: bool, finalize=None) 
                 if method_name == "mol"
                 else {"method": "upwind-fv", "dt": 1e-3}
             )
-            u = pde.solve_continuity(x, y, tw, r0, **kw)
+            if backend == "julia":  # pragma: no cover - needs Julia
+                u = np.empty((tw.size, x.size, y.size))
+                backends.module("julia").solve_continuity(
+                    x, y, tw, r0, kw["method"], 6, 0.5, kw.get("dt"), False, u
+                )
+            else:
+                u = pde.solve_continuity(x, y, tw, r0, **kw)
             hx = x[1] - x[0]
             rx = derivative(u, hx, axis=1, accuracy=6, boundary="one-sided")
             ry = derivative(u, hx, axis=2, accuracy=6, boundary="one-sided")

@@ -29,7 +29,7 @@ JULIA_MODULE = "DERLHybrid"
 #: In-place DERLKernels functions Python calls besides the kernels of
 #: ``derlhybrid.kernels.KERNELS`` (ground-truth generators); tools/check_julia.py checks that
 #: the package exports and defines each.
-JULIA_GENERATORS = ("solve_ensemble!",)
+JULIA_GENERATORS = ("solve_ensemble!", "solve_kdv!", "solve_continuity!")
 
 #: Systems whose ODE ensembles DERLKernels solves (the names of its ``ODE_SYSTEMS`` table,
 #: checked by tools/check_julia.py); Julia builds their right-hand sides from the name.
@@ -183,3 +183,87 @@ def solve_ensemble(
         atol=_tolerance(atol),
     )
     return n_steps, status
+
+
+# --------------------------------------------------------------------------------------
+# PDE ground truth (DERLKernels' pde.jl; the python reference is kernels/pde.py)
+# --------------------------------------------------------------------------------------
+#: Methods of :func:`solve_continuity` (the velocity is always the rigid rotation ``(-y, x)``).
+CONTINUITY_METHODS = ("mol", "upwind-fv")
+
+
+def _frames_buffer(buf, name: str, shape: tuple[int, ...], what: str) -> np.ndarray:
+    if (
+        not isinstance(buf, np.ndarray)
+        or buf.shape != shape
+        or buf.dtype != np.float64
+        or not buf.flags.c_contiguous
+        or not buf.flags.writeable
+    ):
+        raise ValueError(
+            f"{name} must be a writeable C-contiguous float64 array of shape {shape} {what}"
+        )
+    return buf
+
+
+def _vector(name: str, v) -> np.ndarray:
+    a = np.ascontiguousarray(v, dtype=np.float64)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array, got shape {a.shape}")
+    return a
+
+
+def _optional_float(v):
+    return None if v is None else float(v)
+
+
+def solve_kdv(nu, x, t_eval, u0, tol, dt, out: np.ndarray) -> None:
+    """KdV ``u_t + u u_x + nu u_xxx = 0`` on the periodic grid ``x`` (no duplicated end):
+    ``DERLKernels.solve_kdv!`` fills ``out`` (C-contiguous float64, ``(n_t, n_x)``, seen by
+    Julia as ``(n_x, n_t)``) with Fourier pseudo-spectral ETDRK4, steps from ``tol`` or at
+    most ``dt`` (:func:`derlhybrid.kernels.pde.solve_kdv`, ``dealias=False``). ``u0`` is an
+    array or a callable evaluated here, in Python."""
+    x = _vector("solve_kdv: x", x)
+    t = _vector("solve_kdv: t_eval", t_eval)
+    u0 = _vector("solve_kdv: u0", u0(x) if callable(u0) else u0)
+    out = _frames_buffer(out, "solve_kdv: out", (t.size, x.size), "(n_t, n_x)")
+    load().solve_kdv_b(out.T, float(nu), x, t, u0, tol=float(tol), dt=_optional_float(dt))
+
+
+def solve_continuity(
+    x, y, t_eval, rho0, method, accuracy, cfl, dt, paper_edges, out: np.ndarray
+) -> None:
+    """Continuity ``rho_t + div(rho u) = 0`` under the rigid rotation ``u = (-y, x)``:
+    ``DERLKernels.solve_continuity!`` fills ``out`` (C-contiguous float64, ``(n_t, n_x,
+    n_y)``, seen by Julia as ``(n_y, n_x, n_t)``) by ``method`` ``"mol"`` or ``"upwind-fv"``
+    (:func:`derlhybrid.kernels.pde.solve_continuity` with ``velocity=rigid_rotation``,
+    ``boundary="periodic"``). Julia builds the velocity itself: no callable crosses the
+    boundary. ``rho0`` is an ``(n_x, n_y)`` array or a callable ``rho0(X, Y)`` evaluated here.
+    """
+    if method not in CONTINUITY_METHODS:
+        raise ValueError(
+            f"solve_continuity: method must be one of {CONTINUITY_METHODS}, got {method!r}"
+        )
+    x = _vector("solve_continuity: x", x)
+    y = _vector("solve_continuity: y", y)
+    t = _vector("solve_continuity: t_eval", t_eval)
+    rho0 = rho0(x[:, None], y[None, :]) if callable(rho0) else rho0
+    rho0 = np.ascontiguousarray(rho0, dtype=np.float64)
+    if rho0.shape != (x.size, y.size):
+        raise ValueError(
+            f"solve_continuity: rho0 must have shape {(x.size, y.size)} (len(x), len(y)), got "
+            f"{rho0.shape}"
+        )
+    out = _frames_buffer(out, "solve_continuity: out", (t.size, x.size, y.size), "(n_t, n_x, n_y)")
+    load().solve_continuity_b(
+        out.T,
+        x,
+        y,
+        t,
+        rho0.T,
+        method=str(method),
+        accuracy=int(accuracy),
+        cfl=float(cfl),
+        dt=_optional_float(dt),
+        paper_edges=bool(paper_edges),
+    )

@@ -16,20 +16,11 @@ import argparse
 import json
 import os
 import platform
-import time
 
 import numpy as np
 
 from derlhybrid import __version__, derivative
-
-
-def best_of(fn, repeats: int) -> float:
-    best = np.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+from derlhybrid.timing import best_of
 
 
 def main() -> None:

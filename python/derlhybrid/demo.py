@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from .kernels import backends, derivative
+from .timing import best_of
 
 
 def convergence_table(backend: str | None = None, orders=(1, 2, 3), accuracies=(2, 4, 6, 8)):
@@ -28,15 +27,6 @@ def convergence_table(backend: str | None = None, orders=(1, 2, 3), accuracies=(
     return rows
 
 
-def _best(fn, repeats):
-    best = np.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def stencil_demo(backend: str | None = None, size: int = 2048, repeats: int = 5) -> None:
     if size < 16:
         raise ValueError(f"--size must be at least 16, got {size}")
@@ -50,9 +40,9 @@ def stencil_demo(backend: str | None = None, size: int = 2048, repeats: int = 5)
         print(f"{k:>2} {p:>8} {e1:>11.3e} {e2:>11.3e} {rate:>15.2f}")
     u = np.random.default_rng(0).standard_normal((size, size))
     derivative(u, 0.01, accuracy=6, backend=backend)  # compile / warm up
-    t_ours = _best(lambda: derivative(u, 0.01, accuracy=6, backend=backend), repeats)
-    t_copy = _best(lambda: np.copy(u), repeats)
-    t_grad = _best(lambda: np.gradient(u, 0.01, axis=-1), repeats)
+    t_ours = best_of(lambda: derivative(u, 0.01, accuracy=6, backend=backend), repeats)
+    t_copy = best_of(lambda: np.copy(u), repeats)
+    t_grad = best_of(lambda: np.gradient(u, 0.01, axis=-1), repeats)
     print(f"\n6th-order d/dx of a {size}x{size} float64 field (best of {repeats}):")
     print(f"  derlhybrid      {t_ours * 1e3:8.1f} ms   ({t_ours / t_copy:.2f} x numpy.copy)")
     print(f"  numpy.copy      {t_copy * 1e3:8.1f} ms")

@@ -272,16 +272,8 @@ def _generate_trajectories(
             else "numpy Generator(PCG64(SeedSequence(seed)))"
         ),
     }
-    attrs = {
-        "system": system.name,
-        "system_parameters": system.params(),
-        "generator": generator,
-        "backend": backend,
-        "package_version": __version__,
-        "seed": req.seed,
-        "dtype": req.dtype,
-        "state_names": list(system.state_names),
-    }
+    attrs = _common_attrs(req, system, generator, backend)
+    attrs["state_names"] = list(system.state_names)
     emp = None if req.empirical is None else parse_scheme(req.empirical)
     n_emp = req.n_empirical_samples or (n_t - 1)
     if emp is not None:
@@ -351,14 +343,7 @@ def _generate_trajectories(
     if bar is not None:
         bar.close()
 
-    with DatasetWriter(
-        req.out,
-        layout="trajectories",
-        attrs=attrs,
-        config=req.as_config(),
-        overwrite=req.overwrite,
-        compression=req.compression,
-    ) as w:
+    with _writer(req, "trajectories", attrs) as w:
         w.create("trajectories/t", None, data=t, attrs={"unit": "s"})
         w.create(
             "trajectories/initial_states",
@@ -428,6 +413,18 @@ def _generate_trajectories(
             finalize(w)
     work.remove()
     return Path(req.out)
+
+
+def _writer(req: GenerateRequest, layout: str, attrs: dict) -> DatasetWriter:
+    """The atomic HDF5 writer of a request (final name, overwrite, compression)."""
+    return DatasetWriter(
+        req.out,
+        layout=layout,
+        attrs=attrs,
+        config=req.as_config(),
+        overwrite=req.overwrite,
+        compression=req.compression,
+    )
 
 
 def _common_attrs(req: GenerateRequest, system, generator: dict, backend: str) -> dict:
@@ -530,14 +527,7 @@ def _generate_points(
     attrs = _common_attrs(req, system, generator, "python")
     attrs["inputs"], attrs["outputs"] = list(system.inputs), list(system.outputs)
     attrs["derivative_inputs"] = list(system.coordinates)
-    with DatasetWriter(
-        req.out,
-        layout="points",
-        attrs=attrs,
-        config=req.as_config(),
-        overwrite=req.overwrite,
-        compression=req.compression,
-    ) as w:
+    with _writer(req, "points", attrs) as w:
         _write_point_set(w, "points", system, X, dtype)
         for name, idx in splits.items():
             w.create(
@@ -592,14 +582,7 @@ def _generate_ball(req: GenerateRequest, system) -> Path:
     attrs["inputs"], attrs["outputs"] = list(system.inputs), list(system.outputs)
     root = np.random.SeedSequence(req.seed)
     sets = dict(zip(("interior", "initial", "boundary"), root.spawn(3), strict=True))
-    with DatasetWriter(
-        req.out,
-        layout="points",
-        attrs=attrs,
-        config=req.as_config(),
-        overwrite=req.overwrite,
-        compression=req.compression,
-    ) as w:
+    with _writer(req, "points", attrs) as w:
         dsets = {
             "interior": w.create(
                 "points/inputs",
@@ -789,14 +772,7 @@ def _generate_grid(req: GenerateRequest, system, progress: bool, finalize=None) 
         bar.close()
     shape = (n_t, *[a.size for a in axes.values()])
     chunks = (1, *shape[1:])
-    with DatasetWriter(
-        req.out,
-        layout="grid",
-        attrs=attrs,
-        config=req.as_config(),
-        overwrite=req.overwrite,
-        compression=req.compression,
-    ) as w:
+    with _writer(req, "grid", attrs) as w:
         w.create("grid/t", None, data=t)
         for name, v in axes.items():
             w.create(f"grid/{name}", None, data=v, attrs={"periodic": system.name == "kdv"})

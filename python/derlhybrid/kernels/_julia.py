@@ -102,21 +102,6 @@ def derivative(u, out, axis, grid, order, accuracy, boundary, scheme) -> None:
     )
 
 
-def _ensemble_buffer(buf, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    if (
-        not isinstance(buf, np.ndarray)
-        or buf.shape != shape
-        or buf.dtype != np.float64
-        or not buf.flags.c_contiguous
-        or not buf.flags.writeable
-    ):
-        raise ValueError(
-            f"solve_ensemble: {name} must be a writeable C-contiguous float64 array of shape "
-            f"{shape} (n_traj, n_t, n_state)"
-        )
-    return buf
-
-
 def _tolerance(v):
     a = np.asarray(v, dtype=np.float64)
     return float(a) if a.ndim == 0 else np.ascontiguousarray(a)
@@ -163,8 +148,9 @@ def solve_ensemble(
             f"got {np.shape(params)}"
         )
     shape = (n_traj, t.size, n_state)
-    states = _ensemble_buffer(out_states, "out_states", shape)
-    derivs = _ensemble_buffer(out_derivatives, "out_derivatives", shape)
+    what = "(n_traj, n_t, n_state)"
+    states = _frames_buffer(out_states, "solve_ensemble: out_states", shape, what)
+    derivs = _frames_buffer(out_derivatives, "solve_ensemble: out_derivatives", shape, what)
     if np.shares_memory(states, derivs):
         raise ValueError("solve_ensemble: out_states and out_derivatives must not overlap")
     n_steps = np.zeros(n_traj, dtype=np.int64)

@@ -65,25 +65,18 @@ class AllenCahn(_AllenCahnBase):
         X = self._points(X)
         return (np.sin(PI * X[:, 0]) * np.sin(PI * X[:, 1]))[:, None]
 
-    def jacobian(self, X):
+    def _trig(self, X):
         X = self._points(X)
-        sx, cx, sy, cy = (
-            np.sin(PI * X[:, 0]),
-            np.cos(PI * X[:, 0]),
-            np.sin(PI * X[:, 1]),
-            np.cos(PI * X[:, 1]),
-        )
+        x, y = PI * X[:, 0], PI * X[:, 1]
+        return np.sin(x), np.cos(x), np.sin(y), np.cos(y)
+
+    def jacobian(self, X):
+        sx, cx, sy, cy = self._trig(X)
         return np.stack([PI * cx * sy, PI * sx * cy], axis=-1)[:, None, :]
 
     def hessian(self, X):
-        X = self._points(X)
-        sx, cx, sy, cy = (
-            np.sin(PI * X[:, 0]),
-            np.cos(PI * X[:, 0]),
-            np.sin(PI * X[:, 1]),
-            np.cos(PI * X[:, 1]),
-        )
-        h = np.empty((X.shape[0], 1, 2, 2))
+        sx, cx, sy, cy = self._trig(X)
+        h = np.empty((sx.shape[0], 1, 2, 2))
         h[:, 0, 0, 0] = h[:, 0, 1, 1] = -(PI**2) * sx * sy
         h[:, 0, 0, 1] = h[:, 0, 1, 0] = PI**2 * cx * cy
         return h

@@ -137,3 +137,15 @@ def test_kdv_paper_dataset(tmp_path):
         np.testing.assert_allclose(
             f["initial/outputs"][:401, 0], np.cos(np.pi * np.linspace(-1, 1, 401)), atol=1e-14
         )
+
+
+def test_allen_cahn_paper_ablation_targets(tmp_path):
+    path = _paper(tmp_path, "allen-cahn")
+    with open_dataset(path) as f:
+        jac = f["points/jacobian"][...]
+        for sigma in (0.001, 0.01, 0.05, 0.1):
+            noisy = f[f"variants/noise_{sigma:g}/jacobian"][...]
+            assert np.std(noisy - jac) == pytest.approx(sigma, rel=0.1)
+        errs = [np.abs(f[f"variants/step_{h:g}/jacobian"][...] - jac).max() for h in (0.1, 0.01)]
+        # central differences: error ~ π³h²/6 · |u| → a factor 100 between h = 0.1 and 0.01
+        assert errs[0] / errs[1] == pytest.approx(100, rel=0.05)

@@ -182,13 +182,13 @@ def generate_for(
     finalize=None,
 ) -> Path:
     """Dispatch on the kind of system (what :func:`generate` and the presets call).
-    ``finalize(writer)`` adds datasets before the file is completed (ODE ensembles)."""
+    ``finalize(writer)`` adds datasets before the file is completed."""
     if isinstance(system, ODESystem):
         return _generate_trajectories(req, system, progress, finalize)
     if system.name in ("kdv", "continuity"):
         return _generate_grid(req, system, progress, finalize)
     if isinstance(system, FieldSystem) and system.has_exact:
-        return _generate_points(req, system, design)
+        return _generate_points(req, system, design, finalize)
     if system.name == "euler-ball":
         return _generate_ball(req, system)
     raise ValueError(f"generation of {req.system!r} data is not available yet")
@@ -507,7 +507,7 @@ def _write_point_set(w, group: str, system: FieldSystem, X: np.ndarray, dtype) -
 
 
 def _generate_points(
-    req: GenerateRequest, system: FieldSystem, design: PointDesign | None = None
+    req: GenerateRequest, system: FieldSystem, design: PointDesign | None = None, finalize=None
 ) -> Path:
     """Pointwise training file of a system with a closed-form solution: inputs, outputs,
     Jacobians, Hessians (and forcing), boundary data, splits (by parameter set for
@@ -563,6 +563,8 @@ def _generate_points(
             B = _with_params(system, system.boundary_points(design.n_boundary), design.psets)
             w.create("boundary/inputs", None, data=B.astype(dtype))
             w.create("boundary/outputs", None, data=system.exact(B).astype(dtype))
+        if finalize is not None:
+            finalize(w)
     return Path(req.out)
 
 

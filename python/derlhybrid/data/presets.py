@@ -81,7 +81,9 @@ def _legacy_uniform(seed, low, high, size):
 def _allen_cahn(req, system, progress):
     """paper.md §4.2: ``rand`` = 1000 points uniform in [−1, 1]² (numpy seed 30) — the
     training set; ``grid`` = the interior grid −0.98:0.02:0.98 (99², in
-    ``/variants/grid``); boundary: 101 points per edge. Evaluation happens on the 201² grid,
+    ``/variants/grid``); boundary: 101 points per edge; the noise (σ ∈ {0.001, 0.01, 0.05,
+    0.1}) and finite-difference-step (h ∈ {0.1, 0.05, 0.01, 0.001}) ablation targets in
+    ``/variants/noise_<σ>`` and ``/variants/step_<h>``. Evaluation happens on the 201² grid,
     which the metrics rebuild from the exact solution."""
     req = _fixed(req, seed=30 if req.seed == 0 else req.seed)
     pts = _legacy_uniform(req.seed, -1, 1, (1000, 2))
@@ -98,7 +100,39 @@ def _allen_cahn(req, system, progress):
         n_boundary=101,
         variants={"grid": grid},
     )
-    return generate_for(req, system, progress=progress, design=design)
+
+    def ablations(w):
+        """``allen_noise`` (§4.2): u and ∇u of the rand set plus Gaussian noise of std σ
+        (the Hessian untouched); ``allen_step``: ∇u by central differences of the exact u
+        with step h."""
+        X = w.file["points/inputs"][...]
+        u, jac = w.file["points/outputs"][...], w.file["points/jacobian"][...]
+        rng = np.random.default_rng(np.random.SeedSequence(req.seed, spawn_key=(2,)))
+        for sigma in (0.001, 0.01, 0.05, 0.1):
+            g = f"variants/noise_{sigma:g}"
+            w.create(f"{g}/outputs", None, data=u + sigma * rng.standard_normal(u.shape))
+            w.create(
+                f"{g}/jacobian",
+                None,
+                data=jac + sigma * rng.standard_normal(jac.shape),
+                attrs={"sigma": sigma, "of": "points/outputs and points/jacobian"},
+            )
+        for h in (0.1, 0.05, 0.01, 0.001):
+            fd = np.stack(
+                [
+                    (system.exact(X + e) - system.exact(X - e)) / (2 * h)
+                    for e in (np.array([h, 0.0]), np.array([0.0, h]))
+                ],
+                axis=-1,
+            )
+            w.create(
+                f"variants/step_{h:g}/jacobian",
+                None,
+                data=fd,
+                attrs={"h": h, "scheme": "central differences of the exact u"},
+            )
+
+    return generate_for(req, system, progress=progress, design=design, finalize=ablations)
 
 
 def _allen_cahn_exp(req, system, progress):

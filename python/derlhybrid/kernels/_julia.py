@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _julia_state
 from .backends import BackendUnavailable, julia_executable, status
+from .buffers import check_out_buffer
 
 NAME = "julia"
 JULIA_MODULE = "DERLHybrid"
@@ -149,8 +150,8 @@ def solve_ensemble(
         )
     shape = (n_traj, t.size, n_state)
     what = "(n_traj, n_t, n_state)"
-    states = _frames_buffer(out_states, "solve_ensemble: out_states", shape, what)
-    derivs = _frames_buffer(out_derivatives, "solve_ensemble: out_derivatives", shape, what)
+    states = check_out_buffer(out_states, "solve_ensemble: out_states", shape, what)
+    derivs = check_out_buffer(out_derivatives, "solve_ensemble: out_derivatives", shape, what)
     if np.shares_memory(states, derivs):
         raise ValueError("solve_ensemble: out_states and out_derivatives must not overlap")
     n_steps = np.zeros(n_traj, dtype=np.int64)
@@ -178,20 +179,6 @@ def solve_ensemble(
 CONTINUITY_METHODS = ("mol", "upwind-fv")
 
 
-def _frames_buffer(buf, name: str, shape: tuple[int, ...], what: str) -> np.ndarray:
-    if (
-        not isinstance(buf, np.ndarray)
-        or buf.shape != shape
-        or buf.dtype != np.float64
-        or not buf.flags.c_contiguous
-        or not buf.flags.writeable
-    ):
-        raise ValueError(
-            f"{name} must be a writeable C-contiguous float64 array of shape {shape} {what}"
-        )
-    return buf
-
-
 def _vector(name: str, v) -> np.ndarray:
     a = np.ascontiguousarray(v, dtype=np.float64)
     if a.ndim != 1:
@@ -212,7 +199,7 @@ def solve_kdv(nu, x, t_eval, u0, tol, dt, out: np.ndarray) -> None:
     x = _vector("solve_kdv: x", x)
     t = _vector("solve_kdv: t_eval", t_eval)
     u0 = _vector("solve_kdv: u0", u0(x) if callable(u0) else u0)
-    out = _frames_buffer(out, "solve_kdv: out", (t.size, x.size), "(n_t, n_x)")
+    out = check_out_buffer(out, "solve_kdv: out", (t.size, x.size), "(n_t, n_x)")
     load().solve_kdv_b(out.T, float(nu), x, t, u0, tol=float(tol), dt=_optional_float(dt))
 
 
@@ -240,7 +227,9 @@ def solve_continuity(
             f"solve_continuity: rho0 must have shape {(x.size, y.size)} (len(x), len(y)), got "
             f"{rho0.shape}"
         )
-    out = _frames_buffer(out, "solve_continuity: out", (t.size, x.size, y.size), "(n_t, n_x, n_y)")
+    out = check_out_buffer(
+        out, "solve_continuity: out", (t.size, x.size, y.size), "(n_t, n_x, n_y)"
+    )
     load().solve_continuity_b(
         out.T,
         x,

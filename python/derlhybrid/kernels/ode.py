@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.integrate._ivp import dop853_coefficients as _dop
 
+from .buffers import check_out_buffer
+
 try:  # Numba is a dependency; without it the ODE kernels are unavailable (one-line error).
     import numba
     from numba.core import cgutils, types
@@ -590,18 +592,7 @@ def _run(rhs, n_traj: int, args) -> None:
 def _buffer(buf, name: str, shape: tuple[int, ...]) -> np.ndarray:
     if buf is None:
         return np.empty(shape, dtype=np.float64)
-    if (
-        not isinstance(buf, np.ndarray)
-        or buf.shape != shape
-        or buf.dtype != np.float64
-        or not buf.flags.c_contiguous
-        or not buf.flags.writeable
-    ):
-        raise ValueError(
-            f"solve_ensemble: {name} must be a writeable C-contiguous float64 array of shape "
-            f"{shape}"
-        )
-    return buf
+    return check_out_buffer(buf, f"solve_ensemble: {name}", shape)
 
 
 def _float_array(v, name: str) -> np.ndarray:

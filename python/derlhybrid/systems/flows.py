@@ -46,13 +46,16 @@ class Kovasznay(FieldSystem):
             axis=-1,
         )
 
-    def jacobian(self, X):
+    def _parts(self, X):
+        """λ, x, e^{λx}, 2π, cos 2πy, sin 2πy at the points X."""
         X = self._points(X)
         lam, x, y = self.lam, X[:, 0], X[:, 1]
-        e = np.exp(lam * x)
         tp = 2 * math.pi
-        c, s = np.cos(tp * y), np.sin(tp * y)
-        jac = np.zeros((X.shape[0], 3, 2))
+        return lam, x, np.exp(lam * x), tp, np.cos(tp * y), np.sin(tp * y)
+
+    def jacobian(self, X):
+        lam, x, e, tp, c, s = self._parts(X)
+        jac = np.zeros((x.size, 3, 2))
         jac[:, 0, 0] = -lam * e * c
         jac[:, 0, 1] = tp * e * s
         jac[:, 1, 0] = lam**2 / tp * e * s
@@ -61,12 +64,8 @@ class Kovasznay(FieldSystem):
         return jac
 
     def hessian(self, X):
-        X = self._points(X)
-        lam, x, y = self.lam, X[:, 0], X[:, 1]
-        e = np.exp(lam * x)
-        tp = 2 * math.pi
-        c, s = np.cos(tp * y), np.sin(tp * y)
-        h = np.zeros((X.shape[0], 3, 2, 2))
+        lam, x, e, tp, c, s = self._parts(X)
+        h = np.zeros((x.size, 3, 2, 2))
         h[:, 0, 0, 0] = -(lam**2) * e * c
         h[:, 0, 0, 1] = h[:, 0, 1, 0] = tp * lam * e * s
         h[:, 0, 1, 1] = tp**2 * e * c

@@ -70,6 +70,45 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from pathlib import Path
+
+    from .learn.config import TrainConfig
+    from .learn.trainer import train
+
+    cfg = TrainConfig.from_toml(args.config)
+    overrides = {k: getattr(args, k) for k in ("epochs", "device") if getattr(args, k)}
+    if overrides:
+        cfg = TrainConfig.from_dict(
+            {**cfg.to_dict(), "train": {**cfg.to_dict()["train"], **overrides}}
+        )
+    out = Path(args.out) if args.out else Path(args.config).with_suffix("")
+    result = train(cfg, out, resume=not args.no_resume, progress=not args.no_progress)
+    final = result.history[-1] if result.history else None
+    if result.start_epoch and result.start_epoch >= cfg.train.epochs:
+        print(f"{out}: already trained for {result.start_epoch} epochs (raise train.epochs)")
+    elif final is not None:
+        losses = ", ".join(f"{k} {v:.3e}" for k, v in final["train"].items())
+        print(f"epoch {final['epoch']}: {losses}")
+    print(f"checkpoint {result.checkpoint}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    import json
+
+    from .learn.evaluate import evaluate
+    from .learn.metrics import write_metrics
+
+    options = {k: v for k, v in (("grid", args.grid), ("variant", args.variant)) if v}
+    result = evaluate(args.checkpoint, args.data, options=options, device=args.device)
+    if args.out:
+        print(f"wrote {write_metrics(args.out, result)}")
+    else:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
 def _add_generate(sub) -> None:
     g = sub.add_parser(
         "generate",
@@ -145,6 +184,24 @@ def build_parser() -> argparse.ArgumentParser:
     ins = sub.add_parser("inspect", help="schema, sizes and provenance of a dataset file")
     ins.add_argument("file")
     ins.set_defaults(func=_cmd_inspect)
+
+    tr = sub.add_parser("train", help="train a network as a TOML config says (resumable)")
+    tr.add_argument("config", help="TOML file: [data] [model] [objective] [train]")
+    tr.add_argument("--out", help="run directory (default: the config's name without .toml)")
+    tr.add_argument("--epochs", type=int, help="override train.epochs (e.g. to extend a run)")
+    tr.add_argument("--device", help="override train.device (cpu, cuda, cuda:N)")
+    tr.add_argument("--no-resume", action="store_true", help="refuse an existing checkpoint")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("evaluate", help="the paper's metrics of a checkpoint on a dataset")
+    ev.add_argument("checkpoint")
+    ev.add_argument("data", help="dataset file of the same system")
+    ev.add_argument("--out", help="write the metrics to this JSON file (default: print)")
+    ev.add_argument("--grid", type=int, help="evaluation grid side (Allen–Cahn, Kovasznay)")
+    ev.add_argument("--variant", help="evaluate on /variants/<name> of the file")
+    ev.add_argument("--device", default="cpu")
+    ev.set_defaults(func=_cmd_evaluate)
     return p
 
 
@@ -155,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, BackendUnavailable, DatasetError) as exc:
         print(f"derl: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        from .learn.trainer import TrainingDiverged
+
+        if not isinstance(exc, TrainingDiverged):
+            raise
+        print(f"derl: {exc}", file=sys.stderr)
+        return 3
     except BrokenPipeError:  # e.g. `derl inspect f.h5 | head`
         sys.stderr.close()
         return 0

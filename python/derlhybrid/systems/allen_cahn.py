@@ -43,9 +43,22 @@ class _AllenCahnBase(FieldSystem):
         X = self._points(X)
         return _forcing(self.diffusion(X), self.exact(X)[:, 0], self.hessian(X))
 
+    residual_needs = (("x", "x"), ("y", "y"))
+    residual_aux = ("forcing",)
+
     def residual(self, u, u_xx, u_yy, f, diffusion):
         """PDE residual D(u_xx + u_yy) − u + u³ − f (NumPy or torch)."""
         return diffusion * (u_xx + u_yy) - u + u**3 - f
+
+    def _diffusion_xp(self, X):  # the diffusion at points, without converting X
+        return self.diffusion(np.zeros((1, len(self.inputs))))
+
+    def pde_residual(self, d, X, aux, xp=np):
+        u = d()[:, 0]
+        r = self.residual(
+            u, d("x", "x")[:, 0], d("y", "y")[:, 0], aux["forcing"], self._diffusion_xp(X)
+        )
+        return r[:, None]
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,9 @@ class AllenCahnExp(_AllenCahnBase):
 
     def diffusion(self, X):
         return self._points(X)[:, 2]
+
+    def _diffusion_xp(self, X):
+        return X[:, 2]
 
     def _parts(self, X):
         X = self._points(X)

@@ -167,6 +167,15 @@ class ODESystem(System):
     def sample_initial_states(self, rng: np.random.Generator, n: int) -> np.ndarray:
         raise NotImplementedError(f"{self.name} does not define initial-state sampling")
 
+    #: second-order (mechanical) form: the state is (q, v) with q' = v; a flow-map network
+    #: may then output the positions q alone, its velocity being ∂q̂/∂t (the paper's pendulum)
+    second_order: ClassVar[bool] = False
+
+    def vector_field(self, t, y, xp=np):
+        """f(t, y) on states ``(N, n_state)`` of any array namespace ``xp`` (NumPy or torch:
+        what a PINN residual of a flow-map network calls). Returns ``(N, n_state)``."""
+        raise NotImplementedError(f"{self.name} defines no array-namespace vector field")
+
 
 @dataclass(frozen=True)
 class FieldSystem(System):
@@ -206,6 +215,24 @@ class FieldSystem(System):
 
     def forcing(self, X) -> np.ndarray:
         raise NotImplementedError(f"{self.name} has no forcing term")
+
+    #: derivatives the PDE residual needs, as tuples of input names (the value is implied)
+    residual_needs: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    #: one name per residual component
+    residual_names: ClassVar[tuple[str, ...]] = ("residual",)
+    #: per-point data the residual reads from ``aux`` (e.g. a manufactured ``forcing``)
+    residual_aux: ClassVar[tuple[str, ...]] = ()
+
+    def pde_residual(self, d, X, aux, xp=np):
+        """The PDE residual N[u] at points ``X`` (N, n_in), in any array namespace ``xp``.
+
+        ``d(*names)`` returns the derivative of every output with respect to the named
+        inputs, ``(N, n_out)`` (``d()`` is the value); ``aux`` maps the names in
+        ``residual_aux`` to per-point arrays ``(N,)``. Returns ``(N, len(residual_names))``.
+        The same code serves the NumPy checks (exact solution → zero residual) and torch
+        training (the PINN loss).
+        """
+        raise NotImplementedError(f"{self.name} defines no PDE residual")
 
     def boundary_points(self, n_per_edge: int) -> np.ndarray:
         """Equispaced points on the edges of the coordinate box (2-D steady problems):

@@ -29,8 +29,23 @@ class Kovasznay(FieldSystem):
     def lam(self) -> float:
         return self.Re / 2 - math.sqrt(self.Re**2 / 4 + 4 * math.pi**2)
 
+    residual_needs = (("x",), ("y",), ("x", "x"), ("y", "y"))
+    residual_names = ("momentum_x", "momentum_y", "divergence")
+
     def domain(self):
         return {"x": (-1.0, 1.0), "y": (-0.5, 1.5)}
+
+    def pde_residual(self, d, X, aux, xp=np):
+        """(−νΔu + (u·∇)u + ∂p/∂x, −νΔv + (u·∇)v + ∂p/∂y, ∂u/∂x + ∂v/∂y)."""
+        val, dx, dy = d(), d("x"), d("y")
+        lap = d("x", "x") + d("y", "y")
+        nu = 1.0 / self.Re
+        u, v = val[:, 0], val[:, 1]
+        mom = [
+            -nu * lap[:, c] + u * dx[:, c] + v * dy[:, c] + (dx[:, 2] if c == 0 else dy[:, 2])
+            for c in (0, 1)
+        ]
+        return xp.stack([mom[0], mom[1], dx[:, 0] + dy[:, 1]], -1)
 
     def exact(self, X):
         X = self._points(X)

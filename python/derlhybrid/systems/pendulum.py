@@ -40,6 +40,13 @@ class Pendulum(ODESystem):
     omega0_range = (-1.5, 1.5)
     t_end_default = 10.0
 
+    second_order = True
+
+    def vector_field(self, t, y, xp=np):
+        theta, omega = y[:, 0], y[:, 1]
+        acc = -(self.g / self.l) * xp.sin(theta) - (self.b / self.m) * omega
+        return xp.stack([omega, acc], -1)
+
     def rhs(self, t, y) -> np.ndarray:
         y = np.asarray(y, dtype=np.float64)
         out = np.empty_like(y)

@@ -75,9 +75,15 @@ class Continuity(FieldSystem):
         """∫ρ0 over the plane, 4πw/... = 4 · π w (each Gaussian integrates to π w)."""
         return len(GAUSSIAN_CENTRES) * math.pi * self.width
 
+    residual_needs = (("t",), ("x",), ("y",))
+
     def residual(self, rho_t, rho_x, rho_y, x, y):
         """ρ_t + u·∇ρ (= ρ_t + ∇·(ρu) since ∇·u = 0)."""
         return rho_t - y * rho_x + x * rho_y
+
+    def pde_residual(self, d, X, aux, xp=np):
+        r = self.residual(d("t")[:, 0], d("x")[:, 0], d("y")[:, 0], X[:, 1], X[:, 2])
+        return r[:, None]
 
 
 @dataclass(frozen=True)
@@ -101,5 +107,10 @@ class KdV(FieldSystem):
     def initial(self, x) -> np.ndarray:
         return np.cos(np.pi * np.asarray(x, dtype=np.float64))
 
+    residual_needs = (("t",), ("x",), ("x", "x", "x"))
+
     def residual(self, u, u_t, u_x, u_xxx):
         return u_t + u * u_x + self.nu * u_xxx
+
+    def pde_residual(self, d, X, aux, xp=np):
+        return self.residual(d(), d("t"), d("x"), d("x", "x", "x"))

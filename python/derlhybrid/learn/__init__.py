@@ -1,0 +1,57 @@
+"""Learning through derivatives: models, the input-derivative engine, loss terms, trainer,
+metrics (paper.md §1, §3–8).
+
+>>> from derlhybrid.learn import TrainConfig, train
+>>> cfg = TrainConfig.from_toml("pendulum.toml")      # doctest: +SKIP
+>>> result = train(cfg, "runs/pendulum")              # doctest: +SKIP
+
+Importing this package imports torch but reads no data and starts no Julia.
+"""
+
+from __future__ import annotations
+
+from .checkpoint import CheckpointError as CheckpointError
+from .checkpoint import load_checkpoint as load_checkpoint
+from .config import ConfigError as ConfigError
+from .config import TrainConfig as TrainConfig
+from .derivatives import Derivatives as Derivatives
+from .derivatives import input_derivatives as input_derivatives
+from .evaluate import evaluate as evaluate
+from .evaluate import make_predict as make_predict
+from .losses import MODES as MODES
+from .losses import TERMS as TERMS
+from .losses import Objective as Objective
+from .losses import build_objective as build_objective
+from .models import MLP as MLP
+from .models import MLPConfig as MLPConfig
+from .problems import PointSet as PointSet
+from .problems import Problem as Problem
+from .problems import load_problem as load_problem
+from .trainer import TrainingDiverged as TrainingDiverged
+from .trainer import TrainResult as TrainResult
+from .trainer import load_model as load_model
+from .trainer import train as train
+
+__all__ = [
+    "MLP",
+    "MODES",
+    "TERMS",
+    "CheckpointError",
+    "ConfigError",
+    "Derivatives",
+    "MLPConfig",
+    "Objective",
+    "PointSet",
+    "Problem",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "build_objective",
+    "evaluate",
+    "input_derivatives",
+    "load_checkpoint",
+    "load_model",
+    "load_problem",
+    "make_predict",
+    "train",
+]

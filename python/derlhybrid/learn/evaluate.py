@@ -1,0 +1,173 @@
+"""Evaluate a trained network on a dataset: the paper's metrics of its experiment, plus the
+loss terms on every split.
+
+``evaluate(checkpoint, data)`` rebuilds the network from its checkpoint, checks that the
+file holds data of the same system with the inputs and outputs the network was trained on,
+and returns a JSON-ready dict: ``splits`` (the unweighted interior loss terms of the
+training objective on each split) and ``metrics`` (the experiment's metrics from
+:mod:`derlhybrid.learn.metrics`, chosen by system through :data:`EVALUATORS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.store import DatasetError, open_dataset
+from . import metrics as M
+from .checkpoint import CheckpointError
+from .derivatives import input_derivatives
+from .losses import StepContext, build_objective
+from .problems import Problem, load_problem
+from .trainer import load_model
+
+__all__ = ["EVALUATORS", "evaluate", "make_predict"]
+
+
+def make_predict(model: torch.nn.Module, engine: str = "auto") -> Callable:
+    """The ``predict(X, multi_indices)`` callable of :mod:`metrics` for a torch model:
+    float64 NumPy in, float64 NumPy out, derivatives by the same engine as training."""
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+
+    def predict(X: np.ndarray, indices) -> dict:
+        x = torch.as_tensor(X, dtype=dtype, device=device)
+        with torch.set_grad_enabled(engine == "autograd"):
+            d = input_derivatives(model, x, indices, engine=engine)
+        return {k: d[k].detach().double().cpu().numpy() for k in d.keys()}
+
+    return predict
+
+
+def _pendulum(predict, problem: Problem, f, options) -> dict:
+    split = "test" if "splits/test" in f else None
+    idx = np.sort(f["splits/test"][...]) if split else slice(None)
+    return M.evaluate_pendulum(
+        predict,
+        problem.system,
+        f["trajectories/t"][...],
+        f["trajectories/initial_states"][idx],
+        f["trajectories/states"][idx],
+        form=problem.form,
+        phase_grid=options.get("phase_grid", 250),
+    )
+
+
+def _allen_cahn(predict, problem: Problem, f, options) -> dict:
+    n = options.get("grid", 201)
+    system = problem.system
+    if not system.parameter_inputs:
+        return M.evaluate_allen_cahn(predict, system, n=n)
+    out = {}
+    values = f["parameters/values"][...]
+    for name in ("train", "val", "test"):
+        if f"parameters/{name}" in f:
+            sets = values[np.sort(f[f"parameters/{name}"][...])]
+            out[name] = M.evaluate_allen_cahn(predict, system, n=n, parameter_sets=sets)
+    if "parameters/test_values" in f:
+        sets = f["parameters/test_values"][...]
+        out["unseen"] = M.evaluate_allen_cahn(predict, system, n=n, parameter_sets=sets)
+    return out
+
+
+def _kovasznay(predict, problem, f, options) -> dict:
+    return M.evaluate_kovasznay(predict, problem.system, n=options.get("grid", 200))
+
+
+def _continuity(predict, problem, f, options) -> dict:
+    if "fields/rho" not in f:
+        raise DatasetError(f"{f.filename}: continuity metrics need the grid file (/fields/rho)")
+    stride = int(options.get("frame_stride", 10))
+    t = f["grid/t"][...][::stride]
+    rho = f["fields/rho"][::stride]
+    return M.evaluate_continuity(
+        predict, problem.system, rho, t, f["grid/x"][...], f["grid/y"][...]
+    )
+
+
+def _grid_field(predict, problem, f, options) -> dict:
+    if "fields" not in f:
+        return {}
+    (name,) = list(f["fields"])
+    axes = [f[f"grid/{n}"][...] for n in problem.inputs]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    X = np.stack([m.ravel() for m in mesh], axis=1)
+    u = f[f"fields/{name}"][...].reshape(-1, 1)
+    cell = float(np.prod([a[1] - a[0] for a in axes]))
+    return M.evaluate_field(predict, problem.system, X, u, cell=cell)
+
+
+#: the experiment metrics of each system (paper.md §3.5, §4.5, §5.4, §6.5, §7.3, §8.5)
+EVALUATORS: dict[str, Callable] = {
+    "pendulum": _pendulum,
+    "allen-cahn": _allen_cahn,
+    "allen-cahn-exp": _allen_cahn,
+    "allen-cahn-multi": _allen_cahn,
+    "kovasznay": _kovasznay,
+    "continuity": _continuity,
+    "kdv": _grid_field,
+}
+
+
+def split_losses(model, problem: Problem, objective, engine: str = "auto") -> dict:
+    """Unweighted interior loss terms on every split (chunked)."""
+    ctx = StepContext(model, problem, engine, torch.Generator().manual_seed(0))
+    out = {}
+    for name, pts in problem.sets.items():
+        if name in ("initial", "boundary") or len(pts) == 0:
+            continue
+        sums: dict[str, float] = {}
+        for start in range(0, len(pts), 8192):
+            chunk = pts.take(slice(start, start + 8192))
+            batches = {"interior": chunk}
+            if problem.initial_from_batch:
+                batches["initial"] = problem.initial_points(chunk)
+            _, parts = objective(batches, ctx)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(chunk) / len(pts)
+        out[name] = sums
+    return out
+
+
+def evaluate(checkpoint, data, *, options: dict | None = None, device="cpu") -> dict[str, Any]:
+    """Metrics of the network in ``checkpoint`` on the dataset file ``data``."""
+    options = dict(options or {})
+    model, ckpt = load_model(checkpoint, map_location=device)
+    cfg = ckpt["config"]
+    problem = load_problem(data, form=cfg["data"]["form"], variant=options.get("variant"))
+    trained = ckpt["system"]
+    if problem.system.name != trained["system"]:
+        raise DatasetError(
+            f"{data} holds {problem.system.name!r} data but the network was trained on "
+            f"{trained['system']!r}"
+        )
+    mc = ckpt["model_config"]
+    if (mc["n_in"], mc["n_out"]) != (problem.n_in, problem.n_out):
+        raise CheckpointError(
+            f"shape mismatch: the network maps {mc['n_in']} → {mc['n_out']} but {data} has "
+            f"{problem.n_in} inputs {problem.inputs} and {problem.n_out} outputs"
+        )
+    problem.to(device, model.dtype)
+    obj_cfg = cfg["objective"]
+    objective = build_objective(
+        problem,
+        obj_cfg["mode"],
+        obj_cfg["weights"],
+        obj_cfg["terms"],
+        obj_cfg["hessian_projection"],
+    )
+    engine = cfg["train"]["engine"]
+    result = {
+        "checkpoint": str(checkpoint),
+        "data": str(data),
+        "system": problem.system.describe(),
+        "epochs": ckpt["epoch"],
+        "splits": split_losses(model, problem, objective, engine),
+    }
+    evaluator = EVALUATORS.get(problem.system.name)
+    if evaluator is not None:
+        with open_dataset(data) as f:
+            result["metrics"] = evaluator(make_predict(model, engine), problem, f, options)
+    return M.to_jsonable(result)

@@ -1,0 +1,367 @@
+"""Loss terms, composed into objectives; the paper's training modes are rows of one table.
+
+A term is a small object that names the point set it reads (``interior``, ``initial``,
+``boundary``, ``periodic``), the input derivatives it needs there, and how it turns those
+derivatives and the batch's targets into a scalar. An :class:`Objective` is a list of
+weighted terms; per step it gathers every point set's needs, computes all input derivatives
+in **one** engine call (sets concatenated, derivatives shared by all terms), and returns the
+weighted total and every term's unweighted value.
+
+Modes (paper.md §1) resolve through :data:`MODES` — no chain of ``if``s over mode names::
+
+    outl       output                                  (weight group "sys")
+    derl       jacobian                                ("sys")
+    sob        output + jacobian                       ("sys", one weight)
+    pinn       residual                                ("pde")
+    outl+pinn  output ("sys") + residual ("pde")
+    hesl       hessian                                 ("sys")
+    der+hesl   jacobian + hessian                      ("sys")
+    sob+hesl   output + jacobian + hessian_projection  ("sys")
+
+plus the conditions the problem has: ``initial`` (weight group "init"), ``boundary`` and
+``periodic`` ("bc"). All MSEs are means over every tensor entry (PyTorch ``MSELoss``), as in
+the paper (§12.11). Adding a term is one class and one line of :data:`TERMS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from .derivatives import Derivatives, closure, input_derivatives
+from .problems import PointSet, Problem
+
+__all__ = ["MODES", "TERMS", "Objective", "StepContext", "Term", "build_objective"]
+
+
+def _mse(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    diff = a if b is None else a - b
+    return diff.square().mean()
+
+
+@dataclass
+class StepContext:
+    """What terms may need beyond their batch: the model (for extra evaluations), the
+    derivative engine, and the training run's random generator."""
+
+    model: torch.nn.Module
+    problem: Problem
+    engine: str = "auto"
+    generator: torch.Generator | None = None
+
+
+@dataclass(frozen=True)
+class Term:
+    name: ClassVar[str] = "term"
+    point_set: ClassVar[str] = "interior"
+    #: targets the term reads from its batch (checked against the data before training)
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def needs(self, problem: Problem) -> list[tuple[int, ...]]:
+        return []
+
+    def __call__(self, d: Derivatives, batch: PointSet, ctx: StepContext) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class OutputTerm(Term):
+    """mean |û − u|²"""
+
+    name: ClassVar[str] = "output"
+    requires: ClassVar[tuple[str, ...]] = ("output",)
+
+    def __call__(self, d, batch, ctx):
+        return _mse(d.value, batch.targets["output"])
+
+
+@dataclass(frozen=True)
+class JacobianTerm(Term):
+    """mean ‖Dû − Du‖² over the derivative inputs (DERL)"""
+
+    name: ClassVar[str] = "jacobian"
+    requires: ClassVar[tuple[str, ...]] = ("jacobian",)
+
+    def needs(self, problem):
+        return [(i,) for i in problem.derivative_inputs]
+
+    def __call__(self, d, batch, ctx):
+        return _mse(d.jacobian(ctx.problem.derivative_inputs), batch.targets["jacobian"])
+
+
+@dataclass(frozen=True)
+class HessianTerm(Term):
+    """mean ‖Hû − Hu‖² entrywise over the full (symmetric) Hessian (HESL)"""
+
+    name: ClassVar[str] = "hessian"
+    requires: ClassVar[tuple[str, ...]] = ("hessian",)
+
+    def needs(self, problem):
+        di = problem.derivative_inputs
+        return [(i, j) for i in di for j in di if i <= j]
+
+    def __call__(self, d, batch, ctx):
+        return _mse(d.hessian(ctx.problem.derivative_inputs), batch.targets["hessian"])
+
+
+@dataclass(frozen=True)
+class HessianProjectionTerm(Term):
+    """The paper's randomised Hessian-projection error E_H (SOB+HESL): for K unit
+    directions v per point, mean over points and directions of ‖Ĥv − H v‖ (the Euclidean
+    norm, not squared). ``method="finite-difference"`` approximates Ĥv as the paper does,
+    (∇û(x + σv) − ∇û(x))/σ; ``"exact"`` uses the network's exact Hessian (no O(σ) bias)."""
+
+    name: ClassVar[str] = "hessian_projection"
+    requires: ClassVar[tuple[str, ...]] = ("hessian",)
+    n_directions: int = 100
+    sigma: float = 0.01
+    method: str = "finite-difference"
+
+    def __post_init__(self):
+        if self.method not in ("finite-difference", "exact"):
+            raise ValueError(
+                f"hessian_projection: method must be 'finite-difference' or 'exact', "
+                f"got {self.method!r}"
+            )
+        if self.n_directions < 1 or not self.sigma > 0:
+            raise ValueError("hessian_projection: n_directions ≥ 1 and sigma > 0 required")
+
+    def needs(self, problem):
+        di = problem.derivative_inputs
+        if self.method == "exact":
+            return [(i, j) for i in di for j in di if i <= j]
+        return [(i,) for i in di]
+
+    def __call__(self, d, batch, ctx):
+        di = ctx.problem.derivative_inputs
+        B, k, K = batch.X.shape[0], len(di), self.n_directions
+        v = torch.randn(B, K, k, generator=ctx.generator, dtype=batch.X.dtype)
+        v = (v / v.norm(dim=-1, keepdim=True)).to(batch.X.device)
+        target = torch.einsum("boij,bkj->bkoi", batch.targets["hessian"], v)
+        if self.method == "exact":
+            hv = torch.einsum("boij,bkj->bkoi", d.hessian(di), v)
+        else:
+            shift = torch.zeros(B, K, batch.X.shape[1], dtype=v.dtype, device=v.device)
+            shift[:, :, list(di)] = self.sigma * v
+            Xs = (batch.X[:, None, :] + shift).reshape(B * K, -1)
+            ds = input_derivatives(ctx.model, Xs, [(i,) for i in di], engine=ctx.engine)
+            g_shift = ds.jacobian(di).reshape(B, K, -1, k)
+            hv = (g_shift - d.jacobian(di)[:, None]) / self.sigma
+        return (hv - target).flatten(2).norm(dim=-1).mean()
+
+
+@dataclass(frozen=True)
+class ResidualTerm(Term):
+    """mean |N[û]|² (PINN), the system's residual at the interior points"""
+
+    name: ClassVar[str] = "residual"
+
+    def needs(self, problem):
+        return list(problem.residual_needs)
+
+    def __call__(self, d, batch, ctx):
+        aux = {k: batch.targets[k] for k in ctx.problem.system_aux if k in batch.targets}
+        return _mse(ctx.problem.residual(d, batch.X, aux))
+
+
+@dataclass(frozen=True)
+class InitialTerm(Term):
+    """mean |û(t=0) − u0|² (with the initial rate ∂û/∂t − v0 for second-order flow maps,
+    averaged over all columns as the paper does)"""
+
+    name: ClassVar[str] = "initial"
+    point_set: ClassVar[str] = "initial"
+
+    def needs(self, problem):
+        if problem.initial_from_batch and problem.form == "positions":
+            return [(problem.time_input,)]
+        return []
+
+    def __call__(self, d, batch, ctx):
+        pred, target = [d.value], [batch.targets["output"]]
+        rate = batch.targets.get("initial_rate")
+        if rate is not None:
+            pred.append(d[(ctx.problem.time_input,)])
+            target.append(rate)
+        return _mse(torch.cat(pred, dim=1), torch.cat(target, dim=1))
+
+
+@dataclass(frozen=True)
+class BoundaryTerm(Term):
+    """mean |û − g|² on the boundary points (Dirichlet data)"""
+
+    name: ClassVar[str] = "boundary"
+    point_set: ClassVar[str] = "boundary"
+
+    def __call__(self, d, batch, ctx):
+        return _mse(d.value, batch.targets["output"])
+
+
+@dataclass(frozen=True)
+class PeriodicTerm(Term):
+    """mean |û(left) − û(right)|² together with the first derivatives along the periodic
+    inputs (u and u_x periodic, paper.md §8.2). Its batch stacks left rows over right rows."""
+
+    name: ClassVar[str] = "periodic"
+    point_set: ClassVar[str] = "periodic"
+
+    def needs(self, problem):
+        return [(i,) for i in problem.periodic_derivatives]
+
+    def __call__(self, d, batch, ctx):
+        cols = [d.value] + [d[(i,)] for i in ctx.problem.periodic_derivatives]
+        both = torch.cat(cols, dim=1)
+        half = both.shape[0] // 2
+        return _mse(both[:half], both[half:])
+
+
+#: every term by name (what configs may name in ``[objective] terms``)
+TERMS: dict[str, type[Term]] = {
+    t.name: t
+    for t in (
+        OutputTerm,
+        JacobianTerm,
+        HessianTerm,
+        HessianProjectionTerm,
+        ResidualTerm,
+        InitialTerm,
+        BoundaryTerm,
+        PeriodicTerm,
+    )
+}
+
+#: the paper's modes: (term, weight group) pairs
+MODES: dict[str, tuple[tuple[str, str], ...]] = {
+    "outl": (("output", "sys"),),
+    "derl": (("jacobian", "sys"),),
+    "sob": (("output", "sys"), ("jacobian", "sys")),
+    "pinn": (("residual", "pde"),),
+    "outl+pinn": (("output", "sys"), ("residual", "pde")),
+    "hesl": (("hessian", "sys"),),
+    "der+hesl": (("jacobian", "sys"), ("hessian", "sys")),
+    "sob+hesl": (("output", "sys"), ("jacobian", "sys"), ("hessian_projection", "sys")),
+}
+#: the conditions added to every mode when the problem has them
+CONDITIONS: tuple[tuple[str, str], ...] = (
+    ("initial", "init"),
+    ("boundary", "bc"),
+    ("periodic", "bc"),
+)
+WEIGHT_GROUPS = ("sys", "pde", "init", "bc")
+
+
+@dataclass
+class Objective:
+    """Weighted loss terms. ``terms`` holds ``(term, weight)`` pairs."""
+
+    terms: list[tuple[Term, float]] = field(default_factory=list)
+
+    def point_sets(self) -> list[str]:
+        return sorted({t.point_set for t, _ in self.terms})
+
+    def targets_needed(self, problem: Problem) -> set[str]:
+        """The interior targets the terms read (batches carry only these)."""
+        keep = {r for t, _ in self.terms if t.point_set == "interior" for r in t.requires}
+        if any(t.name == "residual" for t, _ in self.terms):
+            keep.update(problem.system_aux)
+        if problem.initial_from_batch and any(t.name == "initial" for t, _ in self.terms):
+            keep.update(("initial_output", "initial_rate"))
+        return keep
+
+    def check(self, problem: Problem) -> None:
+        """Refuse terms whose data the problem lacks (one-line ``ValueError``)."""
+        for term, _ in self.terms:
+            if term.point_set == "interior":
+                missing = [r for r in term.requires if r not in problem.sets["train"].targets]
+                if missing:
+                    raise ValueError(
+                        f"term {term.name!r} needs {missing[0]!r} targets, which this dataset "
+                        f"does not provide (it has: {', '.join(problem.sets['train'].targets)})"
+                    )
+            if term.name == "residual" and problem.residual_fn is None:
+                raise ValueError(f"{problem.system.name} defines no PDE residual for PINN terms")
+
+    def __call__(
+        self, batches: Mapping[str, PointSet], ctx: StepContext
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        needs: dict[str, list] = {}
+        for term, _ in self.terms:
+            needs.setdefault(term.point_set, []).extend(term.needs(ctx.problem))
+        names = [n for n in needs if n in batches]
+        X = torch.cat([batches[n].X for n in names]) if len(names) > 1 else batches[names[0]].X
+        union = closure(m for n in names for m in needs[n])
+        d_all = input_derivatives(ctx.model, X, union, engine=ctx.engine)
+        per_set, start = {}, 0
+        for n in names:
+            stop = start + len(batches[n])
+            per_set[n] = (
+                d_all
+                if len(names) == 1
+                else Derivatives({k: v[start:stop] for k, v in d_all._values.items()})
+            )
+            start = stop
+        total, parts = None, {}
+        for term, weight in self.terms:
+            if term.point_set not in per_set:
+                continue
+            value = term(per_set[term.point_set], batches[term.point_set], ctx)
+            parts[term.name] = value.detach()
+            total = weight * value if total is None else total + weight * value
+        return total, parts
+
+    def describe(self) -> list[dict]:
+        out = []
+        for term, weight in self.terms:
+            params = {k: v for k, v in vars(term).items()}
+            out.append({"term": term.name, "weight": weight, **params})
+        return out
+
+
+def build_objective(
+    problem: Problem,
+    mode: str | None = None,
+    weights: Mapping[str, float] | None = None,
+    terms: list[Mapping] | None = None,
+    hessian_projection: Mapping | None = None,
+) -> Objective:
+    """The objective of a named mode (plus the problem's conditions), or of an explicit
+    list of ``{"term": name, "weight": w, ...options}``. Unknown names are refused."""
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(WEIGHT_GROUPS))
+    if unknown:
+        raise ValueError(f"unknown weight {unknown[0]!r}; weights are {', '.join(WEIGHT_GROUPS)}")
+    chosen: list[tuple[Term, float]] = []
+    if mode is not None:
+        key = mode.lower()
+        if key not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        rows = list(MODES[key]) + [c for c in CONDITIONS if _has_set(problem, c[0])]
+        for name, group in rows:
+            opts = dict(hessian_projection or {}) if name == "hessian_projection" else {}
+            chosen.append((TERMS[name](**opts), float(weights.get(group, 1.0))))
+    for spec in terms or []:
+        spec = dict(spec)
+        name = spec.pop("term", None)
+        if name not in TERMS:
+            raise ValueError(f"unknown loss term {name!r}; choose one of {', '.join(TERMS)}")
+        weight = float(spec.pop("weight", 1.0))
+        try:
+            chosen.append((TERMS[name](**spec), weight))
+        except TypeError:
+            raise ValueError(f"loss term {name!r}: unknown option(s) {sorted(spec)}") from None
+    if not chosen:
+        raise ValueError("the objective is empty: give a mode or a list of terms")
+    objective = Objective([(t, w) for t, w in chosen if w != 0.0])
+    objective.check(problem)
+    return objective
+
+
+def _has_set(problem: Problem, name: str) -> bool:
+    if name == "initial":
+        return problem.initial_from_batch or "initial" in problem.sets
+    if name == "periodic":
+        return problem.periodic is not None
+    return name in problem.sets

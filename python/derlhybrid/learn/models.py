@@ -1,0 +1,194 @@
+"""Coordinate networks: multilayer perceptrons with smooth activations.
+
+``MLP(MLPConfig(n_in=3, n_out=1, width=50, depth=4))`` is the paper's pendulum network
+(3 → 4×50 tanh → 1): ``depth`` hidden layers of ``width`` units, the activation after each
+hidden layer, a plain linear output layer. The configuration is a frozen dataclass that a
+checkpoint stores verbatim (style rule 12), so ``MLP(MLPConfig(**saved))`` rebuilds the
+network. PyTorch's default initialisation is kept (as the paper), seeded by the caller.
+
+The input-derivative engine (:mod:`derlhybrid.learn.derivatives`) propagates Taylor
+coefficients through exactly these layers; an activation therefore declares how to compute
+its derivatives of every order (:class:`Activation`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["ACTIVATIONS", "MLP", "Activation", "MLPConfig"]
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class Activation:
+    """A smooth scalar activation σ with all its derivatives.
+
+    ``derivatives(z, n)`` returns ``[σ(z), σ'(z), …, σ⁽ⁿ⁾(z)]``. tanh and softplus are
+    computed from one transcendental call each: their derivatives are polynomials in
+    ``a = tanh z`` (a' = 1 − a²) and in ``s = sigmoid z`` (s' = s − s²), whose coefficients
+    are derived once by the recurrence P_{k+1}(a) = P_k'(a)·g(a).
+    """
+
+    name = "abstract"
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def derivatives(self, z: torch.Tensor, n: int) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+
+class _PolynomialActivation(Activation):
+    #: coefficients (lowest power first) of g, with var' = g(var), and of σ' as a polynomial
+    generator: tuple[float, ...] = ()
+    first: tuple[float, ...] = ()
+
+    @cached_property
+    def _polys(self) -> list[np.ndarray]:
+        polys = [np.array(self.first, dtype=np.float64)]
+        g = np.polynomial.Polynomial(self.generator)
+        for _ in range(7):  # derivatives up to order 8 (the engine needs ≤ 4)
+            p = np.polynomial.Polynomial(polys[-1])
+            polys.append((p.deriv() * g).coef)
+        return polys
+
+    def _value_and_var(self, z):
+        raise NotImplementedError
+
+    def derivatives(self, z, n):
+        value, var = self._value_and_var(z)
+        out = [value]
+        for k in range(1, n + 1):
+            c = self._polys[k - 1]
+            acc = torch.full_like(var, float(c[-1]))
+            for coef in c[-2::-1]:  # Horner
+                acc = acc * var + float(coef)
+            out.append(acc)
+        return out
+
+
+class Tanh(_PolynomialActivation):
+    name = "tanh"
+    generator = (1.0, 0.0, -1.0)  # a' = 1 − a²
+    first = (1.0, 0.0, -1.0)  # σ' = 1 − a²
+
+    def __call__(self, z):
+        return torch.tanh(z)
+
+    def _value_and_var(self, z):
+        a = torch.tanh(z)
+        return a, a
+
+    def derivatives(self, z, n):  # hand-unrolled to order 3: the common case is hot
+        if n > 3:
+            return super().derivatives(z, n)
+        a = torch.tanh(z)
+        out = [a]
+        if n >= 1:
+            d1 = 1.0 - a * a
+            out.append(d1)
+        if n >= 2:
+            out.append(-2.0 * a * d1)
+        if n >= 3:
+            out.append(d1 * (6.0 * a * a - 2.0))
+        return out
+
+
+class Softplus(_PolynomialActivation):
+    name = "softplus"
+    generator = (0.0, 1.0, -1.0)  # s' = s − s²
+    first = (0.0, 1.0)  # σ' = s
+
+    def __call__(self, z):
+        return nn.functional.softplus(z)
+
+    def _value_and_var(self, z):
+        return nn.functional.softplus(z), torch.sigmoid(z)
+
+
+class Sine(Activation):
+    """σ(z) = sin(ω₀ z) (SIREN's activation; ω₀ = 1 by default)."""
+
+    name = "sin"
+
+    def __init__(self, omega0: float = 1.0):
+        self.omega0 = float(omega0)
+
+    def __call__(self, z):
+        return torch.sin(self.omega0 * z)
+
+    def derivatives(self, z, n):
+        w = self.omega0 * z
+        s, c = torch.sin(w), torch.cos(w)
+        cycle = (s, c, -s, -c)
+        return [cycle[k % 4] if k == 0 else cycle[k % 4] * self.omega0**k for k in range(n + 1)]
+
+
+ACTIVATIONS = {"tanh": Tanh, "sin": Sine, "softplus": Softplus}
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Architecture of an :class:`MLP`; validated at construction."""
+
+    n_in: int
+    n_out: int
+    width: int = 50
+    depth: int = 4
+    activation: str = "tanh"
+    dtype: str = "float32"
+    #: frequency ω₀ of the ``sin`` activation
+    omega0: float = 1.0
+
+    def __post_init__(self):
+        for name in ("n_in", "n_out", "width", "depth"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"model: {name} must be a positive integer, got {v!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"model: unknown activation {self.activation!r}; "
+                f"choose one of {', '.join(ACTIVATIONS)}"
+            )
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model: dtype must be float32 or float64, got {self.dtype!r}")
+        if not (math.isfinite(self.omega0) and self.omega0 > 0):
+            raise ValueError(f"model: omega0 must be positive, got {self.omega0!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MLP(nn.Module):
+    """n_in → depth × width (activation) → n_out, linear output layer."""
+
+    def __init__(self, config: MLPConfig):
+        super().__init__()
+        self.config = config
+        dims = [config.n_in] + [config.width] * config.depth + [config.n_out]
+        dtype = DTYPES[config.dtype]
+        self.layers = nn.ModuleList(
+            nn.Linear(a, b, dtype=dtype) for a, b in itertools.pairwise(dims)
+        )
+        act = ACTIVATIONS[config.activation]
+        self.activation = act(config.omega0) if act is Sine else act()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.layers[0].weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.layers[0].weight.device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = self.activation(layer(x))
+        return self.layers[-1](x)

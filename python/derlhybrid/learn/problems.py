@@ -1,0 +1,392 @@
+"""Learning problems: what a network learns from a dataset file, as tensors.
+
+A :class:`Problem` holds the point sets of one training run — the interior ``train`` /
+``val`` / ``test`` sets with their targets, and the initial, boundary and periodic sets that
+pin the function — plus how to compute the system's residual from network derivatives.
+:func:`load_problem` builds one from any file ``derl generate`` writes:
+
+* ``trajectories`` (ODE ensembles) → a *flow map* (t, y0) ↦ y(t). For second-order systems
+  (the pendulum) ``form="positions"`` (default, the paper's network) outputs the positions
+  q alone: the velocity is ∂q̂/∂t, the Jacobian target is ∂q/∂t = v and the Hessian target
+  ∂²q/∂t² = f_v; the initial condition pins q̂(0) = q0 and ∂q̂/∂t(0) = v0. ``form="state"``
+  outputs the whole state with Jacobian target ∂y/∂t = f(y). Only time derivatives are
+  supervised (the data know nothing of ∂y/∂y0; paper.md §12.1).
+* ``points`` (closed-form systems) → inputs, outputs, Jacobians and Hessians with respect to
+  the coordinates (not the PDE parameters of a family), forcing, Dirichlet boundary data.
+* ``grid`` (KdV, continuity) → every grid point with its field and derivatives, the initial
+  and boundary sets the file holds (periodic pairs for periodic inputs).
+
+``variant`` selects an alternative target set of the file (``/variants/<name>``: e.g. the
+continuity ``grid``/``full`` points or the Allen–Cahn ``noise_0.01`` targets, whose arrays
+replace those of the main set) or ``"empirical"`` derivatives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..data.store import DatasetError, open_dataset, provenance
+from ..systems import get_system
+from ..systems.base import FieldSystem, ODESystem, System
+from .derivatives import Derivatives
+
+__all__ = ["PointSet", "Problem", "load_problem"]
+
+FORMS = ("positions", "state")
+
+
+@dataclass
+class PointSet:
+    """Points ``X`` (N, n_in) and per-point targets: ``output`` (N, n_out), ``jacobian``
+    (N, n_out, k), ``hessian`` (N, n_out, k, k), ``initial_rate`` (N, n_out) (the time
+    derivative an initial condition pins), ``forcing`` (N,)…"""
+
+    X: torch.Tensor
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    def take(self, idx) -> PointSet:
+        return PointSet(self.X[idx], {k: v[idx] for k, v in self.targets.items()})
+
+    def to(self, device=None, dtype=None) -> PointSet:
+        def conv(v):
+            return v.to(device=device, dtype=dtype if v.is_floating_point() else None)
+
+        return PointSet(conv(self.X), {k: conv(v) for k, v in self.targets.items()})
+
+
+@dataclass
+class Problem:
+    """Everything a trainer needs about the data, independent of the loss terms."""
+
+    system: System
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    #: positions of the inputs that Jacobian/Hessian targets differentiate
+    derivative_inputs: tuple[int, ...]
+    sets: dict[str, PointSet]
+    #: flow maps: the initial condition of every batch row is (t = 0, its own y0)
+    initial_from_batch: bool = False
+    #: periodic pairs: (left, right) point sets and the input positions whose derivatives
+    #: must match too
+    periodic: tuple[PointSet, PointSet] | None = None
+    periodic_derivatives: tuple[int, ...] = ()
+    form: str = ""
+    source: dict = field(default_factory=dict)
+    residual_needs: tuple[tuple[int, ...], ...] = ()
+    residual_fn: Callable | None = None
+
+    @property
+    def n_in(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def n_out(self) -> int:
+        return len(self.outputs)
+
+    @property
+    def system_aux(self) -> tuple[str, ...]:
+        """Per-point data the residual reads (e.g. a manufactured forcing)."""
+        return tuple(getattr(self.system, "residual_aux", ()))
+
+    @property
+    def time_input(self) -> int | None:
+        return self.inputs.index("t") if "t" in self.inputs else None
+
+    def residual(self, d: Derivatives, X: torch.Tensor, aux: dict) -> torch.Tensor:
+        if self.residual_fn is None:
+            raise ValueError(f"{self.system.name} defines no residual: PINN terms need one")
+        return self.residual_fn(d, X, aux)
+
+    def initial_points(self, batch: PointSet) -> PointSet:
+        """The initial-condition points of a flow-map batch: (0, y0) → (q0[, v0])."""
+        X0 = batch.X.clone()
+        X0[:, self.time_input] = 0.0
+        return PointSet(X0, {"output": batch.targets["initial_output"], **_rate(batch)})
+
+    def describe(self) -> dict:
+        return {
+            "system": self.system.describe(),
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "derivative_inputs": [self.inputs[i] for i in self.derivative_inputs],
+            "form": self.form,
+            "sizes": {k: len(v) for k, v in self.sets.items()},
+            "source": self.source,
+        }
+
+    def to(self, device=None, dtype=None) -> Problem:
+        self.sets = {k: v.to(device, dtype) for k, v in self.sets.items()}
+        if self.periodic is not None:
+            self.periodic = tuple(p.to(device, dtype) for p in self.periodic)
+        return self
+
+
+def _rate(batch: PointSet) -> dict:
+    r = batch.targets.get("initial_rate")
+    return {} if r is None else {"initial_rate": r}
+
+
+def _t(a) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)
+
+
+def _field_residual(system: FieldSystem, inputs: tuple[str, ...]):
+    pos = {n: i for i, n in enumerate(inputs)}
+    needs = tuple(tuple(sorted(pos[n] for n in names)) for names in system.residual_needs)
+
+    def residual(d: Derivatives, X, aux):
+        return system.pde_residual(lambda *names: d[tuple(pos[n] for n in names)], X, aux, torch)
+
+    return needs, residual
+
+
+def _flow_residual(system: ODESystem, form: str, n_q: int):
+    if form == "positions":
+
+        def residual(d: Derivatives, X, aux):  # q̈ − f_v(t, q, q̇)
+            y = torch.cat([d.value, d[(0,)]], dim=1)
+            return d[(0, 0)] - system.vector_field(X[:, 0], y, torch)[:, n_q:]
+
+        return ((0, 0),), residual
+
+    def residual(d: Derivatives, X, aux):  # ẏ − f(t, y)
+        return d[(0,)] - system.vector_field(X[:, 0], d.value, torch)
+
+    return ((0,),), residual
+
+
+def _split_indices(f, n: int) -> dict[str, np.ndarray]:
+    if "splits" in f:
+        return {k: f[f"splits/{k}"][...] for k in f["splits"]}
+    return {"train": np.arange(n)}
+
+
+def _load_trajectories(f, system: ODESystem, form: str, variant: str | None) -> Problem:
+    if form not in FORMS:
+        raise ValueError(f"unknown form {form!r}; choose one of {', '.join(FORMS)}")
+    ns = system.n_state
+    if form == "positions" and not system.second_order:
+        raise ValueError(
+            f'{system.name} is not a second-order system: use form = "state" for its flow map'
+        )
+    n_q = ns // 2 if form == "positions" else ns
+    y0_all = f["trajectories/initial_states"][...]
+    if variant in (None, "true"):
+        t_all = f["trajectories/t"][...]
+        y_all = f["trajectories/states"]
+        dy_all = f["trajectories/derivatives"]
+    elif variant == "empirical" and "empirical/t" in f:
+        t_all, y_all, dy_all = f["empirical/t"], f["empirical/states"], f["empirical/derivatives"]
+    elif variant == "empirical" and "trajectories/empirical_derivatives" in f:
+        t_all = f["trajectories/t"][...]
+        y_all, dy_all = f["trajectories/states"], f["trajectories/empirical_derivatives"]
+    else:
+        raise DatasetError(f"{f.filename} has no {variant!r} targets for a trajectory problem")
+    sets = {}
+    ok = f["trajectories/status"][...] == 0 if "trajectories/status" in f else None
+    for split, idx in _split_indices(f, y0_all.shape[0]).items():
+        idx = np.sort(idx)
+        if ok is not None:
+            idx = idx[ok[idx]]  # failed trajectories (NaN rows) are left out
+        y, dy = y_all[idx], dy_all[idx]
+        t = t_all[idx] if getattr(t_all, "ndim", 1) == 2 else np.broadcast_to(t_all, y.shape[:2])
+        y0 = np.broadcast_to(y0_all[idx][:, None, :], y.shape)
+        X = np.concatenate([t[..., None], y0], axis=-1).reshape(-1, 1 + ns)
+        y, dy = y.reshape(-1, ns), dy.reshape(-1, ns)
+        tg = {}
+        if form == "positions":
+            tg["output"] = y[:, :n_q]
+            tg["jacobian"] = y[:, n_q:, None]  # ∂q/∂t = v
+            tg["hessian"] = dy[:, n_q:, None, None]  # ∂²q/∂t² = f_v
+            tg["initial_output"] = X[:, 1 : 1 + n_q]
+            tg["initial_rate"] = X[:, 1 + n_q :]
+        else:
+            tg["output"], tg["jacobian"] = y, dy[:, :, None]
+            tg["initial_output"] = X[:, 1:]
+        sets[split] = PointSet(_t(X), {k: _t(v) for k, v in tg.items()})
+    names = system.state_names
+    needs, residual = _flow_residual(system, form, n_q)
+    return Problem(
+        system=system,
+        inputs=("t", *(f"{n}0" for n in names)),
+        outputs=tuple(names[:n_q]),
+        derivative_inputs=(0,),
+        sets=sets,
+        initial_from_batch=True,
+        form=form,
+        residual_needs=needs,
+        residual_fn=residual,
+    )
+
+
+def _point_arrays(f, group: str, system: FieldSystem) -> dict[str, np.ndarray]:
+    out = {}
+    for key in ("inputs", "outputs", "jacobian", "hessian", "forcing"):
+        if f"{group}/{key}" in f:
+            out[key] = f[f"{group}/{key}"][...]
+    return out
+
+
+def _targets(a: dict) -> dict[str, torch.Tensor]:
+    names = {"outputs": "output", "jacobian": "jacobian", "hessian": "hessian"}
+    tg = {names[k]: _t(v) for k, v in a.items() if k in names}
+    if "forcing" in a:
+        tg["forcing"] = _t(a["forcing"])
+    return tg
+
+
+def _load_points(f, system: FieldSystem, variant: str | None) -> Problem:
+    base = _point_arrays(f, "points", system)
+    if "inputs" not in base:
+        raise DatasetError(f"{f.filename} has no /points/inputs")
+    if variant is not None:
+        if f"variants/{variant}" not in f:
+            avail = sorted(f["variants"]) if "variants" in f else []
+            raise DatasetError(
+                f"{f.filename} has no variant {variant!r} (available: {', '.join(avail) or 'none'})"
+            )
+        over = _point_arrays(f, f"variants/{variant}", system)
+        if "inputs" in over:  # a set of its own (e.g. continuity grid/full): no main splits
+            base = over
+            splits = {"train": np.arange(over["inputs"].shape[0])}
+        else:  # replacement targets for the main points
+            base = {**base, **over}
+            splits = _split_indices(f, base["inputs"].shape[0])
+    else:
+        splits = _split_indices(f, base["inputs"].shape[0])
+    full = PointSet(_t(base["inputs"]), _targets(base))
+    sets = {k: full.take(torch.as_tensor(np.sort(v))) for k, v in splits.items()}
+    _add_condition_sets(f, sets)
+    return _field_problem(system, sets)
+
+
+def _add_condition_sets(f, sets):
+    for name in ("initial", "boundary"):
+        if f"{name}/inputs" in f and f"{name}/outputs" in f:
+            sets[name] = PointSet(
+                _t(f[f"{name}/inputs"][...]), {"output": _t(f[f"{name}/outputs"][...])}
+            )
+
+
+def _field_problem(system: FieldSystem, sets, periodic=None) -> Problem:
+    inputs = tuple(system.inputs)
+    needs, residual = _field_residual(system, inputs)
+    coords = tuple(inputs.index(c) for c in system.coordinates)
+    per_d = tuple(inputs.index(c) for c in system.periodic_inputs)
+    return Problem(
+        system=system,
+        inputs=inputs,
+        outputs=tuple(system.outputs),
+        derivative_inputs=coords,
+        sets=sets,
+        periodic=periodic,
+        periodic_derivatives=per_d,
+        residual_needs=needs,
+        residual_fn=residual,
+    )
+
+
+def _load_grid(f, system: FieldSystem, variant: str | None) -> Problem:
+    if variant is not None and variant != "empirical":
+        # a point set stored beside the grid (continuity grid/full)
+        return _load_points_variant(f, system, variant)
+    inputs = tuple(system.inputs)
+    axes = [f[f"grid/{n}"][...] for n in inputs]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    X = np.stack([m.ravel() for m in mesh], axis=1)
+    (field_name,) = list(f["fields"])
+    u = f[f"fields/{field_name}"][...].reshape(-1, 1)
+    group = "empirical" if variant == "empirical" else "derivatives"
+    cols = []
+    for c in system.coordinates:
+        key = f"{group}/{field_name}_{c}"
+        if key not in f:
+            cols = None
+            break
+        cols.append(f[key][...].reshape(-1))
+    tg = {"output": _t(u)}
+    if cols is not None:
+        tg["jacobian"] = _t(np.stack(cols, axis=-1)[:, None, :])
+    sets = {"train": PointSet(_t(X), tg)}
+    _add_condition_sets(f, sets)
+    if "initial" not in sets and "t" in inputs:
+        first = X[: X.shape[0] // axes[0].size]
+        sets["initial"] = PointSet(_t(first), {"output": _t(u[: first.shape[0]])})
+    periodic = None
+    if system.periodic_inputs:
+        periodic = _periodic_pairs(system, sets.get("boundary"), axes, inputs)
+        sets.pop("boundary", None)
+    return _field_problem(system, sets, periodic)
+
+
+def _load_points_variant(f, system, variant):
+    g = f"variants/{variant}"
+    if g not in f or f"{g}/inputs" not in f:
+        avail = sorted(f["variants"]) if "variants" in f else []
+        raise DatasetError(
+            f"{f.filename} has no point variant {variant!r} "
+            f"(available: {', '.join(avail) or 'none'})"
+        )
+    a = _point_arrays(f, g, system)
+    sets = {"train": PointSet(_t(a["inputs"]), _targets(a))}
+    _add_condition_sets(f, sets)
+    return _field_problem(system, sets)
+
+
+def _periodic_pairs(system, boundary, axes, inputs):
+    """Left/right points of every periodic input: (…, lo, …) ↔ (…, hi, …)."""
+    lo_hi = system.domain()
+    (name,) = system.periodic_inputs[:1]
+    j = inputs.index(name)
+    if boundary is not None:
+        Xb = boundary.X.numpy()
+        left = Xb[np.isclose(Xb[:, j], lo_hi[name][0])]
+    else:
+        others = [a for i, a in enumerate(axes) if i != j]
+        mesh = np.meshgrid(*others, indexing="ij")
+        rest = np.stack([m.ravel() for m in mesh], axis=1)
+        left = np.insert(rest, j, lo_hi[name][0], axis=1)
+    right = left.copy()
+    right[:, j] = lo_hi[name][1]
+    return PointSet(_t(left)), PointSet(_t(right))
+
+
+def load_problem(
+    path, *, form: str = "positions", variant: str | None = None, system: System | None = None
+) -> Problem:
+    """Read a dataset file into a :class:`Problem` (float64 CPU tensors; move them with
+    :meth:`Problem.to`). ``system`` defaults to the one the file records."""
+    with open_dataset(path) as f:
+        prov = provenance(f)
+        file_system = get_system(prov["system"], prov.get("system_parameters") or {})
+        if system is None:
+            system = file_system
+        elif system.name != file_system.name:
+            raise DatasetError(
+                f"{path} holds data of system {file_system.name!r}, not {system.name!r}"
+            )
+        layout = prov["layout"]
+        if layout == "trajectories":
+            problem = _load_trajectories(f, system, form, variant)
+        elif layout == "points":
+            problem = _load_points(f, system, variant)
+        elif layout == "grid":
+            problem = _load_grid(f, system, variant)
+        else:  # pragma: no cover - open_dataset validates layouts
+            raise DatasetError(f"{path}: unknown layout {layout!r}")
+        problem.source = {
+            "path": str(path),
+            "config_hash": prov.get("config_hash"),
+            "created": prov.get("created"),
+            "package_version": prov.get("package_version"),
+            "seed": prov.get("seed"),
+            "variant": variant,
+        }
+        return problem

@@ -1,0 +1,438 @@
+"""The trainer: Adam, L-BFGS or Adam-then-L-BFGS over an objective, with checkpoints that
+resume a killed run exactly.
+
+``train(config, out_dir)`` loads the problem the config names, builds the network and the
+objective, and runs epochs. Data that fit stay on the device as tensors and are batched by
+indexing with a seeded permutation (no ``DataLoader``: its per-sample collation costs more
+than a step of a small MLP). Every ``checkpoint_every`` epochs the whole state — weights,
+optimizer, scheduler, random generators, history — goes to ``out_dir/checkpoint.pt``
+(atomically); rerunning the same command resumes from it and gives the same weights, bit for
+bit, as an uninterrupted run. A non-finite loss stops training with one line that names the
+term and keeps the last good checkpoint.
+
+Seeds: one root ``numpy.random.SeedSequence(seed)`` spawns the seeds of the weight
+initialisation, of the batch order and of the random terms (Hessian projections).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .losses import Objective, StepContext, build_objective
+from .models import MLP, MLPConfig
+from .problems import PointSet, Problem, load_problem
+
+__all__ = ["TrainResult", "TrainingDiverged", "resolve_device", "train"]
+
+CHECKPOINT = "checkpoint.pt"
+EVAL_CHUNK = 8192
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became non-finite; the message names the term and the checkpoint kept."""
+
+
+@dataclass
+class TrainResult:
+    model: MLP
+    problem: Problem
+    objective: Objective
+    history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint: Path | None = None
+    start_epoch: int = 0
+    seconds: float = 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError('train.device asks for CUDA but torch sees no GPU; use device = "cpu"')
+    return torch.device(name)
+
+
+def _seeds(seed: int) -> tuple[int, int, int]:
+    kids = np.random.SeedSequence(seed).spawn(3)
+    return tuple(int(k.generate_state(1, np.uint64)[0] % (2**63 - 1)) for k in kids)
+
+
+def build_model(problem: Problem, model_cfg: dict, seed: int) -> MLP:
+    config = MLPConfig(n_in=problem.n_in, n_out=problem.n_out, **model_cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MLP(config)
+
+
+class _Cycle:
+    """Draws batches from a point set cyclically, reshuffling at every wrap."""
+
+    def __init__(self, points: PointSet, gen: torch.Generator, right: PointSet | None = None):
+        self.points, self.right, self.gen = points, right, gen
+        self.perm, self.pos = None, 0
+
+    def next(self, n: int) -> PointSet:
+        size = len(self.points)
+        n = min(n, size)
+        if self.perm is None or self.pos + n > size:
+            self.perm = torch.randperm(size, generator=self.gen).to(self.points.X.device)
+            self.pos = 0
+        idx = self.perm[self.pos : self.pos + n]
+        self.pos += n
+        batch = self.points.take(idx)
+        if self.right is not None:  # periodic pairs: left rows over right rows
+            batch = PointSet(torch.cat([batch.X, self.right.X[idx]]))
+        return batch
+
+    def state(self):
+        return {"perm": None if self.perm is None else self.perm.cpu(), "pos": self.pos}
+
+    def load(self, state):
+        self.perm = None if state["perm"] is None else state["perm"].to(self.points.X.device)
+        self.pos = state["pos"]
+
+
+class _Run:
+    def __init__(self, cfg: TrainConfig, problem: Problem, device: torch.device):
+        self.cfg, self.t = cfg, cfg.train
+        init_seed, batch_seed, term_seed = _seeds(self.t.seed)
+        self.model = build_model(problem, cfg.model, init_seed).to(device)
+        self.problem = problem.to(device, self.model.dtype)
+        o = cfg.objective
+        self.objective = build_objective(problem, o.mode, o.weights, o.terms, o.hessian_projection)
+        keep = self.objective.targets_needed(problem)
+        for name in ("train", "val", "test"):  # batches index only what the terms read
+            if name in problem.sets:
+                pts = problem.sets[name]
+                pts.targets = {k: v for k, v in pts.targets.items() if k in keep}
+        self.batch_gen = torch.Generator().manual_seed(batch_seed)
+        self.term_gen = torch.Generator().manual_seed(term_seed)
+        self.ctx = StepContext(self.model, problem, self.t.engine, self.term_gen)
+        cbs = self.t.condition_batch_size or self.t.batch_size
+        self.cbs = cbs
+        self.cycles: dict[str, _Cycle] = {}
+        wanted = set(self.objective.point_sets())
+        for name in ("initial", "boundary"):
+            if (
+                name in wanted
+                and name in problem.sets
+                and not (name == "initial" and problem.initial_from_batch)
+            ):
+                self.cycles[name] = _Cycle(problem.sets[name], self.batch_gen)
+        if "periodic" in wanted and problem.periodic is not None:
+            self.cycles["periodic"] = _Cycle(
+                problem.periodic[0], self.batch_gen, problem.periodic[1]
+            )
+        self.adam = None
+        self.lbfgs = None
+        self.scheduler = None
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 0
+
+    # -- optimizers ---------------------------------------------------------------------
+    def phase(self, epoch: int) -> str:
+        t = self.t
+        if t.optimizer == "adam+lbfgs":
+            return "adam" if epoch < t.adam_epochs else "lbfgs"
+        return t.optimizer
+
+    def optimizer(self, phase: str):
+        params = self.model.parameters()
+        if phase == "adam":
+            if self.adam is None:
+                fused = self.model.dtype in (torch.float32, torch.float64)
+                self.adam = torch.optim.Adam(params, lr=self.t.lr, fused=fused)
+                self.scheduler = _scheduler(self.adam, self.t)
+            return self.adam
+        if self.lbfgs is None:
+            lb = self.t.lbfgs
+            self.lbfgs = torch.optim.LBFGS(
+                params,
+                lr=lb.lr,
+                max_iter=lb.max_iter,
+                max_eval=lb.max_eval,
+                history_size=lb.history_size,
+                tolerance_grad=lb.tolerance_grad,
+                tolerance_change=lb.tolerance_change,
+                line_search_fn=lb.line_search,
+            )
+        return self.lbfgs
+
+    # -- batches ------------------------------------------------------------------------
+    def batches(self, interior: PointSet, full: bool = False) -> dict[str, PointSet]:
+        out = {"interior": interior}
+        if self.problem.initial_from_batch and "initial" in self.objective.point_sets():
+            out["initial"] = self.problem.initial_points(interior)
+        for name, cyc in self.cycles.items():
+            if full:
+                pts = cyc.points
+                out[name] = pts if cyc.right is None else PointSet(torch.cat([pts.X, cyc.right.X]))
+            else:
+                out[name] = cyc.next(self.cbs)
+        return out
+
+    # -- one epoch ----------------------------------------------------------------------
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        phase = self.phase(epoch)
+        opt = self.optimizer(phase)
+        train = self.problem.sets["train"]
+        n = len(train)
+        sums: dict[str, torch.Tensor] = {}
+        steps = 0
+
+        def accumulate(total, parts):
+            nonlocal steps
+            steps += 1
+            sums["loss"] = sums.get("loss", 0) + total.detach()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0) + v
+
+        if phase == "lbfgs" and self.t.lbfgs.batch == "full":
+            batches = self.batches(train, full=True)
+            last = {}
+
+            def closure():
+                opt.zero_grad(set_to_none=True)
+                total, parts = self.objective(batches, self.ctx)
+                total.backward()
+                last["v"] = (total, parts)
+                return total
+
+            opt.step(closure)
+            accumulate(*last["v"])
+        else:
+            perm = torch.randperm(n, generator=self.batch_gen).to(train.X.device)
+            bs = self.t.batch_size
+            for start in range(0, n, bs):
+                batches = self.batches(train.take(perm[start : start + bs]))
+                if phase == "adam":
+                    total, parts = self.objective(batches, self.ctx)
+                    opt.zero_grad(set_to_none=True)
+                    total.backward()
+                    opt.step()
+                    accumulate(total, parts)
+                else:
+                    last = {}
+
+                    def closure(batches=batches, last=last):
+                        opt.zero_grad(set_to_none=True)
+                        total, parts = self.objective(batches, self.ctx)
+                        total.backward()
+                        last["v"] = (total, parts)
+                        return total
+
+                    opt.step(closure)
+                    accumulate(*last["v"])
+        if phase == "adam" and self.scheduler is not None:
+            self.scheduler.step()
+        return {k: float(v) / steps for k, v in sums.items()}
+
+    # -- validation ---------------------------------------------------------------------
+    def validate(self) -> dict[str, float]:
+        val = self.problem.sets.get("val")
+        if val is None or len(val) == 0:
+            return {}
+        sums: dict[str, float] = {}
+        for start in range(0, len(val), EVAL_CHUNK):
+            chunk = val.take(slice(start, start + EVAL_CHUNK))
+            with torch.enable_grad():
+                _, parts = self.objective({"interior": chunk}, self.ctx)
+            w = len(chunk) / len(val)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + w * float(v)
+        return sums
+
+    # -- checkpoints --------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "model_state": self.model.state_dict(),
+            "adam": None if self.adam is None else self.adam.state_dict(),
+            "lbfgs": None if self.lbfgs is None else self.lbfgs.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "rng": {
+                "batch": self.batch_gen.get_state(),
+                "term": self.term_gen.get_state(),
+                "cycles": {k: c.state() for k, c in self.cycles.items()},
+            },
+            "history": self.history,
+        }
+
+    def load(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model_state"])
+        self.epoch = ckpt["epoch"]
+        if ckpt["adam"] is not None:
+            self.optimizer("adam").load_state_dict(ckpt["adam"])
+            if ckpt["scheduler"] is not None:
+                self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt["lbfgs"] is not None:
+            self.optimizer("lbfgs").load_state_dict(ckpt["lbfgs"])
+        self.batch_gen.set_state(ckpt["rng"]["batch"])
+        self.term_gen.set_state(ckpt["rng"]["term"])
+        for k, s in ckpt["rng"]["cycles"].items():
+            if k in self.cycles:
+                self.cycles[k].load(s)
+        self.history = list(ckpt["history"])
+
+
+def _scheduler(opt, t):
+    s = t.schedule
+    if s.kind == "constant":
+        return None
+    if s.kind == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=s.step_size, gamma=s.gamma)
+    if s.kind == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=s.gamma)
+    span = t.adam_epochs if t.optimizer == "adam+lbfgs" else t.epochs
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(span, 1), eta_min=s.min_lr)
+
+
+def _resumable(saved: dict, now: dict) -> str | None:
+    """Why a checkpoint's config cannot continue under ``now`` (None if it can). Only the
+    number of epochs, the progress bar and the device may change between runs."""
+    a, b = json.loads(json.dumps(saved)), json.loads(json.dumps(now))
+    for cfg in (a, b):
+        for k in ("epochs", "progress", "device", "checkpoint_every", "val_every"):
+            cfg["train"].pop(k, None)
+        cfg["data"].pop("path", None)
+    if a != b:
+        diff = sorted(
+            f"{sec}.{k}"
+            for sec in b
+            for k in set(a.get(sec, {})) | set(b[sec])
+            if a.get(sec, {}).get(k) != b[sec].get(k)
+        )
+        return ", ".join(diff) or "the configuration"
+    return None
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3e}"
+
+
+def train(
+    config: TrainConfig,
+    out_dir,
+    *,
+    resume: bool = True,
+    problem: Problem | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
+    """Train as ``config`` says, checkpointing into ``out_dir`` (created). With
+    ``resume=True`` an existing checkpoint of the same configuration is continued."""
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    device = resolve_device(config.train.device)
+    if problem is None:
+        problem = load_problem(config.data.path, form=config.data.form, variant=config.data.variant)
+    run = _Run(config, problem, device)
+    ckpt_path = out / CHECKPOINT
+    start = 0
+    if ckpt_path.exists():
+        if not resume:
+            raise CheckpointError(
+                f"{ckpt_path} exists: resume it (drop --no-resume) or choose another --out"
+            )
+        ckpt = load_checkpoint(ckpt_path, map_location=device)
+        why = _resumable(ckpt["config"], config.to_dict())
+        if why:
+            raise CheckpointError(
+                f"{ckpt_path} was written with another configuration ({why} differ): "
+                f"choose another --out or restore that configuration"
+            )
+        run.load(ckpt)
+        start = run.epoch
+    out.mkdir(parents=True, exist_ok=True)
+    base = {
+        "config": config.to_dict(),
+        "model_config": run.model.config.to_dict(),
+        "system": problem.system.describe(),
+        "problem": problem.describe(),
+        "objective": run.objective.describe(),
+    }
+    show = config.train.progress if progress is None else progress
+    bar = None
+    if show and start < config.train.epochs:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=config.train.epochs,
+            initial=start,
+            unit="epoch",
+            desc=f"train {problem.system.name}",
+            dynamic_ncols=True,
+        )
+    try:
+        for epoch in range(start, config.train.epochs):
+            tick = time.perf_counter()
+            losses = run.run_epoch(epoch)
+            bad = [k for k, v in losses.items() if not math.isfinite(v)]
+            if bad:
+                kept = (
+                    f"the last good checkpoint (epoch {run.epoch}) is kept in {ckpt_path}"
+                    if ckpt_path.exists()
+                    else "no checkpoint was written yet"
+                )
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch + 1}: loss term {bad[-1]!r} is "
+                    f"{losses[bad[-1]]}; {kept}. Lower the learning rate or the weights."
+                )
+            record = {"epoch": epoch + 1, "phase": run.phase(epoch), "train": losses}
+            record["seconds"] = time.perf_counter() - tick
+            if config.train.val_every and (epoch + 1) % config.train.val_every == 0:
+                record["val"] = run.validate()
+            run.history.append(record)
+            run.epoch = epoch + 1
+            last = run.epoch == config.train.epochs
+            if last or run.epoch % config.train.checkpoint_every == 0:
+                save_checkpoint(ckpt_path, {**base, **run.state()})
+            if bar is not None:
+                bar.set_postfix({k: _fmt(v) for k, v in losses.items()}, refresh=False)
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = {
+        "epochs": run.epoch,
+        "resumed_from_epoch": start,
+        "seconds": time.perf_counter() - t0,
+        "final": run.history[-1] if run.history else None,
+        **base,
+    }
+    _write_json(out / "train.json", summary)
+    return TrainResult(
+        model=run.model,
+        problem=run.problem,
+        objective=run.objective,
+        history=run.history,
+        checkpoint=ckpt_path,
+        start_epoch=start,
+        seconds=summary["seconds"],
+    )
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def load_model(path, map_location="cpu") -> tuple[MLP, dict[str, Any]]:
+    """Rebuild the network a checkpoint holds: ``(model, checkpoint)``."""
+    ckpt = load_checkpoint(path, map_location=map_location)
+    try:
+        model = MLP(MLPConfig(**ckpt["model_config"]))
+        model.load_state_dict(ckpt["model_state"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot rebuild its model ({exc})") from None
+    return model.to(map_location), ckpt

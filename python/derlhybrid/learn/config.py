@@ -57,10 +57,21 @@ class DataConfig:
     path: str
     variant: str | None = None
     form: str = "positions"
+    #: "auto": read the training split block by block from the file when it is larger than
+    #: memory_mb (bounded memory); "always" / "never" force it
+    stream: str = "auto"
+    memory_mb: float = 2048.0
+    block_mb: float = 64.0
 
     def __post_init__(self):
         if self.form not in ("positions", "state"):
             raise ConfigError(f"data.form must be 'positions' or 'state', got {self.form!r}")
+        if self.stream not in ("auto", "always", "never"):
+            raise ConfigError(f"data.stream must be auto, always or never, got {self.stream!r}")
+        for name in ("memory_mb", "block_mb"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and v > 0):
+                raise ConfigError(f"data.{name} must be a positive number, got {v!r}")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from .checkpoint import CheckpointError
 from .derivatives import input_derivatives
 from .losses import StepContext, build_objective
 from .problems import Problem, load_problem
-from .trainer import load_model
+from .trainer import chunks, load_model
 
 __all__ = ["EVALUATORS", "evaluate", "make_predict"]
 
@@ -119,8 +119,7 @@ def split_losses(model, problem: Problem, objective, engine: str = "auto") -> di
         if name in ("initial", "boundary") or len(pts) == 0:
             continue
         sums: dict[str, float] = {}
-        for start in range(0, len(pts), 8192):
-            chunk = pts.take(slice(start, start + 8192))
+        for chunk in chunks(pts):
             batches = {"interior": chunk}
             if problem.initial_from_batch:
                 batches["initial"] = problem.initial_points(chunk)

@@ -23,6 +23,7 @@ replace those of the main set) or ``"empirical"`` derivatives.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -59,6 +60,92 @@ class PointSet:
             return v.to(device=device, dtype=dtype if v.is_floating_point() else None)
 
         return PointSet(conv(self.X), {k: conv(v) for k, v in self.targets.items()})
+
+
+@dataclass(frozen=True)
+class StreamPolicy:
+    """When a split is read block by block instead of loaded: ``mode`` "auto" streams
+    splits larger than ``memory_mb``; "always" / "never" force it. Blocks hold about
+    ``block_mb`` of points."""
+
+    mode: str = "auto"
+    memory_mb: float = 2048.0
+    block_mb: float = 64.0
+
+    def __post_init__(self):
+        if self.mode not in ("auto", "always", "never"):
+            raise ValueError(f"data.stream must be auto, always or never, got {self.mode!r}")
+        if not (self.memory_mb > 0 and self.block_mb > 0):
+            raise ValueError("data.memory_mb and data.block_mb must be positive")
+
+    def streams(self, nbytes: int) -> bool:
+        if self.mode == "auto":
+            return nbytes > self.memory_mb * 2**20
+        return self.mode == "always"
+
+    @property
+    def block_bytes(self) -> int:
+        return int(self.block_mb * 2**20)
+
+
+class StreamingSet:
+    """A split too large for memory, read from its HDF5 file one block of units
+    (trajectories) at a time: an epoch visits the blocks in a random order and each block's
+    rows in a random order, so memory stays at one block whatever the file size. The file
+    is opened lazily in each process."""
+
+    def __init__(self, path, units: np.ndarray, rows_per_unit: int, load, block_units: int):
+        self.path, self.units, self.rows_per_unit = str(path), np.asarray(units), rows_per_unit
+        self.load, self.block_units = load, int(block_units)
+        self.keep: set[str] | None = None
+        self.device, self.dtype = None, None
+        self._file, self._pid = None, None
+        self.targets = self._block(self.units[:1]).targets  # names (and shapes) of targets
+
+    def __len__(self) -> int:
+        return len(self.units) * self.rows_per_unit
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-len(self.units) // self.block_units)
+
+    def _h5(self):
+        if self._file is None or self._pid != os.getpid():
+            import h5py
+
+            self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
+        return self._file
+
+    def _block(self, units) -> PointSet:
+        pts = self.load(self._h5(), np.sort(units))
+        if self.keep is not None:
+            pts.targets = {k: v for k, v in pts.targets.items() if k in self.keep}
+        return pts.to(self.device, self.dtype) if self.device is not None else pts
+
+    def blocks(self, gen: torch.Generator | None = None):
+        """Blocks of points, in a random order when ``gen`` is given (sequential otherwise)."""
+        order = (
+            torch.randperm(self.n_blocks, generator=gen).tolist()
+            if gen is not None
+            else range(self.n_blocks)
+        )
+        for b in order:
+            yield self._block(self.units[b * self.block_units : (b + 1) * self.block_units])
+
+    def batches(self, batch_size: int, gen: torch.Generator):
+        for pts in self.blocks(gen):
+            perm = torch.randperm(len(pts), generator=gen).to(pts.X.device)
+            for start in range(0, len(pts), batch_size):
+                yield pts.take(perm[start : start + batch_size])
+
+    def to(self, device=None, dtype=None) -> StreamingSet:
+        self.device, self.dtype = device, dtype
+        return self
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_file"] = None
+        return state
 
 
 @dataclass
@@ -168,7 +255,52 @@ def _split_indices(f, n: int) -> dict[str, np.ndarray]:
     return {"train": np.arange(n)}
 
 
-def _load_trajectories(f, system: ODESystem, form: str, variant: str | None) -> Problem:
+def _trajectory_block(arrays, idx: np.ndarray, form: str, n_q: int) -> PointSet:
+    """The flow-map points of the trajectories ``idx`` (sorted): (t, y0) → targets."""
+    t_all, y0_all, y_all, dy_all = arrays
+    ns = y0_all.shape[1]
+    y, dy = y_all[idx], dy_all[idx]
+    t = t_all[idx] if getattr(t_all, "ndim", 1) == 2 else np.broadcast_to(t_all, y.shape[:2])
+    y0 = np.broadcast_to(y0_all[idx][:, None, :], y.shape)
+    X = np.concatenate([t[..., None], y0], axis=-1).reshape(-1, 1 + ns)
+    y, dy = y.reshape(-1, ns), dy.reshape(-1, ns)
+    tg = {}
+    if form == "positions":
+        tg["output"] = y[:, :n_q]
+        tg["jacobian"] = y[:, n_q:, None]  # ∂q/∂t = v
+        tg["hessian"] = dy[:, n_q:, None, None]  # ∂²q/∂t² = f_v
+        tg["initial_output"] = X[:, 1 : 1 + n_q]
+        tg["initial_rate"] = X[:, 1 + n_q :]
+    else:
+        tg["output"], tg["jacobian"] = y, dy[:, :, None]
+        tg["initial_output"] = X[:, 1:]
+    return PointSet(_t(X), {k: _t(v) for k, v in tg.items()})
+
+
+def _trajectory_arrays(f, variant):
+    y0_all = f["trajectories/initial_states"][...]
+    if variant in (None, "true"):
+        return (
+            f["trajectories/t"][...],
+            y0_all,
+            f["trajectories/states"],
+            f["trajectories/derivatives"],
+        )
+    if variant == "empirical" and "empirical/t" in f:
+        return f["empirical/t"], y0_all, f["empirical/states"], f["empirical/derivatives"]
+    if variant == "empirical" and "trajectories/empirical_derivatives" in f:
+        return (
+            f["trajectories/t"][...],
+            y0_all,
+            f["trajectories/states"],
+            f["trajectories/empirical_derivatives"],
+        )
+    raise DatasetError(f"{f.filename} has no {variant!r} targets for a trajectory problem")
+
+
+def _load_trajectories(
+    f, system: ODESystem, form: str, variant: str | None, stream: StreamPolicy
+) -> Problem:
     if form not in FORMS:
         raise ValueError(f"unknown form {form!r}; choose one of {', '.join(FORMS)}")
     ns = system.n_state
@@ -177,40 +309,24 @@ def _load_trajectories(f, system: ODESystem, form: str, variant: str | None) -> 
             f'{system.name} is not a second-order system: use form = "state" for its flow map'
         )
     n_q = ns // 2 if form == "positions" else ns
-    y0_all = f["trajectories/initial_states"][...]
-    if variant in (None, "true"):
-        t_all = f["trajectories/t"][...]
-        y_all = f["trajectories/states"]
-        dy_all = f["trajectories/derivatives"]
-    elif variant == "empirical" and "empirical/t" in f:
-        t_all, y_all, dy_all = f["empirical/t"], f["empirical/states"], f["empirical/derivatives"]
-    elif variant == "empirical" and "trajectories/empirical_derivatives" in f:
-        t_all = f["trajectories/t"][...]
-        y_all, dy_all = f["trajectories/states"], f["trajectories/empirical_derivatives"]
-    else:
-        raise DatasetError(f"{f.filename} has no {variant!r} targets for a trajectory problem")
+    arrays = _trajectory_arrays(f, variant)
+    rows_per_traj = arrays[2].shape[1]
+    row_bytes = 8 * (1 + 2 * ns + 3 * ns)
     sets = {}
     ok = f["trajectories/status"][...] == 0 if "trajectories/status" in f else None
-    for split, idx in _split_indices(f, y0_all.shape[0]).items():
+    for split, idx in _split_indices(f, arrays[1].shape[0]).items():
         idx = np.sort(idx)
         if ok is not None:
             idx = idx[ok[idx]]  # failed trajectories (NaN rows) are left out
-        y, dy = y_all[idx], dy_all[idx]
-        t = t_all[idx] if getattr(t_all, "ndim", 1) == 2 else np.broadcast_to(t_all, y.shape[:2])
-        y0 = np.broadcast_to(y0_all[idx][:, None, :], y.shape)
-        X = np.concatenate([t[..., None], y0], axis=-1).reshape(-1, 1 + ns)
-        y, dy = y.reshape(-1, ns), dy.reshape(-1, ns)
-        tg = {}
-        if form == "positions":
-            tg["output"] = y[:, :n_q]
-            tg["jacobian"] = y[:, n_q:, None]  # ∂q/∂t = v
-            tg["hessian"] = dy[:, n_q:, None, None]  # ∂²q/∂t² = f_v
-            tg["initial_output"] = X[:, 1 : 1 + n_q]
-            tg["initial_rate"] = X[:, 1 + n_q :]
+        if stream.streams(len(idx) * rows_per_traj * row_bytes):
+            per_block = max(1, stream.block_bytes // (rows_per_traj * row_bytes))
+
+            def load(g, units, form=form, n_q=n_q):
+                return _trajectory_block(_trajectory_arrays(g, variant), units, form, n_q)
+
+            sets[split] = StreamingSet(f.filename, idx, rows_per_traj, load, per_block)
         else:
-            tg["output"], tg["jacobian"] = y, dy[:, :, None]
-            tg["initial_output"] = X[:, 1:]
-        sets[split] = PointSet(_t(X), {k: _t(v) for k, v in tg.items()})
+            sets[split] = _trajectory_block(arrays, idx, form, n_q)
     names = system.state_names
     needs, residual = _flow_residual(system, form, n_q)
     return Problem(
@@ -359,7 +475,12 @@ def _periodic_pairs(system, boundary, axes, inputs):
 
 
 def load_problem(
-    path, *, form: str = "positions", variant: str | None = None, system: System | None = None
+    path,
+    *,
+    form: str = "positions",
+    variant: str | None = None,
+    system: System | None = None,
+    stream: StreamPolicy | None = None,
 ) -> Problem:
     """Read a dataset file into a :class:`Problem` (float64 CPU tensors; move them with
     :meth:`Problem.to`). ``system`` defaults to the one the file records."""
@@ -374,7 +495,7 @@ def load_problem(
             )
         layout = prov["layout"]
         if layout == "trajectories":
-            problem = _load_trajectories(f, system, form, variant)
+            problem = _load_trajectories(f, system, form, variant, stream or StreamPolicy())
         elif layout == "points":
             problem = _load_points(f, system, variant)
         elif layout == "grid":

@@ -31,7 +31,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .losses import Objective, StepContext, build_objective
 from .models import MLP, MLPConfig
-from .problems import PointSet, Problem, load_problem
+from .problems import PointSet, Problem, StreamingSet, StreamPolicy, load_problem
 
 __all__ = ["TrainResult", "TrainingDiverged", "resolve_device", "train"]
 
@@ -112,9 +112,17 @@ class _Run:
         self.objective = build_objective(problem, o.mode, o.weights, o.terms, o.hessian_projection)
         keep = self.objective.targets_needed(problem)
         for name in ("train", "val", "test"):  # batches index only what the terms read
-            if name in problem.sets:
-                pts = problem.sets[name]
+            pts = problem.sets.get(name)
+            if isinstance(pts, StreamingSet):
+                pts.keep = keep
+            elif pts is not None:
                 pts.targets = {k: v for k, v in pts.targets.items() if k in keep}
+        self.streaming = isinstance(problem.sets["train"], StreamingSet)
+        if self.streaming and self.t.optimizer != "adam" and self.t.lbfgs.batch == "full":
+            raise ValueError(
+                "the training set is streamed from disk: full-batch L-BFGS cannot hold it; "
+                'use train.lbfgs.batch = "mini" or data.stream = "never"'
+            )
         self.batch_gen = torch.Generator().manual_seed(batch_seed)
         self.term_gen = torch.Generator().manual_seed(term_seed)
         self.ctx = StepContext(self.model, problem, self.t.engine, self.term_gen)
@@ -211,10 +219,14 @@ class _Run:
             opt.step(closure)
             accumulate(*last["v"])
         else:
-            perm = torch.randperm(n, generator=self.batch_gen).to(train.X.device)
             bs = self.t.batch_size
-            for start in range(0, n, bs):
-                batches = self.batches(train.take(perm[start : start + bs]))
+            if self.streaming:
+                interiors = train.batches(bs, self.batch_gen)
+            else:
+                perm = torch.randperm(n, generator=self.batch_gen).to(train.X.device)
+                interiors = (train.take(perm[start : start + bs]) for start in range(0, n, bs))
+            for interior in interiors:
+                batches = self.batches(interior)
                 if phase == "adam":
                     total, parts = self.objective(batches, self.ctx)
                     opt.zero_grad(set_to_none=True)
@@ -243,8 +255,7 @@ class _Run:
         if val is None or len(val) == 0:
             return {}
         sums: dict[str, float] = {}
-        for start in range(0, len(val), EVAL_CHUNK):
-            chunk = val.take(slice(start, start + EVAL_CHUNK))
+        for chunk in chunks(val):
             with torch.enable_grad():
                 _, parts = self.objective({"interior": chunk}, self.ctx)
             w = len(chunk) / len(val)
@@ -283,6 +294,14 @@ class _Run:
             if k in self.cycles:
                 self.cycles[k].load(s)
         self.history = list(ckpt["history"])
+
+
+def chunks(points, size: int = EVAL_CHUNK):
+    """Consecutive pieces of a point set (in memory or streamed) of at most ``size`` rows."""
+    blocks = points.blocks() if isinstance(points, StreamingSet) else [points]
+    for block in blocks:
+        for start in range(0, len(block), size):
+            yield block.take(slice(start, start + size))
 
 
 def _scheduler(opt, t):
@@ -334,7 +353,9 @@ def train(
     out = Path(out_dir)
     device = resolve_device(config.train.device)
     if problem is None:
-        problem = load_problem(config.data.path, form=config.data.form, variant=config.data.variant)
+        d = config.data
+        policy = StreamPolicy(d.stream, d.memory_mb, d.block_mb)
+        problem = load_problem(d.path, form=d.form, variant=d.variant, stream=policy)
     run = _Run(config, problem, device)
     ckpt_path = out / CHECKPOINT
     start = 0

@@ -183,3 +183,45 @@ def test_periodic_term_measures_the_mismatch():
     got = PeriodicTerm()(d, PointSet(X), ctx).item()
     # columns (u, u_x): mean over both of [(−2t)², 0]
     assert got == pytest.approx((4 * t**2).mean().item() / 2, rel=1e-12)
+
+
+def test_euler_residual_equals_the_divergence_of_its_fluxes():
+    # independent check: build the conservative fluxes of a smooth (ρ, m, p) in torch and
+    # take their divergence with autograd; compare with the system's residual
+    from derlhybrid.learn.derivatives import input_derivatives
+    from derlhybrid.systems import get_system
+
+    system = get_system("euler-ball")
+
+    class Field(torch.nn.Module):
+        def forward(self, X):
+            t, x, y, z = X.T
+            rho = 1.5 - x**2 - y**2 - z**2 + 0.1 * torch.sin(t + x)
+            m = torch.stack([rho * (y - 2 * t), rho * torch.cos(x * z), rho * (0.5 + t * y)], 1)
+            p = torch.exp(-t) * x * y + z**2
+            return torch.cat([rho[:, None], m, p[:, None]], 1)
+
+    X = torch.rand(40, 4, dtype=torch.float64) * 0.5
+    d = input_derivatives(Field(), X, [(0,), (1,), (2,), (3,)], engine="autograd")
+    names = {"t": 0, "x": 1, "y": 2, "z": 3}
+    res = system.pde_residual(lambda *n: d[tuple(names[k] for k in n)], X, {}, torch)
+
+    Xg = X.clone().requires_grad_(True)
+    out = Field()(Xg)
+    rho, m, p = out[:, 0], out[:, 1:4], out[:, 4]
+
+    def div(cols):  # Σ_i ∂_i cols[i] (spatial inputs 1..3)
+        return sum(
+            torch.autograd.grad(c.sum(), Xg, create_graph=True)[0][:, 1 + i]
+            for i, c in enumerate(cols)
+        )
+
+    def dt(c):
+        return torch.autograd.grad(c.sum(), Xg, create_graph=True)[0][:, 0]
+
+    ref = [dt(rho) + div([m[:, i] for i in range(3)])]
+    for j in range(3):
+        flux = [m[:, i] * m[:, j] / rho + (p if i == j else 0 * p) for i in range(3)]
+        ref.append(dt(m[:, j]) + div(flux))
+    ref.append(div([m[:, i] / rho for i in range(3)]))
+    torch.testing.assert_close(res, torch.stack(ref, -1).detach(), rtol=1e-12, atol=1e-12)

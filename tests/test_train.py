@@ -310,3 +310,15 @@ def test_streaming_bounds_memory(tmp_path):
             rss[mode, n] = int(out.stdout.split()[-1])
     assert abs(rss["always", 3000] - rss["always", 1000]) < 25, rss
     assert rss["never", 3000] - rss["never", 1000] > 60, rss
+
+
+def test_data_of_another_system_is_refused(data, tmp_path, capsys):
+    cfg = _write(
+        tmp_path, f'[data]\npath = "{data["kovasznay"]}"\nsystem = "allen-cahn"\n', "k.toml"
+    )
+    assert main(["train", cfg, "--no-progress"]) == 2
+    assert "holds 'kovasznay' data, but the config says" in capsys.readouterr().err
+    # resuming a run directory with data of another shape
+    train(_cfg(data["allen-cahn"], "outl", epochs=1), tmp_path / "run")
+    with pytest.raises(ValueError, match="holds a network of allen-cahn"):
+        train(_cfg(data["kovasznay"], "outl", epochs=2), tmp_path / "run")

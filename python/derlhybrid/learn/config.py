@@ -55,6 +55,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DataConfig:
     path: str
+    #: the system the file must hold (optional; refuses data of another system)
+    system: str | None = None
     variant: str | None = None
     form: str = "positions"
     #: "auto": read the training split block by block from the file when it is larger than

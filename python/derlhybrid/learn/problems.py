@@ -225,6 +225,8 @@ def _t(a) -> torch.Tensor:
 
 
 def _field_residual(system: FieldSystem, inputs: tuple[str, ...]):
+    if type(system).pde_residual is FieldSystem.pde_residual:
+        return (), None  # the system defines no residual: PINN terms are refused
     pos = {n: i for i, n in enumerate(inputs)}
     needs = tuple(tuple(sorted(pos[n] for n in names)) for names in system.residual_needs)
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.store import DatasetError
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .losses import Objective, StepContext, build_objective
@@ -356,6 +357,11 @@ def train(
         d = config.data
         policy = StreamPolicy(d.stream, d.memory_mb, d.block_mb)
         problem = load_problem(d.path, form=d.form, variant=d.variant, stream=policy)
+    if config.data.system is not None and problem.system.name != config.data.system:
+        raise DatasetError(
+            f"{config.data.path} holds {problem.system.name!r} data, but the config says "
+            f"data.system = {config.data.system!r}"
+        )
     run = _Run(config, problem, device)
     ckpt_path = out / CHECKPOINT
     start = 0
@@ -365,6 +371,13 @@ def train(
                 f"{ckpt_path} exists: resume it (drop --no-resume) or choose another --out"
             )
         ckpt = load_checkpoint(ckpt_path, map_location=device)
+        was = (ckpt["system"], ckpt["problem"]["inputs"], ckpt["problem"]["outputs"])
+        now = (problem.system.describe(), list(problem.inputs), list(problem.outputs))
+        if json.loads(json.dumps(was)) != json.loads(json.dumps(now)):
+            raise CheckpointError(
+                f"{ckpt_path} holds a network of {was[0]['system']} {was[1]} → {was[2]}, "
+                f"but the data are {now[0]['system']} {now[1]} → {now[2]}: choose another --out"
+            )
         why = _resumable(ckpt["config"], config.to_dict())
         if why:
             raise CheckpointError(

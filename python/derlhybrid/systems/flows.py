@@ -107,9 +107,32 @@ class EulerBall(FieldSystem):
     t_end: float = parameter(0.5, low=0.0, low_open=True, doc="final time T")
     radius: float = parameter(1.0, low=0.0, low_open=True, doc="ball radius")
 
+    residual_needs = (("t",), ("x",), ("y",), ("z",))
+    residual_names = ("mass", "momentum_x", "momentum_y", "momentum_z", "incompressibility")
+
     def domain(self):
         r = self.radius
         return {"t": (0.0, self.t_end), "x": (-r, r), "y": (-r, r), "z": (-r, r)}
+
+    def pde_residual(self, d, X, aux, xp=np):
+        """ρ_t + ∇·m, m_t + ∇·(m ⊗ m/ρ) + ∇p (three components) and ∇·(m/ρ), from the first
+        derivatives of (ρ, m, p): ∂_i(m_i m_j/ρ) = (m_j ∂_i m_i + m_i ∂_i m_j)/ρ −
+        m_i m_j ∂_i ρ/ρ²."""
+        val = d()
+        rho, m = val[:, 0], [val[:, 1 + i] for i in range(3)]
+        grads = [d(c) for c in ("x", "y", "z")]  # ∂_i of every output, (N, 5)
+        dt = d("t")
+        div_m = sum(grads[i][:, 1 + i] for i in range(3))
+        out = [dt[:, 0] + div_m]
+        for j in range(3):
+            flux = sum(
+                (m[j] * grads[i][:, 1 + i] + m[i] * grads[i][:, 1 + j]) / rho
+                - m[i] * m[j] * grads[i][:, 0] / rho**2
+                for i in range(3)
+            )
+            out.append(dt[:, 1 + j] + flux + grads[j][:, 4])
+        out.append(div_m / rho - sum(m[i] * grads[i][:, 0] for i in range(3)) / rho**2)
+        return xp.stack(out, -1)
 
     def initial_state(self, x):
         """(ρ0, m0) at points x (N, 3) → (N, 4)."""

@@ -26,6 +26,7 @@ from functools import lru_cache
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 __all__ = ["ENGINES", "DerivativePlan", "Derivatives", "input_derivatives"]
 
@@ -207,6 +208,7 @@ class _TangentMLP(torch.autograd.Function):
         return z, t
 
     @staticmethod
+    @once_differentiable  # a second differentiation would silently miss the saved tensors
     def backward(ctx, gz, gt):
         x, *rest = ctx.saved_tensors
         n = ctx.n_layers

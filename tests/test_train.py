@@ -116,7 +116,10 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(data,
     ckpt["model_state"] = {k: v * float("nan") for k, v in ckpt["model_state"].items()}
     poisoned = tmp_path / "nan2"
     save_checkpoint(poisoned / "checkpoint.pt", ckpt)
-    with pytest.raises(TrainingDiverged, match=r"diverged at epoch 2: loss term .* is nan"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"diverged at epoch 2: loss term .* is nan; the last good checkpoint \(epoch 1\)",
+    ):
         train(cfg, poisoned)
     # the poisoned checkpoint was not overwritten by a NaN epoch; the healthy run is intact
     assert torch.equal(_weights(load_model(out / "checkpoint.pt")[0]), good)
@@ -322,3 +325,11 @@ def test_data_of_another_system_is_refused(data, tmp_path, capsys):
     train(_cfg(data["allen-cahn"], "outl", epochs=1), tmp_path / "run")
     with pytest.raises(ValueError, match="holds a network of allen-cahn"):
         train(_cfg(data["kovasznay"], "outl", epochs=2), tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (Path(__file__).parent.parent / "examples").glob("*.toml"))
+)
+def test_example_configs_are_valid(name):
+    cfg = TrainConfig.from_toml(Path(__file__).parent.parent / "examples" / name)
+    assert cfg.data.path.endswith(".h5")

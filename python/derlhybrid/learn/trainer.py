@@ -406,6 +406,7 @@ def train(
             desc=f"train {problem.system.name}",
             dynamic_ncols=True,
         )
+    saved = start if ckpt_path.exists() else None
     try:
         for epoch in range(start, config.train.epochs):
             tick = time.perf_counter()
@@ -413,8 +414,8 @@ def train(
             bad = [k for k, v in losses.items() if not math.isfinite(v)]
             if bad:
                 kept = (
-                    f"the last good checkpoint (epoch {run.epoch}) is kept in {ckpt_path}"
-                    if ckpt_path.exists()
+                    f"the last good checkpoint (epoch {saved}) is kept in {ckpt_path}"
+                    if saved is not None
                     else "no checkpoint was written yet"
                 )
                 raise TrainingDiverged(
@@ -430,6 +431,7 @@ def train(
             last = run.epoch == config.train.epochs
             if last or run.epoch % config.train.checkpoint_every == 0:
                 save_checkpoint(ckpt_path, {**base, **run.state()})
+                saved = run.epoch
             if bar is not None:
                 bar.set_postfix({k: _fmt(v) for k, v in losses.items()}, refresh=False)
                 bar.update(1)

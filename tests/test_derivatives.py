@@ -137,9 +137,9 @@ def test_float32_engine_is_close_to_float64():
 
 
 @pytest.mark.parametrize("act", sorted(ACTIVATIONS))
-def test_fused_first_order_path_gradients_equal_autograd(act):
-    # first-derivative plans take the one-node path with a hand-written backward: its
-    # parameter and input gradients must equal autograd's through the nested-grad engine
+def test_first_order_path_gradients_equal_autograd(act):
+    # first-derivative plans take a shortcut (σ and σ'·t in fused kernels, e.g. aten's
+    # tanh_backward): parameter and input gradients must equal autograd's
     model = _model(act, n_in=3, n_out=2, depth=3, width=12)
     x = torch.randn(19, 3, dtype=torch.float64)
     grads = []

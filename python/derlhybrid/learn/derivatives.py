@@ -26,7 +26,6 @@ from functools import lru_cache
 
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 __all__ = ["ENGINES", "DerivativePlan", "Derivatives", "input_derivatives"]
 
@@ -66,6 +65,8 @@ class DerivativePlan:
         self.indices = closure(multi_indices)
         self.position = {a: m for m, a in enumerate(self.indices)}
         self.order = max(len(a) for a in self.indices)
+        #: number of first-order multi-indices (they follow the value in ``indices``)
+        self.n_first = sum(len(a) == 1 for a in self.indices)
         self.rules: list[list[tuple[int, int, tuple[int, ...]]]] = [[]]
         for alpha in self.indices[1:]:
             counts: dict[tuple[int, tuple[int, ...]], int] = {}
@@ -131,8 +132,20 @@ def _forward_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict[MultiInde
     for alpha in plan.indices[1:]:
         cur.append(first.weight[:, alpha[0]] if len(alpha) == 1 else None)
     batch = x.shape[0]
+    first_order = plan.order == 1
+    stack = None  # (n_idx − 1, B, width) once every derivative is nonzero
     for layer in layers[1:]:
+        if first_order:  # σ(z) and σ'(z)·∂z in as few kernels as the activation allows
+            a, tangents = act.first_order(cur[0], cur[1:])
+            cur = [nn.functional.linear(a, layer.weight, layer.bias)] + [
+                nn.functional.linear(t, layer.weight) for t in tangents
+            ]
+            continue
         sig = act.derivatives(cur[0], plan.order)
+        zero_c = torch.zeros((), dtype=sig[0].dtype, device=sig[0].device)
+        if stack is not None:  # every derivative live and stacked: batched first-order part
+            cur, stack = _stacked_layer(plan, sig, cur, stack, layer, batch)
+            continue
         nxt: list[torch.Tensor | None] = [sig[0]]
         products: dict[tuple[int, ...], torch.Tensor | None] = {}  # shared within a layer
         for m in range(1, n_idx):
@@ -151,7 +164,11 @@ def _forward_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict[MultiInde
                             left = left * cur[p]
                         products[subs] = left
                 if acc is None:
-                    acc = sig[k] * left if coef == 1 else sig[k] * left * coef
+                    acc = (
+                        sig[k] * left
+                        if coef == 1
+                        else torch.addcmul(zero_c, sig[k], left, value=coef)
+                    )
                 else:
                     acc = torch.addcmul(acc, sig[k], left, value=coef)
             nxt.append(acc)
@@ -165,6 +182,8 @@ def _forward_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict[MultiInde
             out = torch.matmul(stacked, layer.weight.T)
             for j, m in enumerate(live):
                 cur[m] = out[j]
+            if len(live) == n_idx - 1:
+                stack = out
     n_out = cur[0].shape[-1]
     zero = None
     values = {}
@@ -180,69 +199,33 @@ def _forward_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict[MultiInde
     return values
 
 
-class _TangentMLP(torch.autograd.Function):
-    """Value and first input-derivatives of an MLP in one autograd node.
-
-    Forward: z₀ = x W₀ᵀ + b₀ with tangents t₀ₖ = W₀[:, iₖ] (the same for every row); per
-    layer a = σ(z), Tₖ = σ'(z) tₖ, then z = a Wᵀ + b, tₖ = Tₖ Wᵀ. Backward is written out
-    (reverse of the above: ∂z = σ'·∂a + σ''·Σₖ ∂Tₖ tₖ, ∂tₖ = σ'·∂Tₖ), so a training step
-    costs a few batched products per layer instead of one autograd node per elementwise
-    operation. First derivatives only (the DERL/SOB/IC hot path); higher orders go through
-    the general Faà di Bruno propagation, which autograd differentiates.
-    """
-
-    @staticmethod
-    def forward(ctx, x, dirs, act, *params):
-        weights, biases = params[0::2], params[1::2]
-        z = torch.addmm(biases[0], x, weights[0].T)
-        t = weights[0][:, dirs].T.unsqueeze(1)  # (K, 1, W): constant over the batch
-        saved = []
-        for W, b in zip(weights[1:], biases[1:], strict=True):
-            a, s1, s2 = act.derivatives(z, 2)
-            T = t * s1
-            saved += [a, s1, s2, t, T]
-            z = torch.addmm(b, a, W.T)
-            t = torch.matmul(T, W.T)
-        ctx.save_for_backward(x, *params, *saved)
-        ctx.dirs, ctx.n_layers = dirs, len(weights)
-        return z, t
-
-    @staticmethod
-    @once_differentiable  # a second differentiation would silently miss the saved tensors
-    def backward(ctx, gz, gt):
-        x, *rest = ctx.saved_tensors
-        n = ctx.n_layers
-        params, saved = rest[: 2 * n], rest[2 * n :]
-        weights = params[0::2]
-        grads: list[torch.Tensor | None] = [None] * (2 * n)
-        gz = gz.contiguous()
-        gt = torch.zeros_like(saved[-1][..., :1].expand(-1, -1, gz.shape[-1])) if gt is None else gt
-        for layer in range(n - 1, 0, -1):
-            a, s1, s2, t, T = saved[5 * (layer - 1) : 5 * layer]
-            W = weights[layer]
-            grads[2 * layer] = gz.T @ a + gt.reshape(-1, gt.shape[-1]).T @ T.reshape(
-                -1, T.shape[-1]
-            )
-            grads[2 * layer + 1] = gz.sum(0)
-            ga, gT = gz @ W, torch.matmul(gt, W)
-            gz = ga * s1 + (gT * t).sum(0) * s2
-            gt = gT * s1
-        W0 = weights[0]
-        gW0 = gz.T @ x
-        gW0[:, ctx.dirs] += gt.sum(1).T
-        grads[0], grads[1] = gW0, gz.sum(0)
-        gx = gz @ W0 if ctx.needs_input_grad[0] else None
-        return (gx, None, None, *grads)
-
-
-def _first_order_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict:
-    dirs = [a[0] for a in plan.indices[1:]]
-    params = [p for layer in model.layers for p in (layer.weight, layer.bias)]
-    value, tangents = _TangentMLP.apply(x, dirs, model.activation, *params)
-    values = {(): value}
-    for k, alpha in enumerate(plan.indices[1:]):
-        values[alpha] = tangents[k]
-    return values
+def _stacked_layer(plan: DerivativePlan, sig, cur, stack, layer, batch):
+    """One activation + linear layer with all derivatives carried in one (M − 1, B, W)
+    tensor: the σ'·∂^α z part of every α in one product, the higher Faà di Bruno terms
+    added to the rows of |α| ≥ 2, one batched matrix product."""
+    first = sig[1] * stack
+    n1 = plan.n_first
+    if n1 < stack.shape[0]:
+        products: dict[tuple[int, ...], torch.Tensor] = {}
+        higher = []
+        for m in range(n1 + 1, len(plan.indices)):
+            acc = first[m - 1]
+            for k, coef, subs in plan.rules[m]:
+                if k == 1:
+                    continue  # already in `first`
+                left = products.get(subs)
+                if left is None:
+                    left = cur[subs[0]]
+                    for p in subs[1:]:
+                        left = left * cur[p]
+                    products[subs] = left
+                acc = torch.addcmul(acc, sig[k], left, value=coef)
+            higher.append(acc)
+        first = torch.cat([first[:n1], torch.stack(higher)])
+    out = torch.matmul(first, layer.weight.T)
+    nxt = [nn.functional.linear(sig[0], layer.weight, layer.bias)]
+    nxt += [out[j] for j in range(out.shape[0])]
+    return nxt, out
 
 
 def _autograd(fn: Callable, x: torch.Tensor, plan: DerivativePlan) -> dict:
@@ -296,6 +279,4 @@ def input_derivatives(
         raise ValueError("the forward engine needs a derlhybrid MLP; use engine='autograd'")
     if engine == "autograd" or (engine == "auto" and not is_mlp):
         return Derivatives(_autograd(model, x, plan))
-    if plan.order == 1 and len(plan.indices) > 1 and len(model.layers) > 1:
-        return Derivatives(_first_order_mlp(model, x, plan))
     return Derivatives(_forward_mlp(model, x, plan))

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
+from torch import nn
 
 from .derivatives import Derivatives, closure, input_derivatives
 from .problems import PointSet, Problem
@@ -38,8 +39,9 @@ __all__ = ["MODES", "TERMS", "Objective", "StepContext", "Term", "build_objectiv
 
 
 def _mse(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-    diff = a if b is None else a - b
-    return diff.square().mean()
+    if b is None:
+        return a.square().mean()
+    return nn.functional.mse_loss(a, b)  # one fused kernel forward and backward
 
 
 @dataclass
@@ -89,7 +91,9 @@ class JacobianTerm(Term):
         return [(i,) for i in problem.derivative_inputs]
 
     def __call__(self, d, batch, ctx):
-        return _mse(d.jacobian(ctx.problem.derivative_inputs), batch.targets["jacobian"])
+        di = ctx.problem.derivative_inputs
+        jac = d[(di[0],)].unsqueeze(-1) if len(di) == 1 else d.jacobian(di)
+        return _mse(jac, batch.targets["jacobian"])
 
 
 @dataclass(frozen=True)
@@ -259,6 +263,17 @@ class Objective:
 
     terms: list[tuple[Term, float]] = field(default_factory=list)
 
+    def _needs(self, problem: Problem) -> dict[str, tuple]:
+        """Per point set, the closed set of derivatives its terms need (cached)."""
+        cache = getattr(self, "_needs_cache", None)
+        if cache is None or cache[0] is not problem:
+            needs: dict[str, list] = {}
+            for term, _ in self.terms:
+                needs.setdefault(term.point_set, []).extend(term.needs(problem))
+            cache = (problem, {k: closure(v) for k, v in needs.items()})
+            self._needs_cache = cache
+        return cache[1]
+
     def point_sets(self) -> list[str]:
         return sorted({t.point_set for t, _ in self.terms})
 
@@ -287,29 +302,37 @@ class Objective:
     def __call__(
         self, batches: Mapping[str, PointSet], ctx: StepContext
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        needs: dict[str, list] = {}
-        for term, _ in self.terms:
-            needs.setdefault(term.point_set, []).extend(term.needs(ctx.problem))
-        names = [n for n in needs if n in batches]
-        X = torch.cat([batches[n].X for n in names]) if len(names) > 1 else batches[names[0]].X
-        union = closure(m for n in names for m in needs[n])
-        d_all = input_derivatives(ctx.model, X, union, engine=ctx.engine)
-        per_set, start = {}, 0
-        for n in names:
-            stop = start + len(batches[n])
-            per_set[n] = (
-                d_all
-                if len(names) == 1
-                else Derivatives({k: v[start:stop] for k, v in d_all._values.items()})
-            )
-            start = stop
+        # one engine call per distinct set of derivatives: point sets that need the same
+        # derivatives are concatenated (e.g. a flow map's batch and its initial points);
+        # a set that needs fewer (boundary values) is not charged for the others'
+        groups: dict[tuple, list[str]] = {}
+        for name, need in self._needs(ctx.problem).items():
+            if name in batches:
+                groups.setdefault(need, []).append(name)
+        per_set = {}
+        for need, names in groups.items():
+            if len(names) == 1:
+                per_set[names[0]] = input_derivatives(
+                    ctx.model, batches[names[0]].X, need, engine=ctx.engine
+                )
+                continue
+            X = torch.cat([batches[n].X for n in names])
+            d_all = input_derivatives(ctx.model, X, need, engine=ctx.engine)
+            start = 0
+            for n in names:
+                stop = start + len(batches[n])
+                per_set[n] = Derivatives({k: v[start:stop] for k, v in d_all._values.items()})
+                start = stop
         total, parts = None, {}
         for term, weight in self.terms:
             if term.point_set not in per_set:
                 continue
             value = term(per_set[term.point_set], batches[term.point_set], ctx)
             parts[term.name] = value.detach()
-            total = weight * value if total is None else total + weight * value
+            if total is None:
+                total = value if weight == 1.0 else value * weight
+            else:
+                total = torch.add(total, value, alpha=weight)
         return total, parts
 
     def describe(self) -> list[dict]:

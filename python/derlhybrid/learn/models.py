@@ -44,6 +44,11 @@ class Activation:
     def derivatives(self, z: torch.Tensor, n: int) -> list[torch.Tensor]:
         raise NotImplementedError
 
+    def first_order(self, z: torch.Tensor, tangents) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """σ(z) and σ'(z)·t for each tangent t (the first-derivative hot path)."""
+        value, d1 = self.derivatives(z, 1)
+        return value, [d1 * t for t in tangents]
+
 
 class _PolynomialActivation(Activation):
     #: coefficients (lowest power first) of g, with var' = g(var), and of σ' as a polynomial
@@ -86,18 +91,26 @@ class Tanh(_PolynomialActivation):
         a = torch.tanh(z)
         return a, a
 
+    def first_order(self, z, tangents):
+        # aten's tanh_backward(t, a) = t·(1 − a²) in one (differentiable) kernel
+        a = torch.tanh(z)
+        return a, [torch.ops.aten.tanh_backward(t.expand_as(a), a) for t in tangents]
+
     def derivatives(self, z, n):  # hand-unrolled to order 3: the common case is hot
         if n > 3:
             return super().derivatives(z, n)
+        # constants as 0-d tensors of z's dtype: a Python float operand would cost a dtype
+        # conversion kernel per operation
+        one, zero, m2 = (torch.tensor(c, dtype=z.dtype, device=z.device) for c in (1, 0, -2))
         a = torch.tanh(z)
         out = [a]
         if n >= 1:
-            d1 = 1.0 - a * a
+            d1 = torch.addcmul(one, a, a, value=-1)  # 1 − a²
             out.append(d1)
         if n >= 2:
-            out.append(-2.0 * a * d1)
+            out.append(torch.addcmul(zero, a, d1, value=-2))  # −2a(1 − a²)
         if n >= 3:
-            out.append(d1 * (6.0 * a * a - 2.0))
+            out.append(torch.addcmul(m2, a, a, value=6) * d1)  # (6a² − 2)(1 − a²)
         return out
 
 

@@ -16,7 +16,7 @@ Two measurements (paper.md §3, §8; issue "Learning through derivatives"):
   periodic pairs by ``vmap(jacrev)``; batches from ``DataLoader`` s. Ours: one step of the
   trainer.
 
-Best of ``--repeats``; threads: torch's default (all cores) unless ``--threads``. The
+Best of ``--repeats``, ours and the peer timed alternately; threads: torch's default (all cores) unless ``--threads``. The
 reference code's own pendulum epoch took 2.5 s (DERL) on this kind of machine (issue text).
 Targets: ≥ 4× per epoch, ≥ 5× per KdV step. The last line printed is one JSON object.
 
@@ -48,13 +48,16 @@ KDV_W = {"pde": 0.15237, "init": 6.6076, "bc": 0.0076557}  # paper.md §8.3
 NU = 0.0025
 
 
-def best_of(fn, repeats: int) -> float:
-    best = float("inf")
+def interleaved(a, b, repeats: int) -> tuple[float, float]:
+    """Best of ``repeats`` for two callables timed alternately (a shared machine's load
+    then affects both alike)."""
+    best = [float("inf"), float("inf")]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        for i, fn in enumerate((a, b)):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best[0], best[1]
 
 
 def dataset(data_dir: Path, system: str) -> Path:
@@ -84,7 +87,6 @@ def pendulum(path: Path, repeats: int) -> dict:
         epoch[0] += 1
 
     ours()  # warm-up
-    ours_s = best_of(ours, repeats)
 
     # paper style: DataLoader + per-sample vmap(jacrev)
     model = build_model(problem, cfg.model, 30)
@@ -117,7 +119,7 @@ def pendulum(path: Path, repeats: int) -> dict:
             opt.step()
 
     paper_epoch()
-    paper_s = best_of(paper_epoch, repeats)
+    ours_s, paper_s = interleaved(ours, paper_epoch, repeats)
     return {"n_train": n_train, "ours_epoch_s": ours_s, "paper_style_epoch_s": paper_s}
 
 
@@ -142,12 +144,11 @@ def kdv(path: Path, repeats: int, steps: int) -> dict:
         for k in range(steps):
             batches = run.batches(train.take(perm[k * 64 : (k + 1) * 64]))
             total, _ = run.objective(batches, run.ctx)
-            opt.zero_grad(set_to_none=True)
+            run.zero_grad()
             total.backward()
             opt.step()
 
     ours()
-    ours_s = best_of(ours, repeats) / steps
 
     model = build_model(problem, cfg.model, 30)
     opt_p = torch.optim.Adam(model.parameters(), lr=5e-4)
@@ -196,7 +197,7 @@ def kdv(path: Path, repeats: int, steps: int) -> dict:
             opt_p.step()
 
     paper()
-    paper_s = best_of(paper, repeats) / steps
+    ours_s, paper_s = (v / steps for v in interleaved(ours, paper, repeats))
     return {"ours_kdv_step_s": ours_s, "paper_style_kdv_step_s": paper_s}
 
 

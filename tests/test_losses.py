@@ -116,8 +116,13 @@ def test_pendulum_flow_map_targets_and_residual(files):
     # and the initial points of a batch are (0, θ0, ω0) → (θ0, ω0)
     ini = problem.initial_points(train.take(slice(0, 7)))
     assert (ini.X[:, 0] == 0).all()
-    torch.testing.assert_close(ini.targets["output"], train.X[:7, 1:2])
-    torch.testing.assert_close(ini.targets["initial_rate"], train.X[:7, 2:3])
+    torch.testing.assert_close(ini.X[:, 1:], train.X[:7, 1:])
+    # the initial term: θ̂(0) − θ0 and ∂θ̂/∂t(0) − ω0, averaged over both columns
+    from derlhybrid.learn.losses import InitialTerm
+
+    d0 = Derivatives({(): ini.X[:, 1:2] + 0.1, (0,): ini.X[:, 2:3] - 0.3})
+    got = InitialTerm()(d0, ini, StepContext(None, problem)).item()
+    assert got == pytest.approx((0.1**2 + 0.3**2) / 2, rel=1e-12)
 
 
 def test_modes_are_rows_of_one_table(files):

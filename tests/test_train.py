@@ -333,3 +333,29 @@ def test_data_of_another_system_is_refused(data, tmp_path, capsys):
 def test_example_configs_are_valid(name):
     cfg = TrainConfig.from_toml(Path(__file__).parent.parent / "examples" / name)
     assert cfg.data.path.endswith(".h5")
+
+
+def test_flat_parameters_train_like_separate_ones():
+    # every parameter a view of one buffer (one optimizer kernel per step): the same Adam
+    # trajectory as torch's Adam over the separate parameters
+    from derlhybrid.learn.trainer import _flat_parameters
+
+    torch.manual_seed(0)
+    ref = torch.nn.Sequential(torch.nn.Linear(3, 7), torch.nn.Tanh(), torch.nn.Linear(7, 2))
+    ref = ref.double()
+    ours = torch.nn.Sequential(torch.nn.Linear(3, 7), torch.nn.Tanh(), torch.nn.Linear(7, 2))
+    ours = ours.double()
+    ours.load_state_dict(ref.state_dict())
+    flat = _flat_parameters(ours)
+    opt_ref = torch.optim.Adam(ref.parameters(), lr=3e-3)
+    opt = torch.optim.Adam([flat], lr=3e-3, fused=True)
+    for k in range(7):
+        x = torch.randn(16, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(k))
+        opt_ref.zero_grad()
+        (ref(x) ** 2).mean().backward()
+        opt_ref.step()
+        flat.grad.zero_()
+        (ours(x) ** 2).mean().backward()
+        opt.step()
+    for a, b in zip(ref.parameters(), ours.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)

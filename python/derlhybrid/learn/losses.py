@@ -185,12 +185,12 @@ class InitialTerm(Term):
         return []
 
     def __call__(self, d, batch, ctx):
-        pred, target = [d.value], [batch.targets["output"]]
-        rate = batch.targets.get("initial_rate")
-        if rate is not None:
-            pred.append(d[(ctx.problem.time_input,)])
-            target.append(rate)
-        return _mse(torch.cat(pred, dim=1), torch.cat(target, dim=1))
+        p = ctx.problem
+        if not p.initial_from_batch:
+            return _mse(d.value, batch.targets["output"])
+        # a flow map's initial points (0, y0) are their own targets: y0 = (q0, v0)
+        pred = torch.cat([d.value, d[(p.time_input,)]], 1) if p.form == "positions" else d.value
+        return _mse(pred, batch.X[:, 1:])
 
 
 @dataclass(frozen=True)
@@ -282,8 +282,6 @@ class Objective:
         keep = {r for t, _ in self.terms if t.point_set == "interior" for r in t.requires}
         if any(t.name == "residual" for t, _ in self.terms):
             keep.update(problem.system_aux)
-        if problem.initial_from_batch and any(t.name == "initial" for t, _ in self.terms):
-            keep.update(("initial_output", "initial_rate"))
         return keep
 
     def check(self, problem: Problem) -> None:

@@ -43,8 +43,7 @@ FORMS = ("positions", "state")
 @dataclass
 class PointSet:
     """Points ``X`` (N, n_in) and per-point targets: ``output`` (N, n_out), ``jacobian``
-    (N, n_out, k), ``hessian`` (N, n_out, k, k), ``initial_rate`` (N, n_out) (the time
-    derivative an initial condition pins), ``forcing`` (N,)…"""
+    (N, n_out, k), ``hessian`` (N, n_out, k, k), ``forcing`` (N,)…"""
 
     X: torch.Tensor
     targets: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -192,10 +191,11 @@ class Problem:
         return self.residual_fn(d, X, aux)
 
     def initial_points(self, batch: PointSet) -> PointSet:
-        """The initial-condition points of a flow-map batch: (0, y0) → (q0[, v0])."""
+        """The initial-condition points of a flow-map batch: (0, y0). Their targets are
+        their own columns y0 = (q0, v0): ``X[:, 1:]``, read by the initial term."""
         X0 = batch.X.clone()
         X0[:, self.time_input] = 0.0
-        return PointSet(X0, {"output": batch.targets["initial_output"], **_rate(batch)})
+        return PointSet(X0)
 
     def describe(self) -> dict:
         return {
@@ -213,11 +213,6 @@ class Problem:
         if self.periodic is not None:
             self.periodic = tuple(p.to(device, dtype) for p in self.periodic)
         return self
-
-
-def _rate(batch: PointSet) -> dict:
-    r = batch.targets.get("initial_rate")
-    return {} if r is None else {"initial_rate": r}
 
 
 def _t(a) -> torch.Tensor:
@@ -271,11 +266,8 @@ def _trajectory_block(arrays, idx: np.ndarray, form: str, n_q: int) -> PointSet:
         tg["output"] = y[:, :n_q]
         tg["jacobian"] = y[:, n_q:, None]  # ∂q/∂t = v
         tg["hessian"] = dy[:, n_q:, None, None]  # ∂²q/∂t² = f_v
-        tg["initial_output"] = X[:, 1 : 1 + n_q]
-        tg["initial_rate"] = X[:, 1 + n_q :]
     else:
         tg["output"], tg["jacobian"] = y, dy[:, :, None]
-        tg["initial_output"] = X[:, 1:]
     return PointSet(_t(X), {k: _t(v) for k, v in tg.items()})
 
 

@@ -75,6 +75,25 @@ def build_model(problem: Problem, model_cfg: dict, seed: int) -> MLP:
         return MLP(config)
 
 
+def _flat_parameters(model: torch.nn.Module) -> torch.nn.Parameter:
+    """Make every parameter (and its gradient) a view of one flat buffer and return that
+    buffer as the parameter the optimizers step: an optimizer step and zeroing the
+    gradients are then one kernel each instead of one per layer. Autograd accumulates into
+    the existing gradient views in place, so gradients must be zeroed, never set to None."""
+    params = list(model.parameters())
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    grad = torch.zeros_like(flat)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.data = flat[offset : offset + n].view_as(p)
+        p.grad = grad[offset : offset + n].view_as(p)
+        offset += n
+    buffer = torch.nn.Parameter(flat)
+    buffer.grad = grad
+    return buffer
+
+
 class _Cycle:
     """Draws batches from a point set cyclically, reshuffling at every wrap."""
 
@@ -108,6 +127,7 @@ class _Run:
         self.cfg, self.t = cfg, cfg.train
         init_seed, batch_seed, term_seed = _seeds(self.t.seed)
         self.model = build_model(problem, cfg.model, init_seed).to(device)
+        self.flat = _flat_parameters(self.model)
         self.problem = problem.to(device, self.model.dtype)
         o = cfg.objective
         self.objective = build_objective(problem, o.mode, o.weights, o.terms, o.hessian_projection)
@@ -148,6 +168,9 @@ class _Run:
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
 
+    def zero_grad(self) -> None:
+        self.flat.grad.zero_()  # one kernel; the parameters' grads are views of it
+
     # -- optimizers ---------------------------------------------------------------------
     def phase(self, epoch: int) -> str:
         t = self.t
@@ -156,11 +179,11 @@ class _Run:
         return t.optimizer
 
     def optimizer(self, phase: str):
-        params = self.model.parameters()
+        params = [self.flat]
         if phase == "adam":
             if self.adam is None:
-                fused = self.model.dtype in (torch.float32, torch.float64)
-                self.adam = torch.optim.Adam(params, lr=self.t.lr, fused=fused)
+                # fused Adam over the one flat buffer: a single kernel per step
+                self.adam = torch.optim.Adam(params, lr=self.t.lr, fused=True)
                 self.scheduler = _scheduler(self.adam, self.t)
             return self.adam
         if self.lbfgs is None:
@@ -211,7 +234,7 @@ class _Run:
             last = {}
 
             def closure():
-                opt.zero_grad(set_to_none=True)
+                self.zero_grad()
                 total, parts = self.objective(batches, self.ctx)
                 total.backward()
                 last["v"] = (total, parts)
@@ -230,7 +253,7 @@ class _Run:
                 batches = self.batches(interior)
                 if phase == "adam":
                     total, parts = self.objective(batches, self.ctx)
-                    opt.zero_grad(set_to_none=True)
+                    self.zero_grad()
                     total.backward()
                     opt.step()
                     accumulate(total, parts)
@@ -238,7 +261,7 @@ class _Run:
                     last = {}
 
                     def closure(batches=batches, last=last):
-                        opt.zero_grad(set_to_none=True)
+                        self.zero_grad()
                         total, parts = self.objective(batches, self.ctx)
                         total.backward()
                         last["v"] = (total, parts)

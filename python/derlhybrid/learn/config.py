@@ -164,6 +164,10 @@ class TrainingConfig:
     seed: int = 30
     engine: str = "auto"
     device: str = "auto"
+    #: intra-op CPU threads while training: 0 = auto (one thread when a batch is small —
+    #: batch_size × width ≤ 2¹⁸ — where extra threads only add synchronisation, and torch's
+    #: default otherwise)
+    threads: int = 0
     #: checkpoint every this many epochs (and at the end)
     checkpoint_every: int = 1
     #: evaluate the validation set every this many epochs (0: never)
@@ -194,6 +198,8 @@ class TrainingConfig:
             raise ConfigError(
                 f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}"
             )
+        if not isinstance(self.threads, int) or self.threads < 0:
+            raise ConfigError(f"train.threads must be an integer ≥ 0, got {self.threads!r}")
         if self.val_every < 0:
             raise ConfigError("train.val_every must be ≥ 0")
 

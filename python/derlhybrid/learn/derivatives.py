@@ -180,8 +180,8 @@ def _forward_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict[MultiInde
             width = nxt[0].shape[-1]
             stacked = torch.stack([nxt[m].expand(batch, width) for m in live])
             out = torch.matmul(stacked, layer.weight.T)
-            for j, m in enumerate(live):
-                cur[m] = out[j]
+            for m, row in zip(live, out.unbind(0), strict=True):
+                cur[m] = row
             if len(live) == n_idx - 1:
                 stack = out
     n_out = cur[0].shape[-1]
@@ -202,29 +202,29 @@ def _forward_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict[MultiInde
 def _stacked_layer(plan: DerivativePlan, sig, cur, stack, layer, batch):
     """One activation + linear layer with all derivatives carried in one (M − 1, B, W)
     tensor: the σ'·∂^α z part of every α in one product, the higher Faà di Bruno terms
-    added to the rows of |α| ≥ 2, one batched matrix product."""
-    first = sig[1] * stack
+    added to the rows of |α| ≥ 2, one batched matrix product. Rows are split with
+    ``unbind`` and joined with ``stack`` (one autograd node each; indexing rows one by one
+    would cost a zero-filled full-size gradient per row in the backward pass)."""
+    rows = list((sig[1] * stack).unbind(0))
     n1 = plan.n_first
-    if n1 < stack.shape[0]:
-        products: dict[tuple[int, ...], torch.Tensor] = {}
-        higher = []
-        for m in range(n1 + 1, len(plan.indices)):
-            acc = first[m - 1]
-            for k, coef, subs in plan.rules[m]:
-                if k == 1:
-                    continue  # already in `first`
-                left = products.get(subs)
-                if left is None:
-                    left = cur[subs[0]]
-                    for p in subs[1:]:
-                        left = left * cur[p]
-                    products[subs] = left
-                acc = torch.addcmul(acc, sig[k], left, value=coef)
-            higher.append(acc)
-        first = torch.cat([first[:n1], torch.stack(higher)])
-    out = torch.matmul(first, layer.weight.T)
-    nxt = [nn.functional.linear(sig[0], layer.weight, layer.bias)]
-    nxt += [out[j] for j in range(out.shape[0])]
+    products: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def product(subs):
+        if len(subs) == 1:
+            return cur[subs[0]]
+        got = products.get(subs)
+        if got is None:
+            got = products[subs] = product(subs[:-1]) * cur[subs[-1]]
+        return got
+
+    for m in range(n1 + 1, len(plan.indices)):
+        acc = rows[m - 1]
+        for k, coef, subs in plan.rules[m]:
+            if k > 1:  # the k = 1 term σ'·∂^α z is already in the row
+                acc = torch.addcmul(acc, sig[k], product(subs), value=coef)
+        rows[m - 1] = acc
+    out = torch.matmul(torch.stack(rows), layer.weight.T)
+    nxt = [nn.functional.linear(sig[0], layer.weight, layer.bias), *out.unbind(0)]
     return nxt, out
 
 

@@ -363,6 +363,15 @@ def _fmt(v: float) -> str:
     return f"{v:.3e}"
 
 
+def train_threads(config: TrainConfig, width: int) -> int:
+    """Intra-op threads for a run (``train.threads``; 0 = auto, see the config)."""
+    if config.train.threads:
+        return config.train.threads
+    if config.train.batch_size * width <= 2**18:
+        return 1
+    return torch.get_num_threads()
+
+
 def train(
     config: TrainConfig,
     out_dir,
@@ -373,6 +382,16 @@ def train(
 ) -> TrainResult:
     """Train as ``config`` says, checkpointing into ``out_dir`` (created). With
     ``resume=True`` an existing checkpoint of the same configuration is continued."""
+    width = int(config.model.get("width", MLPConfig.__dataclass_fields__["width"].default))
+    before = torch.get_num_threads()
+    torch.set_num_threads(train_threads(config, width))
+    try:
+        return _train(config, out_dir, resume=resume, problem=problem, progress=progress)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(config: TrainConfig, out_dir, *, resume, problem, progress) -> TrainResult:
     t0 = time.perf_counter()
     out = Path(out_dir)
     device = resolve_device(config.train.device)

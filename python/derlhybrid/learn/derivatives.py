@@ -27,6 +27,8 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from .models import _constants
+
 __all__ = ["ENGINES", "DerivativePlan", "Derivatives", "input_derivatives"]
 
 MultiIndex = tuple[int, ...]
@@ -217,11 +219,21 @@ def _stacked_layer(plan: DerivativePlan, sig, cur, stack, layer, batch):
             got = products[subs] = product(subs[:-1]) * cur[subs[-1]]
         return got
 
+    scaled: dict[tuple[int, int], torch.Tensor] = {}  # coef·σ^(k), once per layer
+
+    def weight(k, coef):
+        if coef == 1:
+            return sig[k]
+        got = scaled.get((k, coef))
+        if got is None:
+            got = scaled[(k, coef)] = sig[k] * _constants(sig[k], (coef,))[0]
+        return got
+
     for m in range(n1 + 1, len(plan.indices)):
         acc = rows[m - 1]
         for k, coef, subs in plan.rules[m]:
             if k > 1:  # the k = 1 term σ'·∂^α z is already in the row
-                acc = torch.addcmul(acc, sig[k], product(subs), value=coef)
+                acc = torch.addcmul(acc, weight(k, coef), product(subs))
         rows[m - 1] = acc
     out = torch.matmul(torch.stack(rows), layer.weight.T)
     nxt = [nn.functional.linear(sig[0], layer.weight, layer.bias), *out.unbind(0)]

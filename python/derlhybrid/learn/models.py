@@ -27,6 +27,21 @@ __all__ = ["ACTIVATIONS", "MLP", "Activation", "MLPConfig"]
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+_CONSTANTS: dict = {}
+
+
+def _constants(like: torch.Tensor, values) -> list[torch.Tensor]:
+    """0-d tensors of ``like``'s dtype and device (cached)."""
+    out = []
+    for v in values:
+        key = (float(v), like.dtype, like.device)
+        c = _CONSTANTS.get(key)
+        if c is None:
+            c = _CONSTANTS[key] = torch.tensor(float(v), dtype=like.dtype, device=like.device)
+        out.append(c)
+    return out
+
+
 class Activation:
     """A smooth scalar activation σ with all its derivatives.
 
@@ -100,17 +115,18 @@ class Tanh(_PolynomialActivation):
         if n > 3:
             return super().derivatives(z, n)
         # constants as 0-d tensors of z's dtype: a Python float operand would cost a dtype
-        # conversion kernel per operation
-        one, zero, m2 = (torch.tensor(c, dtype=z.dtype, device=z.device) for c in (1, 0, -2))
+        # conversion kernel per operation, forward and backward
+        one, m2, six = _constants(z, (1.0, -2.0, 6.0))
         a = torch.tanh(z)
         out = [a]
         if n >= 1:
-            d1 = torch.addcmul(one, a, a, value=-1)  # 1 − a²
+            a2 = a * a
+            d1 = one - a2  # 1 − a²
             out.append(d1)
         if n >= 2:
-            out.append(torch.addcmul(zero, a, d1, value=-2))  # −2a(1 − a²)
+            out.append(a * d1 * m2)  # −2a(1 − a²)
         if n >= 3:
-            out.append(torch.addcmul(m2, a, a, value=6) * d1)  # (6a² − 2)(1 − a²)
+            out.append(d1 * (a2 * six + m2))  # (6a² − 2)(1 − a²)
         return out
 
 

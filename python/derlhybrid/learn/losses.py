@@ -307,6 +307,11 @@ class Objective:
         for name, need in self._needs(ctx.problem).items():
             if name in batches:
                 groups.setdefault(need, []).append(name)
+        # value-only sets ride along with a first-derivative group (one network pass fewer,
+        # for little extra work)
+        first = [n for n in groups if n != ((),) and max(len(a) for a in n) == 1]
+        if ((),) in groups and first:
+            groups[first[0]] += groups.pop(((),))
         per_set = {}
         for need, names in groups.items():
             if len(names) == 1:

@@ -1,0 +1,531 @@
+"""DOP853 in lockstep over lanes: the SIMD path of :func:`derlhybrid.kernels.ode.solve_ensemble`.
+
+Used when the caller passes ``rhs_lanes``, a Numba function ``rhs_lanes(t, y, p, dy)`` that
+evaluates the vector field at many points at once: ``t`` of shape ``(L,)``, ``y`` and ``dy``
+of shape ``(n_state, L)``, ``p`` of shape ``(n_par, L)`` (column ``c`` is one point, with
+its own time and parameters), all float64 and C-contiguous, ``L = y.shape[1]`` any size.
+
+Each thread integrates its trajectories ``_LANES`` (16) at a time, like GPU ensemble
+solvers: lane ``l`` holds one trajectory with its own ``t``, step size, accept/reject
+decision, counters and output index; the stages of a step are computed for all lanes in
+loops over the lanes (structure of arrays ``W[row, lane]``), which LLVM vectorises, and the
+right-hand side is called once per stage for all 16 lanes. A lane whose trajectory ends
+(reached ``t_eval[-1]`` or failed) takes the next trajectory of the chunk at once, or idles
+(a zero step) when there is none. The saved points inside a lane's step are evaluated per
+lane, vectorised over the points: the dense polynomial into a ``(n_state, m)`` block, then
+``rhs_lanes`` with the points as its columns (padded to a multiple of 4), then the transpose
+into the trajectory's ``(n_t, n_state)`` rows.
+
+The algorithm is the scalar path's (``ode.py``) operation for operation. Built without FMA
+(``kernels(..., fma=False)``) and given an ``rhs_lanes`` that computes exactly what ``rhs``
+computes, the lane path gives the scalar path's bits (tested: steps, rejections, statuses,
+states, derivatives); as shipped it contracts multiply-adds to FMA (about 10% faster), so
+the two agree to rounding. No operation mixes lanes, so results do not depend on the lane,
+the block, the chunking or the thread count.
+
+The kernels are generated as Python source per ``(n_state, n_par)`` (the tableau written
+out with its non-zero coefficients as literals, the row offsets as constants, so that LLVM
+sees that the rows do not overlap and vectorises every loop over the lanes; with runtime
+offsets it did not) and compiled per ``rhs_lanes``, in memory, on first use (~10 s).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numba
+import numpy as np
+
+from . import ode as _ode
+
+# Trajectories per block: 16 measured best (8: the right-hand side's per-call cost weighs
+# more; 32: 64 output streams per thread, and writing them became 2.5x slower).
+_LANES = 16
+_BLOCK = 128  # saved points per rhs_lanes call in the dense-output pass
+
+
+def _terms(coefs, rows):
+    """``0.0 + c0 * W[r0, l] + c1 * W[r1, l] + ...`` (left to right: the scalar loop's order)."""
+    return "0.0" + "".join(f" + {float(c)!r} * W[{r}, l]" for c, r in zip(coefs, rows, strict=True))
+
+
+def _source(n: int, n_par: int) -> str:
+    """The lane kernels for ``n`` state components and ``n_par`` parameters, as Python text."""
+    NX, NS = _ode._NX, _ode._NS
+    A, C, D = _ode._A, _ode._C, _ode._D
+    RY = NX * n  # rows: K[s, k] at s * n + k, then y, y_new, y_tmp, F (7 n), p, scalars
+    RYN, RYT, RF = RY + n, RY + 2 * n, RY + 3 * n
+    RP = RF + 7 * n
+    RT, RH, RTN, RTL, RERR, RFAC = (RP + n_par + q for q in range(6))
+    NR = RFAC + 1
+    L = _LANES
+    row = 8 * L  # bytes per row
+    g = [
+        f"N = {n}",
+        f"NPAR = {n_par}",
+        f"L = {L}",
+        f"NR = {NR}",
+        f"RY, RYN, RYT, RF, RP = {RY}, {RYN}, {RYT}, {RF}, {RP}",
+        f"RT, RH, RTN, RTL, RERR, RFAC = {RT}, {RH}, {RTN}, {RTL}, {RERR}, {RFAC}",
+        f"NCOL = {1 + 4 * n + n_par}",
+        f"BLK = {_BLOCK}",
+    ]
+    src = ["\n".join(g)]
+    P = f"_at2(wa + {row * RP}, NPAR, L)"
+    for s in list(range(1, NS)) + list(range(NS + 1, NX)):
+        nz = np.flatnonzero(A[s, :s])
+        body = [
+            f"@_leaf\ndef _stage{s}(rhs, wa):",
+            "    W = _at2(wa, NR, L)",
+            "    for l in range(L):",
+        ]
+        body.append("        h = W[RH, l]")
+        for k in range(n):
+            body.append(f"        acc = {_terms(A[s, nz], nz * n + k)}")
+            body.append(f"        W[{RYT + k}, l] = W[{RY + k}, l] + h * acc")
+        body.append(f"        W[RTL, l] = W[RT, l] + {float(C[s])!r} * h")
+        body.append(
+            f"    rhs(_at1(wa + {row * RTL}, L), _at2(wa + {row * RYT}, N, L), {P}, "
+            f"_at2(wa + {row * s * n}, N, L))"
+        )
+        src.append("\n".join(body))
+    # a step: stages 1..11, y_new, the FSAL stage 12 at (t_new, y_new), the error norm
+    b_idx, e_idx = _ode._B_IDX.astype(np.int64), _ode._E_IDX.astype(np.int64)
+    body = ["@_leaf\ndef _step(rhs, wa, rta, ata):"]
+    body += [f"    _stage{s}(rhs, wa)" for s in range(1, NS)]
+    body += ["    W = _at2(wa, NR, L)", "    rtol = _at1(rta, N)", "    atol = _at1(ata, N)"]
+    body += ["    for l in range(L):", "        h = W[RH, l]"]
+    for k in range(n):
+        body.append(f"        acc = {_terms(_ode._B_VAL, b_idx * n + k)}")
+        body.append(f"        W[{RYN + k}, l] = W[{RY + k}, l] + h * acc")
+    body.append(
+        f"    rhs(_at1(wa + {row * RTN}, L), _at2(wa + {row * RYN}, N, L), {P}, "
+        f"_at2(wa + {row * NS * n}, N, L))"
+    )
+    for k in range(n):  # (locals: no reload after each store)
+        body += [f"    atol{k} = atol[{k}]", f"    rtol{k} = rtol[{k}]"]
+    body += ["    for l in range(L):", "        e5 = 0.0", "        e3 = 0.0"]
+    for k in range(n):
+        body.append(f"        a5 = {_terms(_ode._E5_VAL, e_idx * n + k)}")
+        body.append(f"        a3 = {_terms(_ode._E3_VAL, e_idx * n + k)}")
+        body.append(
+            f"        sc = atol{k} + max(abs(W[{RY + k}, l]), abs(W[{RYN + k}, l])) * rtol{k}"
+        )
+        body += [
+            "        a5 /= sc",
+            "        a3 /= sc",
+            "        e5 += a5 * a5",
+            "        e3 += a3 * a3",
+        ]
+    body.append("        err = abs(W[RH, l]) * e5 / math.sqrt((e5 + 0.01 * e3) * N)")
+    body.append("        W[RERR, l] = 0.0 if (e5 == 0.0) & (e3 == 0.0) else err")
+    # the controller's SAFETY * err ** (-1/8) (ode._inv_root8), vectorised here
+    body.append("        W[RFAC, l] = SAFETY * (1.0 / math.sqrt(math.sqrt(math.sqrt(err))))")
+    src.append("\n".join(body))
+    # the dense output's three extra stages and its coefficients F[0..6]
+    d_idx = _ode._D_IDX.astype(np.int64)
+    body = ["@_leaf\ndef _dense(rhs, wa):"]
+    body += [f"    _stage{s}(rhs, wa)" for s in range(NS + 1, NX)]
+    body += ["    W = _at2(wa, NR, L)", "    for l in range(L):", "        h = W[RH, l]"]
+    for k in range(n):
+        body.append(f"        dy = W[{RYN + k}, l] - W[{RY + k}, l]")
+        body.append(f"        W[{RF + k}, l] = dy")
+        body.append(f"        W[{RF + n + k}, l] = h * W[{k}, l] - dy")
+        body.append(
+            f"        W[{RF + 2 * n + k}, l] = 2.0 * dy - h * (W[{NS * n + k}, l] + W[{k}, l])"
+        )
+        for r in range(D.shape[0]):
+            terms = _terms(_ode._D_VAL[r], d_idx * n + k)
+            body.append(f"        W[{RF + (3 + r) * n + k}, l] = h * ({terms})")
+    src.append("\n".join(body))
+    src.append(_interleave_source(n))
+    return "\n\n\n".join(src) + "\n\n\n" + _FIXED_SOURCE
+
+
+def _interleave_source(n: int) -> str:
+    """``_interleave(v, a, m)``: the (n, >= m) block ``v`` into the (m, n) rows at address
+    ``a``; True when a value is not finite. Scalar stores of 8 bytes are the bottleneck of
+    that transpose (LLVM vectorises it only for long blocks, because of the aliasing
+    checks), so pairs of components are stored as one complex128 (16 bytes)."""
+    body = ["@_leaf\ndef _interleave(v, a, m):", "    bad = False"]
+    if n == 1:
+        body += ["    o = _at1(a, m)", "    for q in range(m):", "        x = v[0, q]"]
+        body += ["        o[q] = x", "        bad |= (x - x) != 0.0"]
+    elif n % 2 == 0:
+        body += [
+            f"    o = numba.carray(_voidptr(a), (m, {n // 2}), np.complex128)",
+            "    for q in range(m):",
+        ]
+        for k in range(n // 2):
+            body += [f"        x = v[{2 * k}, q]", f"        y = v[{2 * k + 1}, q]"]
+            body += [
+                f"        o[q, {k}] = complex(x, y)",
+                "        bad |= ((x - x) + (y - y)) != 0.0",
+            ]
+    else:
+        body += [
+            f"    o = _at2(a, m, {n})",
+            "    for q in range(m):",
+            f"        for k in range({n}):",
+            "            x = v[k, q]",
+            "            o[q, k] = x",
+            "            bad |= (x - x) != 0.0",
+        ]
+    body.append("    return bad")
+    return "\n".join(body)
+
+
+# The rest does not depend on the tableau: written once, compiled per (n, n_par) with the
+# constants above.
+_FIXED_SOURCE = """
+@_leaf
+def _points(rhs, wa, l, t, h, tea, nt, j0, j1, oya, ofa):
+    # Lane l's step (t, t + h): the interpolant at t_eval[j0:j1] and rhs_lanes there, in
+    # blocks of at most BLK points (the points are the columns), into the trajectory's
+    # output rows (oya, ofa: its row 0). Returns True when a value is not finite. The block
+    # is padded to a multiple of 4 columns (copies of its last point, computed, not saved)
+    # so that the vector loops run without their scalar remainder.
+    W = _at2(wa, NR, L)
+    base = wa + 8 * (NR * L + NCOL)
+    inv_h = 1.0 / h
+    bad = False
+    b0 = j0
+    while b0 < j1:
+        m = min(BLK, j1 - b0)
+        mp = (m + 3) & -4
+        if b0 + mp <= nt:  # the padding columns take the next saved times
+            te = _at1(tea + 8 * b0, mp)
+        else:  # (the last saved times: the padding repeats the last one)
+            te = _at1(base, mp)
+            te0 = _at1(tea + 8 * b0, m)
+            for q in range(mp):
+                te[q] = te0[min(q, m - 1)]
+        vals = _at2(base + 8 * BLK, N, mp)
+        dv = _at2(base + 8 * BLK * (1 + N), N, mp)
+        pb = _at2(base + 8 * BLK * (1 + 2 * N), NPAR, mp)
+        for k in range(N):
+            f0 = W[RF + k, l]
+            f1 = W[RF + N + k, l]
+            f2 = W[RF + 2 * N + k, l]
+            f3 = W[RF + 3 * N + k, l]
+            f4 = W[RF + 4 * N + k, l]
+            f5 = W[RF + 5 * N + k, l]
+            f6 = W[RF + 6 * N + k, l]
+            yk = W[RY + k, l]
+            for q in range(mp):
+                x = (te[q] - t) * inv_h
+                x1 = 1.0 - x
+                v = f6 * x + f5
+                v = v * x1 + f4
+                v = v * x + f3
+                v = v * x1 + f2
+                v = v * x + f1
+                v = v * x1 + f0
+                vals[k, q] = v * x + yk
+        for r in range(NPAR):
+            pr = W[RP + r, l]
+            for q in range(mp):
+                pb[r, q] = pr
+        rhs(te, vals, pb, dv)
+        bad |= _interleave(vals, oya + 8 * N * b0, m)
+        bad |= _interleave(dv, ofa + 8 * N * b0, m)
+        b0 += m
+    return bad
+
+
+@_leaf
+def _start(rhs, wa, t, ya, pa, rta, ata, first_step, max_step, fixed_h, span):
+    # The first evaluation of a trajectory (y0 at ya, p at pa) and its first step size, in
+    # the column scratch (width-1 calls). Returns h_abs, or -1.0 when y0 or f(t0, y0) is
+    # not finite. Same arithmetic as ode._initial_step.
+    col = wa + 8 * NR * L
+    tc = _at1(col, 1)
+    y = _at1(col + 8, N)
+    f0 = _at1(col + 8 * (1 + N), N)
+    yt = _at1(col + 8 * (1 + 2 * N), N)
+    f1 = _at1(col + 8 * (1 + 3 * N), N)
+    pc = _at2(col + 8 * (1 + 4 * N), NPAR, 1)
+    y0 = _at1(ya, N)
+    p = _at1(pa, NPAR)
+    rtol = _at1(rta, N)
+    atol = _at1(ata, N)
+    for k in range(N):
+        y[k] = y0[k]
+    for r in range(NPAR):
+        pc[r, 0] = p[r]
+    tc[0] = t
+    rhs(tc, _at2(col + 8, N, 1), pc, _at2(col + 8 * (1 + N), N, 1))
+    if not (_all_finite(y) and _all_finite(f0)):
+        return -1.0
+    if fixed_h > 0.0:
+        return fixed_h
+    if first_step > 0.0:
+        return min(first_step, span)
+    d0 = _rms_scaled(y, y, rtol, atol)
+    d1 = _rms_scaled(f0, y, rtol, atol)
+    if d0 < 1e-5 or d1 < 1e-5:
+        h0 = 1e-6
+    else:
+        h0 = 0.01 * d0 / d1
+    h0 = min(h0, span)
+    for k in range(N):
+        yt[k] = y[k] + h0 * f0[k]
+    tc[0] = t + h0
+    rhs(tc, _at2(col + 8 * (1 + 2 * N), N, 1), pc, _at2(col + 8 * (1 + 3 * N), N, 1))
+    for k in range(N):
+        f1[k] = f1[k] - f0[k]
+    d2 = _rms_scaled(f1, y, rtol, atol) / h0
+    if d1 <= 1e-15 and d2 <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / (_ORDER_ERR + 1))
+    h = min(100.0 * h0, h1, span, max_step)
+    if not h > 0.0:
+        h = min(1e-6 * span, max_step)
+    return h
+
+
+@_cached_leaf
+def _finish(states, derivs, n_steps, n_rej, status, i, st, na, nr):
+    status[i] = st
+    n_steps[i] = na
+    n_rej[i] = nr
+    if st != 0:
+        states[i, :, :] = np.nan
+        derivs[i, :, :] = np.nan
+
+
+# lane state rows (int64): trajectory (-1: idle), next output index, accepted and rejected
+# steps, "a new step begins", "rejected in this step", "last rejection was a NaN", "a saved
+# value was not finite", "accepted just now", end of the saved points inside the step
+TRAJ, J, NACC, NREJ, FRESH, REJ, NONF, BAD, ACC, J1 = range(10)
+HABS, MINSTEP, T0 = range(3)  # float lane state rows
+
+
+@_driver
+def drive(
+    rhs, lo, hi, t_eval, y0, params, rtol, atol, first_step, max_step, max_steps, fixed_h,
+    states, derivs, n_steps, n_rej, status,
+):
+    # Trajectories lo..hi-1 through the L lanes (ode._drive_range's contract).
+    nt = t_eval.size
+    t_start = t_eval[0]
+    tend = t_eval[nt - 1]
+    pstride = 0 if params.shape[0] == 1 else 8 * NPAR
+    w = np.zeros(NR * L + NCOL + BLK * (2 + 2 * N + NPAR))
+    wa = _addr(w)
+    W = _at2(wa, NR, L)
+    tea = _addr(t_eval)
+    ya = _addr(y0)
+    pa = _addr(params)
+    rta = _addr(rtol)
+    ata = _addr(atol)
+    oya = _addr(states)
+    ofa = _addr(derivs)
+    row = 8 * nt * N
+    iv = np.zeros((10, L), dtype=np.int64)
+    fv = np.zeros((3, L))
+    for l in range(L):
+        iv[TRAJ, l] = -1
+        W[RT, l] = t_start
+    adaptive = fixed_h <= 0.0
+    nxt = lo
+    while True:
+        # every lane: a trajectory to work on (refill) and its next step attempt
+        active = 0
+        for l in range(L):
+            while True:
+                if iv[TRAJ, l] < 0:
+                    if nxt >= hi:  # idle: a zero step from a finite state
+                        W[RH, l] = 0.0
+                        W[RTN, l] = W[RT, l]
+                        break
+                    i = nxt
+                    nxt += 1
+                    h_abs = _start(
+                        rhs, wa, t_start, ya + 8 * N * i, pa + pstride * i, rta, ata,
+                        first_step, max_step, fixed_h, tend - t_start,
+                    )
+                    col = _at1(wa + 8 * (NR * L + 1), 2 * N)
+                    if h_abs < 0.0:
+                        _finish(states, derivs, n_steps, n_rej, status, i, 3, 0, 0)
+                        continue
+                    for k in range(N):
+                        states[i, 0, k] = col[k]
+                        derivs[i, 0, k] = col[N + k]
+                    if nt == 1:
+                        _finish(states, derivs, n_steps, n_rej, status, i, 0, 0, 0)
+                        continue
+                    for k in range(N):
+                        W[RY + k, l] = col[k]
+                        W[k, l] = col[N + k]
+                    pc = _at1(wa + 8 * (NR * L + 1 + 4 * N), NPAR)
+                    for r in range(NPAR):
+                        W[RP + r, l] = pc[r]
+                    W[RT, l] = t_start
+                    iv[TRAJ, l] = i
+                    iv[J, l] = 1
+                    iv[NACC, l] = 0
+                    iv[NREJ, l] = 0
+                    iv[FRESH, l] = 1
+                    iv[BAD, l] = 0
+                    fv[HABS, l] = h_abs
+                    fv[T0, l] = t_start
+                # the next attempt of lane l (ode._integrate_one's loop head)
+                t = W[RT, l]
+                h_abs = fv[HABS, l]
+                # min_step = 10 ulp(t) <= 2.3e-15 |t| + 5e-323: compute it (a libm call) only
+                # when h_abs is below that bound; above it the comparisons are false anyway
+                near = h_abs < 4.5e-15 * abs(t) + 1e-322
+                if iv[FRESH, l] != 0:
+                    if adaptive:
+                        min_step = 0.0
+                        if near:
+                            min_step = 10.0 * abs(np.nextafter(t, np.inf) - t)
+                        fv[MINSTEP, l] = min_step
+                        if h_abs > max_step:
+                            h_abs = max_step
+                        elif h_abs < min_step:
+                            h_abs = min_step
+                    iv[REJ, l] = 0
+                    iv[NONF, l] = 0
+                    iv[FRESH, l] = 0
+                nacc = iv[NACC, l]
+                nrej = iv[NREJ, l]
+                i = iv[TRAJ, l]
+                if nacc + nrej >= max_steps:
+                    _finish(states, derivs, n_steps, n_rej, status, i, 2, nacc, nrej)
+                    iv[TRAJ, l] = -1
+                    continue
+                if adaptive:
+                    if h_abs < 4.5e-15 * abs(t) + 1e-322 and fv[MINSTEP, l] == 0.0:
+                        fv[MINSTEP, l] = 10.0 * abs(np.nextafter(t, np.inf) - t)
+                    if h_abs < fv[MINSTEP, l]:
+                        st = 3 if iv[NONF, l] != 0 else 1
+                        _finish(states, derivs, n_steps, n_rej, status, i, st, nacc, nrej)
+                        iv[TRAJ, l] = -1
+                        continue
+                    t_new = t + h_abs
+                    if t_new > tend:
+                        t_new = tend
+                else:
+                    t_new = fv[T0, l] + (nacc + 1) * fixed_h
+                    if t_new > tend - 1e-9 * fixed_h:
+                        t_new = tend
+                fv[HABS, l] = h_abs
+                W[RTN, l] = t_new
+                W[RH, l] = t_new - t
+                active += 1
+                break
+        if active == 0:
+            break
+        _step(rhs, wa, rta, ata)
+        # accept or reject, lane by lane (the scipy controller)
+        any_dense = False
+        for l in range(L):
+            iv[ACC, l] = 0
+            i = iv[TRAJ, l]
+            if i < 0:
+                continue
+            if adaptive:
+                err = W[RERR, l]
+                h_abs = fv[HABS, l]
+                if err < 1.0:
+                    if err == 0.0:
+                        factor = MAX_FACTOR
+                    else:
+                        factor = min(MAX_FACTOR, W[RFAC, l])
+                    if iv[REJ, l] != 0:
+                        factor = min(1.0, factor)
+                    fv[HABS, l] = h_abs * factor
+                else:
+                    if err >= 1.0:
+                        h_abs *= max(MIN_FACTOR, W[RFAC, l])
+                        iv[NONF, l] = 0
+                    else:
+                        h_abs *= MIN_FACTOR
+                        iv[NONF, l] = 1
+                    fv[HABS, l] = h_abs
+                    iv[REJ, l] = 1
+                    iv[NREJ, l] += 1
+                    continue
+            nacc = iv[NACC, l] + 1
+            iv[NACC, l] = nacc
+            bad = False
+            for k in range(N):
+                bad |= (W[RYN + k, l] - W[RYN + k, l]) != 0.0
+                bad |= (W[NS_N + k, l] - W[NS_N + k, l]) != 0.0
+            if bad:
+                _finish(states, derivs, n_steps, n_rej, status, i, 3, nacc, iv[NREJ, l])
+                iv[TRAJ, l] = -1
+                continue
+            t_new = W[RTN, l]
+            j = iv[J, l]
+            j1 = _first_at_or_after(tea, nt, j, t_new)
+            iv[J1, l] = j1
+            iv[ACC, l] = 1
+            any_dense |= j1 > j
+        if any_dense:
+            _dense(rhs, wa)
+        for l in range(L):
+            if iv[ACC, l] == 0:
+                continue
+            i = iv[TRAJ, l]
+            j = iv[J, l]
+            j1 = iv[J1, l]
+            if j1 > j:  # saved times inside the step: dense output
+                oa = row * i
+                if _points(rhs, wa, l, W[RT, l], W[RH, l], tea, nt, j, j1, oya + oa, ofa + oa):
+                    iv[BAD, l] = 1
+                j = j1
+            t_new = W[RTN, l]
+            if j < nt and t_eval[j] == t_new:  # a saved time on the step's end
+                for k in range(N):
+                    states[i, j, k] = W[RYN + k, l]
+                    derivs[i, j, k] = W[NS_N + k, l]
+                j += 1
+            iv[J, l] = j
+            for k in range(N):
+                W[RY + k, l] = W[RYN + k, l]
+                W[k, l] = W[NS_N + k, l]
+            W[RT, l] = t_new
+            iv[FRESH, l] = 1
+            if not t_new < tend:
+                st = 3 if iv[BAD, l] != 0 else 0
+                _finish(states, derivs, n_steps, n_rej, status, i, st, iv[NACC, l], iv[NREJ, l])
+                iv[TRAJ, l] = -1
+    w[0] = 0.0  # w stays alive (owned here) until its raw views are done with
+"""
+
+
+@functools.cache
+def kernels(n: int, n_par: int, fma: bool = True) -> dict:
+    """The lane kernels (a namespace; ``drive`` is the driver) for ``n`` state components
+    and ``n_par`` parameters. ``fma=False``: no contraction to FMA, i.e. the scalar path's
+    arithmetic operation for operation (the tests compare the two bit for bit)."""
+    leaf = {"nogil": True, "error_model": "numpy", "fastmath": {"contract"} if fma else False}
+    ns = {
+        "numba": numba,
+        "np": np,
+        "math": math,
+        "_at1": _ode._at1,
+        "_at2": _ode._at2,
+        "_addr": _ode._addr,
+        "_voidptr": _ode._voidptr,
+        "_all_finite": _ode._all_finite,
+        "_rms_scaled": _ode._rms_scaled,
+        "_first_at_or_after": _ode._first_at_or_after,
+        "_ORDER_ERR": _ode._ORDER_ERR,
+        "SAFETY": _ode.SAFETY,
+        "MIN_FACTOR": _ode.MIN_FACTOR,
+        "MAX_FACTOR": _ode.MAX_FACTOR,
+        "NS_N": _ode._NS * n,
+        # error_model="numpy": no zero-division checks, so the loops over lanes vectorise
+        "_leaf": numba.njit(**leaf),
+        "_cached_leaf": numba.njit(nogil=True),
+        "_driver": numba.njit(nogil=True, error_model="numpy"),
+    }
+    code = compile(_source(n, n_par), f"<derlhybrid ode_lanes n={n} n_par={n_par}>", "exec")
+    exec(code, ns)  # our own generated source: the tableau written out
+    return ns

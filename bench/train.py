@@ -16,14 +16,18 @@ Two measurements (paper.md §3, §8; issue "Learning through derivatives"):
   periodic pairs by ``vmap(jacrev)``; batches from ``DataLoader`` s. Ours: one step of the
   trainer.
 
-Best of ``--repeats``, ours and the peer timed alternately. Threads: ours as the trainer sets them
-(``train.threads = 0``: one intra-op thread for batches this small); the paper style both
-with torch's default (all cores, as the reference code runs) and with one thread, the
-faster of the two counting. The
-reference code's own pendulum epoch took 2.5 s (DERL) on this kind of machine (issue text).
-Targets: ≥ 4× per epoch, ≥ 5× per KdV step. The last line printed is one JSON object.
+Ours is timed in both of the trainer's configurations: eager (the default) and with
+``train.compile = true`` (``torch.compile`` of the loss and its gradient; compiled once,
+before timing, for both batch shapes of an epoch); the faster counts as ours and both are
+printed. Best of ``--repeats``, ours and the peer timed alternately. Threads: ours as the
+trainer sets them (``train.threads = 0``: one intra-op thread for batches this small); the
+paper style both with torch's default (all cores, as the reference code runs) and with one
+thread, the faster of the two counting. The reference code's own pendulum epoch took 2.5 s
+(DERL) on this kind of machine (issue text). Targets: ≥ 4× per epoch, ≥ 5× per KdV step.
+The last line printed is one JSON object.
 
     python bench/train.py [--repeats 3] [--kdv-steps 50] [--data DIR] [--threads N]
+                          [--no-compile]
 """
 
 from __future__ import annotations
@@ -63,25 +67,25 @@ def with_threads(fn, n: int):
     return run
 
 
-def timed(ours, ours_threads: int, peer, repeats: int) -> tuple[float, float, dict]:
+def timed(ours: dict, ours_threads: int, peer, repeats: int) -> tuple[float, float, dict]:
     """Best of ``repeats``, ours and the peer timed alternately (a shared machine's load
-    then affects both alike). Ours runs with the trainer's thread setting; the peer with
-    torch's default threads and with one thread, and the faster counts (the conservative
-    ratio)."""
+    then affects both alike). ``ours``: the trainer's configurations by name (eager and
+    ``train.compile = true``), run with the trainer's thread setting; the faster counts as
+    ours. The peer runs with torch's default threads and with one thread, and the faster
+    counts (the conservative ratio)."""
     default = torch.get_num_threads()
-    runs = {
-        "ours": with_threads(ours, ours_threads),
-        f"peer_{default}_threads": with_threads(peer, default),
-        "peer_1_thread": with_threads(peer, 1),
-    }
+    runs = {name: with_threads(fn, ours_threads) for name, fn in ours.items()}
+    runs[f"peer_{default}_threads"] = with_threads(peer, default)
+    runs["peer_1_thread"] = with_threads(peer, 1)
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats):
         for name, fn in runs.items():
             t0 = time.perf_counter()
             fn()
             best[name] = min(best[name], time.perf_counter() - t0)
-    peer_s = min(v for k, v in best.items() if k != "ours")
-    return best["ours"], peer_s, best
+    ours_s = min(best[k] for k in ours)
+    peer_s = min(v for k, v in best.items() if k not in ours)
+    return ours_s, peer_s, best
 
 
 def dataset(data_dir: Path, system: str) -> Path:
@@ -92,25 +96,29 @@ def dataset(data_dir: Path, system: str) -> Path:
 
 
 # -- pendulum -------------------------------------------------------------------------------
-def pendulum(path: Path, repeats: int) -> dict:
-    cfg = TrainConfig.from_dict(
-        {
-            "data": {"path": str(path)},
-            "model": {"width": 50, "depth": 4},
-            "objective": {"mode": "derl", "weights": PEND_W},
-            "train": {"batch_size": 64, "lr": 5e-4, "device": "cpu"},
-        }
-    )
+def pendulum(path: Path, repeats: int, compile_: bool) -> dict:
     problem = load_problem(path)
-    run = _Run(cfg, problem, torch.device("cpu"))
-    n_train = len(run.problem.sets["train"])
-    epoch = [0]
+    ours = {}
+    for name, comp in [("ours_eager", False), ("ours_compiled", True)][: 1 + compile_]:
+        cfg = TrainConfig.from_dict(
+            {
+                "data": {"path": str(path)},
+                "model": {"width": 50, "depth": 4},
+                "objective": {"mode": "derl", "weights": PEND_W},
+                "train": {"batch_size": 64, "lr": 5e-4, "device": "cpu", "compile": comp},
+            }
+        )
+        run = _Run(cfg, load_problem(path), torch.device("cpu"))
+        n_train = len(run.problem.sets["train"])
 
-    def ours():
-        run.run_epoch(epoch[0])
-        epoch[0] += 1
+        def epoch(run=run, counter=[0]):  # noqa: B006 - the run's epoch counter
+            run.run_epoch(counter[0])
+            counter[0] += 1
 
-    ours()  # warm-up
+        t0 = time.perf_counter()
+        epoch()  # warm-up (compiles, both batch shapes)
+        print(f"{name}: first epoch (warm-up) {time.perf_counter() - t0:.1f} s")
+        ours[name] = epoch
 
     # paper style: DataLoader + per-sample vmap(jacrev)
     model = build_model(problem, cfg.model, 30)
@@ -153,31 +161,35 @@ def pendulum(path: Path, repeats: int) -> dict:
 
 
 # -- KdV ------------------------------------------------------------------------------------
-def kdv(path: Path, repeats: int, steps: int) -> dict:
-    cfg = TrainConfig.from_dict(
-        {
-            "data": {"path": str(path)},
-            "model": {"width": 50, "depth": 9},
-            "objective": {"mode": "pinn", "weights": KDV_W},
-            "train": {"batch_size": 64, "lr": 5e-4, "device": "cpu"},
-        }
-    )
+def kdv(path: Path, repeats: int, steps: int, compile_: bool) -> dict:
     problem = load_problem(path)
-    run = _Run(cfg, problem, torch.device("cpu"))
-    opt = run.optimizer("adam")
-    train = run.problem.sets["train"]
-    gen = torch.Generator().manual_seed(0)
-    perm = torch.randperm(len(train), generator=gen)
+    ours = {}
+    for name, comp in [("ours_eager", False), ("ours_compiled", True)][: 1 + compile_]:
+        cfg = TrainConfig.from_dict(
+            {
+                "data": {"path": str(path)},
+                "model": {"width": 50, "depth": 9},
+                "objective": {"mode": "pinn", "weights": KDV_W},
+                "train": {"batch_size": 64, "lr": 5e-4, "device": "cpu", "compile": comp},
+            }
+        )
+        run = _Run(cfg, load_problem(path), torch.device("cpu"))
+        opt = run.optimizer("adam")
+        train = run.problem.sets["train"]
+        perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
 
-    def ours():
-        for k in range(steps):
-            batches = run.batches(train.take(perm[k * 64 : (k + 1) * 64]))
-            total, _ = run.objective(batches, run.ctx)
-            run.zero_grad()
-            total.backward()
-            opt.step()
+        def step_all(run=run, opt=opt, train=train, perm=perm):
+            for k in range(steps):
+                batches = run.batches(train.take(perm[k * 64 : (k + 1) * 64]))
+                total, _ = run.loss(batches, run.ctx)
+                run.zero_grad()
+                total.backward()
+                opt.step()
 
-    ours()
+        t0 = time.perf_counter()
+        step_all()  # warm-up (compiles)
+        print(f"{name}: first {steps} steps (warm-up) {time.perf_counter() - t0:.1f} s")
+        ours[name] = step_all
 
     model = build_model(problem, cfg.model, 30)
     opt_p = torch.optim.Adam(model.parameters(), lr=5e-4)
@@ -234,12 +246,20 @@ def kdv(path: Path, repeats: int, steps: int) -> dict:
     }
 
 
+def _split(each: dict, peer_s: float, unit: str, scale: float) -> str:
+    """Every timing of one measurement with its ratio to the (faster) peer."""
+    return ", ".join(f"{k} {v * scale:.3g} {unit} ({peer_s / v:.2f}×)" for k, v in each.items())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--kdv-steps", type=int, default=50)
     ap.add_argument("--data", type=Path, default=None, help="directory for the datasets")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--no-compile", action="store_true", help="time the eager trainer only (no torch.compile)"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -248,18 +268,20 @@ def main() -> None:
         tmp = tempfile.TemporaryDirectory()
         args.data = Path(tmp.name)
     args.data.mkdir(parents=True, exist_ok=True)
-    pend = pendulum(dataset(args.data, "pendulum"), args.repeats)
+    pend = pendulum(dataset(args.data, "pendulum"), args.repeats, not args.no_compile)
     print(
         f"pendulum DERL epoch ({pend['n_train']} samples, batch 64): ours "
         f"{pend['ours_epoch_s']:.3f} s, paper style {pend['paper_style_epoch_s']:.3f} s "
         f"→ {pend['paper_style_epoch_s'] / pend['ours_epoch_s']:.1f}× (target ≥ 4×)"
     )
-    k = kdv(dataset(args.data, "kdv"), args.repeats, args.kdv_steps)
+    print("  " + _split(pend["pendulum_timings_s"], pend["paper_style_epoch_s"], "s", 1))
+    k = kdv(dataset(args.data, "kdv"), args.repeats, args.kdv_steps, not args.no_compile)
     print(
         f"KdV third-derivative PINN step (batch 64): ours {k['ours_kdv_step_s'] * 1e3:.2f} ms, "
         f"paper style {k['paper_style_kdv_step_s'] * 1e3:.2f} ms "
         f"→ {k['paper_style_kdv_step_s'] / k['ours_kdv_step_s']:.1f}× (target ≥ 5×)"
     )
+    print("  " + _split(k["kdv_step_timings_s"], k["paper_style_kdv_step_s"], "ms", 1e3))
     result = {
         **pend,
         **k,

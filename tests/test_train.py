@@ -214,7 +214,23 @@ def test_cli_evaluate_refuses_other_systems_and_versions(data, tmp_path, capsys)
     assert "not a readable checkpoint" in capsys.readouterr().err
 
 
+def test_compiled_loss_trains_like_the_eager_one(data, tmp_path):
+    # train.compile: torch.compile of the loss and its gradient (one graph per batch shape;
+    # 10 trajectories x 41 times = 410 rows in batches of 32: a short last batch). Same
+    # initialisation, batches and updates: the weights agree to float64 rounding, and a
+    # compiled run resumes an eager one (compilation is not part of the configuration).
+    eager = train(_cfg(data["pendulum"], epochs=2), tmp_path / "e")
+    compiled = train(_cfg(data["pendulum"], epochs=2, compile=True), tmp_path / "c")
+    torch.testing.assert_close(_weights(compiled.model), _weights(eager.model), rtol=0, atol=1e-12)
+    for a, b in zip(eager.history, compiled.history, strict=True):
+        assert a["train"]["loss"] == pytest.approx(b["train"]["loss"], rel=1e-12)
+    resumed = train(_cfg(data["pendulum"], epochs=3, compile=True), tmp_path / "e")
+    assert resumed.start_epoch == 2
+
+
 def test_config_validation_in_python():
+    with pytest.raises(ConfigError, match=r"train\.compile must be true or false"):
+        TrainConfig.from_dict({"data": {"path": "x"}, "train": {"compile": "yes"}})
     with pytest.raises(ConfigError, match="adam_epochs"):
         TrainConfig.from_dict({"data": {"path": "x"}, "train": {"optimizer": "adam+lbfgs"}})
     with pytest.raises(ConfigError, match=r"train\.lbfgs\.batch"):

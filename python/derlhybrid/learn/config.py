@@ -168,6 +168,10 @@ class TrainingConfig:
     #: batch_size × width ≤ 2¹⁸ — where extra threads only add synchronisation, and torch's
     #: default otherwise)
     threads: int = 0
+    #: compile the loss (network, input derivatives, terms) and its gradient with
+    #: ``torch.compile``: ~1.5x faster steps for small networks, after a one-off compile of
+    #: ~30 s (and one more for the last, shorter batch of an epoch); needs a C++ compiler
+    compile: bool = False
     #: checkpoint every this many epochs (and at the end)
     checkpoint_every: int = 1
     #: evaluate the validation set every this many epochs (0: never)
@@ -200,6 +204,8 @@ class TrainingConfig:
             )
         if not isinstance(self.threads, int) or self.threads < 0:
             raise ConfigError(f"train.threads must be an integer ≥ 0, got {self.threads!r}")
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"train.compile must be true or false, got {self.compile!r}")
         if self.val_every < 0:
             raise ConfigError("train.val_every must be ≥ 0")
 

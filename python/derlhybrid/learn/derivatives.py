@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Sequence
-from functools import lru_cache
 
 import torch
 from torch import nn
@@ -84,9 +83,15 @@ class DerivativePlan:
         return f"DerivativePlan({list(self.indices)})"
 
 
-@lru_cache(maxsize=256)
+_PLANS: dict[tuple[MultiIndex, ...], DerivativePlan] = {}
+
+
 def _plan(indices: tuple[MultiIndex, ...]) -> DerivativePlan:
-    return DerivativePlan(indices)
+    # a plain dict, not lru_cache: torch.compile traces through it without a warning
+    plan = _PLANS.get(indices)
+    if plan is None:
+        plan = _PLANS[indices] = DerivativePlan(indices)
+    return plan
 
 
 class Derivatives:

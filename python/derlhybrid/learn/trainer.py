@@ -131,6 +131,10 @@ class _Run:
         self.problem = problem.to(device, self.model.dtype)
         o = cfg.objective
         self.objective = build_objective(problem, o.mode, o.weights, o.terms, o.hessian_projection)
+        # the training loss, compiled when asked (validation stays eager: other shapes)
+        self.loss = (
+            torch.compile(self.objective, dynamic=False) if self.t.compile else self.objective
+        )
         keep = self.objective.targets_needed(problem)
         for name in ("train", "val", "test"):  # batches index only what the terms read
             pts = problem.sets.get(name)
@@ -235,7 +239,7 @@ class _Run:
 
             def closure():
                 self.zero_grad()
-                total, parts = self.objective(batches, self.ctx)
+                total, parts = self.loss(batches, self.ctx)
                 total.backward()
                 last["v"] = (total, parts)
                 return total
@@ -252,7 +256,7 @@ class _Run:
             for interior in interiors:
                 batches = self.batches(interior)
                 if phase == "adam":
-                    total, parts = self.objective(batches, self.ctx)
+                    total, parts = self.loss(batches, self.ctx)
                     self.zero_grad()
                     total.backward()
                     opt.step()
@@ -262,7 +266,7 @@ class _Run:
 
                     def closure(batches=batches, last=last):
                         self.zero_grad()
-                        total, parts = self.objective(batches, self.ctx)
+                        total, parts = self.loss(batches, self.ctx)
                         total.backward()
                         last["v"] = (total, parts)
                         return total
@@ -342,10 +346,10 @@ def _scheduler(opt, t):
 
 def _resumable(saved: dict, now: dict) -> str | None:
     """Why a checkpoint's config cannot continue under ``now`` (None if it can). Only the
-    number of epochs, the progress bar and the device may change between runs."""
+    number of epochs, the progress bar, the device and compilation may change between runs."""
     a, b = json.loads(json.dumps(saved)), json.loads(json.dumps(now))
     for cfg in (a, b):
-        for k in ("epochs", "progress", "device", "checkpoint_every", "val_every"):
+        for k in ("epochs", "progress", "device", "checkpoint_every", "val_every", "compile"):
             cfg["train"].pop(k, None)
         cfg["data"].pop("path", None)
     if a != b:

@@ -375,3 +375,22 @@ def test_flat_parameters_train_like_separate_ones():
         opt.step()
     for a, b in zip(ref.parameters(), ours.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_trains_like_the_cpu(data, tmp_path):
+    # the same run on the GPU: float64 weights agree with the CPU run to rounding, the
+    # checkpoint loads on the CPU, and the forward engine agrees with autograd on the device
+    cpu = train(_cfg(data["pendulum"], epochs=2, device="cpu"), tmp_path / "cpu")
+    gpu = train(_cfg(data["pendulum"], epochs=2, device="cuda"), tmp_path / "gpu")
+    assert next(gpu.model.parameters()).is_cuda
+    torch.testing.assert_close(_weights(gpu.model).cpu(), _weights(cpu.model), rtol=0, atol=1e-9)
+    model, _ = load_model(tmp_path / "gpu" / "checkpoint.pt")
+    torch.testing.assert_close(_weights(model), _weights(cpu.model), rtol=0, atol=1e-9)
+    from derlhybrid.learn.derivatives import input_derivatives
+
+    x = torch.rand(33, 3, dtype=torch.float64, device="cuda")
+    f = input_derivatives(gpu.model, x, [(0, 0), (1, 2)], engine="forward")
+    a = input_derivatives(gpu.model, x, [(0, 0), (1, 2)], engine="autograd")
+    for k in a.keys():
+        torch.testing.assert_close(f[k], a[k], rtol=0, atol=1e-10)

@@ -174,7 +174,8 @@ class ResidualTerm(Term):
 @dataclass(frozen=True)
 class InitialTerm(Term):
     """mean |û(t=0) − u0|² (with the initial rate ∂û/∂t − v0 for second-order flow maps,
-    averaged over all columns as the paper does)"""
+    averaged over all columns as the paper does). Flow-map rows with a ``"state"`` target
+    (anchors at t ≠ 0, :meth:`Problem.initial_points`) are compared with it instead."""
 
     name: ClassVar[str] = "initial"
     point_set: ClassVar[str] = "initial"
@@ -190,7 +191,8 @@ class InitialTerm(Term):
             return _mse(d.value, batch.targets["output"])
         # a flow map's initial points (0, y0) are their own targets: y0 = (q0, v0)
         pred = torch.cat([d.value, d[(p.time_input,)]], 1) if p.form == "positions" else d.value
-        return _mse(pred, batch.X[:, 1:])
+        target = batch.targets["state"] if "state" in batch.targets else batch.X[:, 1:]
+        return _mse(pred, target)
 
 
 @dataclass(frozen=True)

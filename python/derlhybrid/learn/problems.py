@@ -18,7 +18,11 @@ pin the function — plus how to compute the system's residual from network deri
 
 ``variant`` selects an alternative target set of the file (``/variants/<name>``: e.g. the
 continuity ``grid``/``full`` points or the Allen–Cahn ``noise_0.01`` targets, whose arrays
-replace those of the main set) or ``"empirical"`` derivatives.
+replace those of the main set) or ``"empirical"`` derivatives. For trajectories,
+``"interpolate"`` is the paper's temporal gap (paper.md §3.2): train/val keep the times of
+``/variants/interpolate/train_time_mask``, the test set is the gap of the train+val
+trajectories, and the state of each training trajectory at ``anchor_index`` joins the
+initial condition (the ``initial`` set of :class:`Problem`).
 """
 
 from __future__ import annotations
@@ -192,10 +196,17 @@ class Problem:
 
     def initial_points(self, batch: PointSet) -> PointSet:
         """The initial-condition points of a flow-map batch: (0, y0). Their targets are
-        their own columns y0 = (q0, v0): ``X[:, 1:]``, read by the initial term."""
+        their own columns y0 = (q0, v0): ``X[:, 1:]``, read by the initial term. Anchors
+        of the problem (``sets["initial"]``: rows (t_a, y0) with the true state y(t_a) as
+        target ``"state"``, the ``interpolate`` variant) are appended to every batch, all
+        of them, as the paper does; the rows then carry ``"state"`` targets y0 and y(t_a)."""
         X0 = batch.X.clone()
         X0[:, self.time_input] = 0.0
-        return PointSet(X0)
+        anchors = self.sets.get("initial")
+        if anchors is None:
+            return PointSet(X0)
+        state = torch.cat([X0[:, 1:], anchors.targets["state"]])
+        return PointSet(torch.cat([X0, anchors.X]), {"state": state})
 
     def describe(self) -> dict:
         return {
@@ -252,11 +263,16 @@ def _split_indices(f, n: int) -> dict[str, np.ndarray]:
     return {"train": np.arange(n)}
 
 
-def _trajectory_block(arrays, idx: np.ndarray, form: str, n_q: int) -> PointSet:
-    """The flow-map points of the trajectories ``idx`` (sorted): (t, y0) → targets."""
+def _trajectory_block(
+    arrays, idx: np.ndarray, form: str, n_q: int, times: np.ndarray | None = None
+) -> PointSet:
+    """The flow-map points of the trajectories ``idx`` (sorted): (t, y0) → targets; with
+    ``times`` only those time indices of each trajectory (trajectory-major rows)."""
     t_all, y0_all, y_all, dy_all = arrays
     ns = y0_all.shape[1]
     y, dy = y_all[idx], dy_all[idx]
+    if times is not None:
+        y, dy, t_all = y[:, times], dy[:, times], np.asarray(t_all)[..., times]
     t = t_all[idx] if getattr(t_all, "ndim", 1) == 2 else np.broadcast_to(t_all, y.shape[:2])
     y0 = np.broadcast_to(y0_all[idx][:, None, :], y.shape)
     X = np.concatenate([t[..., None], y0], axis=-1).reshape(-1, 1 + ns)
@@ -303,15 +319,14 @@ def _load_trajectories(
             f'{system.name} is not a second-order system: use form = "state" for its flow map'
         )
     n_q = ns // 2 if form == "positions" else ns
+    if variant == "interpolate":
+        sets = _interpolate_sets(f, form, n_q, stream)
+        return _flow_problem(system, form, n_q, sets)
     arrays = _trajectory_arrays(f, variant)
     rows_per_traj = arrays[2].shape[1]
     row_bytes = 8 * (1 + 2 * ns + 3 * ns)
     sets = {}
-    ok = f["trajectories/status"][...] == 0 if "trajectories/status" in f else None
-    for split, idx in _split_indices(f, arrays[1].shape[0]).items():
-        idx = np.sort(idx)
-        if ok is not None:
-            idx = idx[ok[idx]]  # failed trajectories (NaN rows) are left out
+    for split, idx in _ok_splits(f, arrays[1].shape[0]).items():
         if stream.streams(len(idx) * rows_per_traj * row_bytes):
             per_block = max(1, stream.block_bytes // (rows_per_traj * row_bytes))
 
@@ -321,6 +336,65 @@ def _load_trajectories(
             sets[split] = StreamingSet(f.filename, idx, rows_per_traj, load, per_block)
         else:
             sets[split] = _trajectory_block(arrays, idx, form, n_q)
+    return _flow_problem(system, form, n_q, sets)
+
+
+def _ok_splits(f, n: int) -> dict[str, np.ndarray]:
+    """Sorted trajectory indices of every split; failed trajectories (NaN rows) are left
+    out."""
+    ok = f["trajectories/status"][...] == 0 if "trajectories/status" in f else None
+    out = {}
+    for split, idx in _split_indices(f, n).items():
+        idx = np.sort(idx)
+        out[split] = idx if ok is None else idx[ok[idx]]
+    return out
+
+
+def _interpolate_sets(f, form: str, n_q: int, stream: StreamPolicy) -> dict[str, PointSet]:
+    """The ``interpolate`` variant (paper.md §3.2): train/val = the train/val trajectories
+    at the masked-in times; test = the gap times of the train+val trajectories; initial =
+    the anchors (t_a, y0) → y(t_a) of the train trajectories (t_a = ``anchor_index``)."""
+    key = "variants/interpolate/train_time_mask"
+    if key not in f:
+        avail = sorted(f["variants"]) if "variants" in f else []
+        raise DatasetError(
+            f"{f.filename} has no interpolate variant ({key}; available variants: "
+            f"{', '.join(avail) or 'none'})"
+        )
+    mask = np.asarray(f[key][...], dtype=bool)
+    anchor = int(f[key].attrs["anchor_index"])
+    t = f["trajectories/t"][...]
+    y0_all = f["trajectories/initial_states"][...]
+    states, derivs = f["trajectories/states"], f["trajectories/derivatives"]
+    if t.ndim != 1 or mask.shape != t.shape or not 0 <= anchor < t.size:
+        raise DatasetError(
+            f"{f.filename}: the interpolate mask ({mask.shape}) and anchor ({anchor}) do not "
+            f"fit the {t.shape} trajectory times"
+        )
+    splits = _ok_splits(f, y0_all.shape[0])
+    ns = y0_all.shape[1]
+    rows = sum(len(v) for v in splits.values()) * t.size
+    if stream.streams(rows * 8 * (1 + 5 * ns)):  # as the streamed splits count
+        raise ValueError(
+            'the interpolate variant is not streamed: set data.stream = "never" '
+            "(its data must fit in memory)"
+        )
+    arrays = (t, y0_all, states[...], derivs[...])  # read once: the sizes were checked
+    empty = np.zeros(0, dtype=int)
+    train, val = splits.get("train", empty), splits.get("val", empty)
+    keep, gap = np.flatnonzero(mask), np.flatnonzero(~mask)
+    sets = {
+        name: _trajectory_block(arrays, idx, form, n_q, keep)
+        for name, idx in (("train", train), ("val", val))
+        if name in splits
+    }
+    sets["test"] = _trajectory_block(arrays, np.union1d(train, val), form, n_q, gap)
+    X_a = np.concatenate([np.full((len(train), 1), t[anchor]), y0_all[train]], axis=1)
+    sets["initial"] = PointSet(_t(X_a), {"state": _t(arrays[2][train, anchor])})
+    return sets
+
+
+def _flow_problem(system: ODESystem, form: str, n_q: int, sets) -> Problem:
     names = system.state_names
     needs, residual = _flow_residual(system, form, n_q)
     return Problem(

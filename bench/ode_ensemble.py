@@ -2,9 +2,10 @@
 
 10 000 trajectories, theta0 ~ U(-pi/4, pi/4), omega0 ~ U(-1.5, 1.5) (SeedSequence-seeded),
 t in [0, 10] with 1001 saved times, rtol = atol = 1e-10; ours also returns the vector field at
-every saved state. Ours is the SIMD lane path (``rhs_lanes=``, the pendulum on lanes with the
-vectorised ``sin`` of ``derlhybrid.kernels.vmath``); ``scalar`` is the same call with the
-scalar ``rhs`` only (libm ``sin``). Peers, measured here:
+every saved state. Ours is the SIMD lane path (``rhs_lanes=``, ``Pendulum.rhs_lanes_kernel``:
+the pendulum on lanes with the vectorised ``sin`` of ``derlhybrid.kernels.vmath``); ``scalar``
+is the same call with the scalar ``Pendulum.rhs_kernel`` only (libm ``sin``). These are the
+kernels dataset generation uses. Peers, measured here:
 
 * ``scipy_loop``: ``solve_ivp(method="DOP853", t_eval=...)`` per trajectory (timed on a
   subset, scaled to all trajectories);
@@ -14,8 +15,9 @@ scalar ``rhs`` only (libm ``sin``). Peers, measured here:
 ``max_error``: max |ours - solve_ivp(DOP853, rtol=atol=1e-13)| over a few hundred
 trajectories. Ours is timed into caller buffers that are reused between calls (how the HDF5
 generator streams chunks) and, separately, allocating fresh output; best of ``--repeats``;
-the one-off JIT compile is reported on its own. ``--profile`` adds single-thread timings
-of the lane path that split the cost (steps, dense output, saved points) and the time of
+the first call (JIT compile, or loading the driver that an earlier process compiled from the
+on-disk cache, see ``docs/ode.md``) is reported on its own. ``--profile`` adds single-thread
+timings of the lane path that split the cost (steps, dense output, saved points) and the time of
 the same number of ``sin`` calls alone (libm's, and the vectorised one in a vector loop).
 The last line printed is one JSON object.
 
@@ -39,34 +41,17 @@ from scipy.integrate import solve_ivp
 
 from derlhybrid import __version__
 from derlhybrid.kernels.ode import solve_ensemble
-from derlhybrid.kernels.vmath import SIN_SMALL_ARG, sin_small
 from derlhybrid.kernels.vmath import sin as vsin
+from derlhybrid.systems import Pendulum
 
 B, G, L, M = 0.5, 9.81, 10.0, 1.0
 PARAMS = np.array([B, G, L, M])
+assert np.array_equal(PARAMS, Pendulum().param_vector())
+# the system's own kernels (what dataset generation uses): libm sin, and on lanes the
+# vectorised sin (small-angle variant when all angles of a call are within +-0.78)
+pendulum = Pendulum.rhs_kernel
+pendulum_lanes = Pendulum.rhs_lanes_kernel
 RTOL = ATOL = 1e-10
-
-
-@numba.njit
-def pendulum(t, y, p, dy):
-    dy[0] = y[1]
-    dy[1] = -(p[1] / p[2]) * math.sin(y[0]) - (p[0] / p[3]) * y[1]
-
-
-@numba.njit(error_model="numpy")  # no zero-division checks: the loops vectorise
-def pendulum_lanes(t, y, p, dy):  # columns are points: t (L,), y and dy (2, L), p (4, L)
-    n = y.shape[1]
-    small = True  # all angles within +-0.78 (most calls): sin without its range reduction
-    for c in range(n):
-        small &= abs(y[0, c]) <= SIN_SMALL_ARG
-    if small:
-        for c in range(n):
-            dy[0, c] = y[1, c]
-            dy[1, c] = -(p[1, c] / p[2, c]) * sin_small(y[0, c]) - (p[0, c] / p[3, c]) * y[1, c]
-    else:
-        for c in range(n):
-            dy[0, c] = y[1, c]
-            dy[1, c] = -(p[1, c] / p[2, c]) * vsin(y[0, c]) - (p[0, c] / p[3, c]) * y[1, c]
 
 
 def pendulum_np(t, y):
@@ -248,7 +233,7 @@ def main() -> None:
     print(f"damped pendulum, {n} trajectories, 1001 saved times, rtol=atol={RTOL:g}")
     print(f"{numba.get_num_threads()} threads, {os.cpu_count()} CPUs, {platform.processor()}")
     print(
-        f"JIT compile (first call with this rhs): lanes {compile_s:.2f} s, "
+        f"first call (JIT compile, or a load from the on-disk cache): lanes {compile_s:.2f} s, "
         f"scalar {scalar_compile_s:.2f} s"
     )
     print(f"{'':50s} {'time [s]':>10s} {'traj/s':>10s} {'vs ours':>8s} {'max error':>10s}")

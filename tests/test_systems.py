@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
@@ -19,6 +22,9 @@ from derlhybrid.systems import (
     get_system,
     parse_params,
 )
+
+# b, g, l, m
+PENDULUM_PARAM_RANGES = [(0.0, 2.0), (1.0, 20.0), (0.5, 20.0), (0.2, 5.0)]
 
 CLI_NAMES = {
     "pendulum",
@@ -152,6 +158,42 @@ def test_pendulum_field_and_jacobian():
     np.testing.assert_array_equal(f, fk)
     fd = _fd_jacobian(lambda Y: sys.rhs(0.0, Y), y)
     np.testing.assert_allclose(sys.jacobian(y), fd, atol=1e-9)
+
+
+def test_pendulum_lane_kernel_is_the_scalar_kernel_to_an_ulp():
+    """``rhs_lanes_kernel`` (vectorised sin, small-angle variant when every angle of a call
+    is within ±0.78, FMA) against ``rhs_kernel`` (libm sin), point by point, on calls of
+    several widths; wide angles make the general branch run. Each value must be the scalar
+    kernel's arithmetic with a sin within 1 ulp of libm's, up to the contraction of one
+    multiply-add (either one) into an FMA."""
+    rng = np.random.default_rng(11)
+    scalar, lanes = Pendulum.rhs_kernel, Pendulum.rhs_lanes_kernel
+    n_same_sin = n_all = 0
+    for width, angle in [(1, 0.5), (16, 0.78), (16, 4.0), (128, 0.7), (37, 30.0), (200, 1e3)]:
+        for _ in range(10):
+            y = np.stack([rng.uniform(-angle, angle, width), rng.uniform(-3, 3, width)])
+            p = np.stack([rng.uniform(lo, hi, width) for lo, hi in PENDULUM_PARAM_RANGES])
+            t = rng.uniform(0, 10, width)
+            dy = np.empty_like(y)
+            lanes(t, y, p, dy)
+            ref = np.empty(2)
+            for c in range(width):
+                scalar(t[c], y[:, c].copy(), p[:, c].copy(), ref)
+                assert dy[0, c] == ref[0]
+                s = math.sin(y[0, c])
+                a, b = -(p[1, c] / p[2, c]), (p[0, c] / p[3, c]) * y[1, c]
+                assert a * s - b == ref[1]
+                bm, om = p[0, c] / p[3, c], y[1, c]
+                ok = []
+                for v in (np.nextafter(s, -np.inf), s, np.nextafter(s, np.inf)):
+                    plain = a * v - b
+                    fma_1 = float(Fraction(a) * Fraction(v) - Fraction(b))  # a * v exact
+                    fma_2 = float(Fraction(a * v) - Fraction(bm) * Fraction(om))  # (b/m) ω exact
+                    ok.append(dy[1, c] in (plain, fma_1, fma_2))
+                assert any(ok), (y[:, c], p[:, c], dy[1, c], ref[1])
+                n_same_sin += ok[1]
+                n_all += 1
+    assert n_same_sin > 0.8 * n_all  # mostly libm's sin, bit for bit
 
 
 def test_pendulum_sampling_is_the_papers():

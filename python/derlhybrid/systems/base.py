@@ -143,11 +143,19 @@ class ODESystem(System):
     writing ``dy`` in place, with ``p = self.param_vector()``; the ensemble integrator
     compiles it into its loop. ``rhs`` evaluates the same field on NumPy arrays of states
     ``(..., n_state)``.
+
+    ``rhs_lanes_kernel(t, y, p, dy)`` (optional) is the same field on lanes: many points at
+    once, one per column (``t`` of shape ``(L,)``, ``y``, ``dy`` ``(n_state, L)``, ``p``
+    ``(n_par, L)``; see ``derlhybrid.kernels.ode_lanes``). Given, dataset generation
+    integrates 16 trajectories per thread in lockstep over SIMD lanes (the pendulum: ~2.5x
+    faster); systems without one use the scalar path. Define both kernels at module level
+    (not in a closure or ``__main__``) so that their compiled drivers are cached on disk.
     """
 
     kind: ClassVar[str] = "ode"
     state_names: ClassVar[tuple[str, ...]] = ()
     rhs_kernel: ClassVar[Any] = None
+    rhs_lanes_kernel: ClassVar[Any] = None
 
     @property
     def n_state(self) -> int:

@@ -7,7 +7,8 @@ through ``tests/test_ode.py``; as shipped (FMA, vectorised ``sin``) they agree w
 path to rounding and with ``solve_ivp(DOP853, rtol=atol=1e-13)`` within the tolerance; and
 lanes refill correctly when trajectories need very different numbers of steps or fail.
 
-Each new ``rhs_lanes`` compiles the lane driver (seconds): four are compiled here.
+Each new ``rhs_lanes`` compiles the lane driver (seconds): four are compiled here, once
+per machine (the drivers are cached on disk, ``tests/test_ode_cache.py``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from derlhybrid.kernels.ode import (
     STATUS_STEP_UNDERFLOW,
     solve_ensemble,
 )
-from derlhybrid.kernels.vmath import SIN_MAX_ARG, SIN_SMALL_ARG, sin_lanes, sin_small
+from derlhybrid.kernels.vmath import SIN_MAX_ARG, sin_lanes
 from derlhybrid.kernels.vmath import sin as vsin
+from derlhybrid.systems.pendulum import _pendulum_rhs_lanes as pendulum_lanes  # the fast one
 
 PENDULUM = np.array([0.5, 9.81, 10.0, 1.0])  # b, g, l, m
 
@@ -37,22 +39,6 @@ PENDULUM = np.array([0.5, 9.81, 10.0, 1.0])  # b, g, l, m
 def pendulum(t, y, p, dy):
     dy[0] = y[1]
     dy[1] = -(p[1] / p[2]) * math.sin(y[0]) - (p[0] / p[3]) * y[1]
-
-
-@numba.njit(error_model="numpy")
-def pendulum_lanes(t, y, p, dy):  # the fast one (as in bench/ode_ensemble.py)
-    n = y.shape[1]
-    small = True  # all angles within +-0.78: sin without its range reduction (same bits)
-    for c in range(n):
-        small &= abs(y[0, c]) <= SIN_SMALL_ARG
-    if small:
-        for c in range(n):
-            dy[0, c] = y[1, c]
-            dy[1, c] = -(p[1, c] / p[2, c]) * sin_small(y[0, c]) - (p[0, c] / p[3, c]) * y[1, c]
-    else:
-        for c in range(n):
-            dy[0, c] = y[1, c]
-            dy[1, c] = -(p[1, c] / p[2, c]) * vsin(y[0, c]) - (p[0, c] / p[3, c]) * y[1, c]
 
 
 @numba.njit
@@ -100,8 +86,8 @@ def _exact(rhs_lanes, y0, t_eval, params, **kw):
     tol = np.full(ns, kw.get("rtol", 1e-10)), np.full(ns, kw.get("atol", 1e-10))
     args = (t_eval, y0, params, *tol, 0.0, np.inf, kw.get("max_steps", 100_000))
     args = (*args, kw.get("fixed_step", 0.0), *out)
-    drive = ode_lanes.kernels(ns, params.shape[1], fma=False)["drive"]
-    ode._run(rhs_lanes, n, args, drive=drive, lanes=ode_lanes._LANES)
+    drive = ode_lanes.kernels(rhs_lanes, ns, params.shape[1], fma=False)["drive"]
+    ode._run(drive, n, args, lanes=ode_lanes._LANES)
     return ode.EnsembleResult(t_eval, *out)
 
 
@@ -322,7 +308,7 @@ def test_lane_results_do_not_depend_on_threads_or_chunks():
 def test_lane_path_reuses_its_compiled_driver():
     t = np.linspace(0.0, 1.0, 5)
     solve_ensemble(pendulum, [[0.1, 0.0]], t, PENDULUM, rhs_lanes=pendulum_lanes)
-    drive = ode_lanes.kernels(2, 4)["drive"]
+    drive = ode_lanes.kernels(pendulum_lanes, 2, 4)["drive"]
     before = len(drive.signatures)
     for n in (1, 3, 40):
         solve_ensemble(pendulum, np.zeros((n, 2)), t, PENDULUM, rhs_lanes=pendulum_lanes)

@@ -15,11 +15,13 @@ rounding. See ``docs/ode.md``.
 
 Execution: each call splits the trajectories into chunks that a pool of Python threads runs
 through one ``nogil`` Numba function (as many threads as ``numba.get_num_threads()``, i.e.
-all cores unless ``NUMBA_NUM_THREADS`` says otherwise). That function is specialised for each
-``rhs`` (Numba types a dispatcher argument by its identity): compiled on the first call with
-that ``rhs``, kept for the life of the process, reused by every later call. Numba cannot
-cache such a specialisation on disk (its key is a live function object). The design choices
-(raw views, leaf functions, threads instead of ``prange``) are measured in ``docs/ode.md``.
+all cores unless ``NUMBA_NUM_THREADS`` says otherwise). That function is compiled for each
+``rhs``, from the source of the ``@_per_rhs`` templates below in a generated module that
+imports ``rhs`` as a global (``_jitcache.py``), with Numba's on-disk cache: the first process
+on a machine compiles it (~4 s for the pendulum), later ones load it (~0.2 s). An ``rhs``
+that cannot be imported by module and name (a closure, a function of ``__main__``) is
+compiled in memory for the process instead. The design choices (raw views, leaf functions,
+threads instead of ``prange``) are measured in ``docs/ode.md``.
 
 Given ``rhs_lanes`` (the vector field at many points at once), the same algorithm runs 16
 trajectories per thread in lockstep over SIMD lanes: ``ode_lanes.py``, about 2.5x faster on
@@ -28,6 +30,8 @@ the pendulum with the vectorised ``sin`` of ``vmath.py``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
 import math
 import threading
@@ -121,13 +125,28 @@ class EnsembleResult:
 
 
 # --- the Numba kernels ------------------------------------------------------------------------
-# Module-level Numba functions compile lazily on first use. Those that take ``rhs`` are
-# specialised by Numba for each rhs object (in memory, for the process); the others are
-# disk-cached.
+# Module-level Numba functions compile lazily on first use and are disk-cached. The functions
+# that call the right-hand side (``@_per_rhs``) are templates: plain Python here, calling the
+# global ``_rhs``; ``_kernels(rhs)`` compiles their source in a module where ``_rhs`` is the
+# caller's function (``_jitcache``: a generated module with ``cache=True``, so the compiled
+# driver is cached on disk for that rhs, or the same source in memory). A dispatcher passed
+# as an argument would be lowered to the address of a live Python object, which Numba cannot
+# cache.
+
+_PER_RHS: list = []  # the templates, in order
+_rhs = None  # bound to the caller's rhs in the compiled copies
+
+
+def _per_rhs(f):
+    """Mark ``f`` as a template compiled per rhs (``numba.njit(nogil=True)``, cached)."""
+    _PER_RHS.append(f)
+    return f
+
+
+_per_rhs_inline = _per_rhs  # the same, compiled with ``inline="always"``
 
 if numba is not None:
     _cached = numba.njit(cache=True, nogil=True)
-    _jit = numba.njit(nogil=True)
     _inline = numba.njit(nogil=True, inline="always")
 
     @intrinsic
@@ -144,7 +163,7 @@ else:  # pragma: no cover
     def _cached(f):
         return f
 
-    _jit = _inline = _cached
+    _inline = _cached
     _voidptr = None
 
 # Raw views. Numba updates an array's reference count (an out-of-line call, atomic when the
@@ -208,8 +227,8 @@ _D_IDX = np.flatnonzero(np.any(_D != 0, axis=0)).astype(np.uint64)
 _D_VAL = np.ascontiguousarray(_D[:, _D_IDX])
 
 
-@_inline
-def _stage_range(rhs, w, p, t, h, s0, s1):
+@_per_rhs_inline
+def _stage_range(w, p, t, h, s0, s1):
     # K[s] = rhs(t + C[s] h, y + h sum_m A[s, m] K[m]) for s0 <= s < s1
     n = w.shape[1]
     y = w[_ROW_Y]
@@ -222,15 +241,15 @@ def _stage_range(rhs, w, p, t, h, s0, s1):
             for q in range(r0, r1):
                 acc += _A_VAL[q] * w[_A_IDX[q], k]
             yt[k] = y[k] + h * acc
-        rhs(t + _C[s] * h, yt, p, w[s])
+        _rhs(t + _C[s] * h, yt, p, w[s])
 
 
-@_jit
-def _leaf_step(rhs, wa, n, pa, n_par, t, t_new, h):
+@_per_rhs
+def _leaf_step(wa, n, pa, n_par, t, t_new, h):
     # Stages 1..11 from (t, y, h), y_new, and the FSAL stage K[12] = f(t_new, y_new).
     w = _at2(wa, _NW, n)
     p = _at1(pa, n_par)
-    _stage_range(rhs, w, p, t, h, 1, _NS)
+    _stage_range(w, p, t, h, 1, _NS)
     y = w[_ROW_Y]
     y_new = w[_ROW_YNEW]
     for k in range(n):
@@ -238,7 +257,7 @@ def _leaf_step(rhs, wa, n, pa, n_par, t, t_new, h):
         for q in range(_B_IDX.size):
             acc += _B_VAL[q] * w[_B_IDX[q], k]
         y_new[k] = y[k] + h * acc
-    rhs(t_new, y_new, p, w[_NS])
+    _rhs(t_new, y_new, p, w[_NS])
 
 
 @_inline
@@ -264,13 +283,13 @@ def _error_norm(w, h, rtol, atol):
     return abs(h) * e5 / math.sqrt((e5 + 0.01 * e3) * n)
 
 
-@_jit
-def _leaf_dense(rhs, wa, n, pa, n_par, t, h, tea, j0, j1, oya, ofa):
+@_per_rhs
+def _leaf_dense(wa, n, pa, n_par, t, h, tea, j0, j1, oya, ofa):
     # The step (t, t + h) just taken: its 7th-order interpolant at t_eval[j0:j1] and the
     # vector field there (scipy DOP853._dense_output_impl and Dop853DenseOutput).
     w = _at2(wa, _NW, n)
     p = _at1(pa, n_par)
-    _stage_range(rhs, w, p, t, h, _NS + 1, _NX)  # the three extra stages
+    _stage_range(w, p, t, h, _NS + 1, _NX)  # the three extra stages
     F = w[_ROW_F : _ROW_F + 7]
     for k in range(n):
         dy = w[_ROW_YNEW, k] - w[_ROW_Y, k]
@@ -320,7 +339,7 @@ def _leaf_dense(rhs, wa, n, pa, n_par, t, h, tea, j0, j1, oya, ofa):
         for q in range(m):
             oy[q, k] = vk[q]
     for q in range(m):
-        rhs(te[q], oy[q], p, of[q])
+        _rhs(te[q], oy[q], p, of[q])
 
 
 @_cached
@@ -361,8 +380,8 @@ def _all_finite(a):
     return not bad
 
 
-@_inline
-def _initial_step(rhs, p, t, span, y, f0, yt, f1, rtol, atol, max_step):
+@_per_rhs_inline
+def _initial_step(p, t, span, y, f0, yt, f1, rtol, atol, max_step):
     # scipy's select_initial_step (Hairer, Norsett, Wanner I, II.4), error order 7.
     n = y.size
     d0 = _rms_scaled(y, y, rtol, atol)
@@ -374,7 +393,7 @@ def _initial_step(rhs, p, t, span, y, f0, yt, f1, rtol, atol, max_step):
     h0 = min(h0, span)
     for k in range(n):
         yt[k] = y[k] + h0 * f0[k]
-    rhs(t + h0, yt, p, f1)
+    _rhs(t + h0, yt, p, f1)
     for k in range(n):
         f1[k] = f1[k] - f0[k]
     d2 = _rms_scaled(f1, y, rtol, atol) / h0
@@ -388,9 +407,9 @@ def _initial_step(rhs, p, t, span, y, f0, yt, f1, rtol, atol, max_step):
     return h
 
 
-@_jit
+@_per_rhs
 def _integrate_one(
-    rhs, tea, nt, ya, pa, n_par, rta, ata, first_step, max_step, max_steps, fixed_h, oya, ofa, wa, n
+    tea, nt, ya, pa, n_par, rta, ata, first_step, max_step, max_steps, fixed_h, oya, ofa, wa, n
 ):
     # One trajectory; returns (status, accepted steps, rejected steps). Arguments are raw
     # addresses (int64): t_eval (nt), y0 (n), p (n_par), rtol and atol (n), this
@@ -410,7 +429,7 @@ def _integrate_one(
     tend = t_eval[nt - 1]
     for k in range(n):
         y[k] = y0[k]
-    rhs(t, y, p, w[0])
+    _rhs(t, y, p, w[0])
     if not (_all_finite(y) and _all_finite(w[0])):
         return STATUS_NON_FINITE, 0, 0
     for k in range(n):
@@ -425,7 +444,7 @@ def _integrate_one(
     elif first_step > 0.0:
         h_abs = min(first_step, tend - t)
     else:
-        h_abs = _initial_step(rhs, p, t, tend - t, y, w[0], w[_ROW_YT], y_new, rtol, atol, max_step)
+        h_abs = _initial_step(p, t, tend - t, y, w[0], w[_ROW_YT], y_new, rtol, atol, max_step)
 
     j = np.int64(1)  # next output index (typed: a literal 1 would specialise the leaves)
     nacc = 0
@@ -455,7 +474,7 @@ def _integrate_one(
                 if t_new > tend - 1e-9 * fixed_h:
                     t_new = tend
             h = t_new - t
-            _leaf_step(rhs, wa, n, pa, n_par, t, t_new, h)  # K[1..12], y_new
+            _leaf_step(wa, n, pa, n_par, t, t_new, h)  # K[1..12], y_new
             if not adaptive:
                 break
             err = _error_norm(w, h, rtol, atol)
@@ -481,7 +500,7 @@ def _integrate_one(
             return STATUS_NON_FINITE, nacc, nrej
         j1 = _first_at_or_after(tea, nt, j, t_new)
         if j1 > j:  # saved times inside the step: dense output
-            _leaf_dense(rhs, wa, n, pa, n_par, t, h, tea, j, j1, oya, ofa)
+            _leaf_dense(wa, n, pa, n_par, t, h, tea, j, j1, oya, ofa)
             j = j1
         if j < nt and t_eval[j] == t_new:  # a saved time on the step's end: the step itself
             for k in range(n):
@@ -504,9 +523,8 @@ def _addr(a):
     return np.int64(a.ctypes.data)
 
 
-@_jit
+@_per_rhs
 def _drive_range(
-    rhs,
     lo,
     hi,
     t_eval,
@@ -542,7 +560,6 @@ def _drive_range(
     row = 8 * nt * n
     for i in range(lo, hi):
         st, na, nr = _integrate_one(
-            rhs,
             tea,
             nt,
             ya + 8 * n * i,
@@ -587,13 +604,39 @@ _LANES_ERROR = (
 )
 
 
-def _run(rhs, n_traj: int, args, *, drive=None, lanes: int = 1, error: str = _RHS_ERROR) -> None:
-    """Run ``drive`` (default ``_drive_range``) over all trajectories on
+def _kernel_source() -> tuple[str, str]:
+    """``(header, body)`` of the per-rhs module: imports of the helpers the templates use,
+    then the templates' source with their decorators defined."""
+    names = set()
+    for f in _PER_RHS:
+        names.update(f.__code__.co_names)
+    own = {f.__name__ for f in _PER_RHS} | {"_rhs", "_per_rhs", "_per_rhs_inline"}
+    helpers = sorted(n for n in names - own if n in globals() and n not in ("math", "np", "numba"))
+    header = "import math\n\nimport numba\nimport numpy as np\n\n"
+    header += f"from {__name__} import {', '.join(helpers)}\n"
+    body = [
+        "_per_rhs = numba.njit(cache=_CACHE, nogil=True)",
+        '_per_rhs_inline = numba.njit(nogil=True, inline="always")',
+    ]
+    body += [inspect.getsource(f) for f in _PER_RHS]
+    return header, "\n\n".join(body)
+
+
+@functools.cache
+def _kernels(rhs) -> dict:
+    """The templates compiled for ``rhs`` (a namespace; ``_drive_range`` is the driver):
+    on first use, from the on-disk cache when one was written before (``_jitcache``)."""
+    from . import _jitcache
+
+    return _jitcache.load("ode", *_kernel_source(), rhs)
+
+
+def _run(drive, n_traj: int, args, *, lanes: int = 1, error: str = _RHS_ERROR) -> None:
+    """Run ``drive(lo, hi, *args)`` (a per-rhs driver) over all trajectories on
     ``numba.get_num_threads()`` threads; ``lanes``: trajectories the driver runs together."""
     global _POOL
-    drive = _drive_range if drive is None else drive
-    try:  # the first call with an rhs compiles; do it on one trajectory, here
-        drive(rhs, 0, 1, *args)
+    try:  # the first call compiles (or loads from the cache); do it on one trajectory, here
+        drive(0, 1, *args)
     except numba.core.errors.NumbaError as exc:
         first = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
         raise ValueError(f"{error}; compiling it failed: {first.strip()}") from None
@@ -601,7 +644,7 @@ def _run(rhs, n_traj: int, args, *, drive=None, lanes: int = 1, error: str = _RH
         return
     threads = max(1, min(numba.get_num_threads(), n_traj - 1))
     if threads == 1:
-        drive(rhs, 1, n_traj, *args)
+        drive(1, n_traj, *args)
         return
     with _POOL_LOCK:
         if _POOL is None or _POOL_SIZE[0] < threads:
@@ -613,7 +656,7 @@ def _run(rhs, n_traj: int, args, *, drive=None, lanes: int = 1, error: str = _RH
         chunks = max(min(chunks, (n_traj - 1) // (4 * lanes)), threads)
     edges = np.linspace(1, n_traj, chunks + 1).astype(np.int64)
     futures = [
-        pool.submit(drive, rhs, int(lo), int(hi), *args)
+        pool.submit(drive, int(lo), int(hi), *args)
         for lo, hi in itertools.pairwise(edges)
         if hi > lo
     ]
@@ -772,10 +815,10 @@ def solve_ensemble(
         args = (t_eval, y0, params, rtol_a, atol_a, h0, hmax, int(max_steps), hfix)
         args = (*args, states, derivs, n_steps, n_rej, status)
         if rhs_lanes is None:
-            _run(rhs, n_traj, args)
+            _run(_kernels(rhs)["_drive_range"], n_traj, args)
         else:
             from . import ode_lanes
 
-            drive = ode_lanes.kernels(n_state, params.shape[1])["drive"]
-            _run(rhs_lanes, n_traj, args, drive=drive, lanes=ode_lanes._LANES, error=_LANES_ERROR)
+            drive = ode_lanes.kernels(rhs_lanes, n_state, params.shape[1])["drive"]
+            _run(drive, n_traj, args, lanes=ode_lanes._LANES, error=_LANES_ERROR)
     return EnsembleResult(t_eval, states, derivs, n_steps, n_rej, status)

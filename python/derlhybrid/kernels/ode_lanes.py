@@ -26,17 +26,24 @@ the block, the chunking or the thread count.
 The kernels are generated as Python source per ``(n_state, n_par)`` (the tableau written
 out with its non-zero coefficients as literals, the row offsets as constants, so that LLVM
 sees that the rows do not overlap and vectorises every loop over the lanes; with runtime
-offsets it did not) and compiled per ``rhs_lanes``, in memory, on first use (~10 s).
+offsets it did not) and compiled per ``rhs_lanes``, which they call as the global ``_rhs``:
+written to a module in the on-disk cache (``_jitcache.py``), compiled by the first process
+on a machine (~10 s for the pendulum), loaded by later ones (~0.2 s); in memory, per
+process, for an ``rhs_lanes`` that is not importable by module and name.
+
+Numba compiles a called function that does not set ``fastmath`` itself with its caller's
+flags when the caller compiles it first (the lane kernels contract to FMA), so give
+``rhs_lanes`` an explicit ``fastmath`` (the pendulum's: ``{"contract"}``) for results that do
+not depend on the order of compiles.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 
-import numba
 import numpy as np
 
+from . import _jitcache
 from . import ode as _ode
 
 # Trajectories per block: 16 measured best (8: the right-hand side's per-call cost weighs
@@ -76,7 +83,7 @@ def _source(n: int, n_par: int) -> str:
     for s in list(range(1, NS)) + list(range(NS + 1, NX)):
         nz = np.flatnonzero(A[s, :s])
         body = [
-            f"@_leaf\ndef _stage{s}(rhs, wa):",
+            f"@_leaf\ndef _stage{s}(wa):",
             "    W = _at2(wa, NR, L)",
             "    for l in range(L):",
         ]
@@ -86,21 +93,21 @@ def _source(n: int, n_par: int) -> str:
             body.append(f"        W[{RYT + k}, l] = W[{RY + k}, l] + h * acc")
         body.append(f"        W[RTL, l] = W[RT, l] + {float(C[s])!r} * h")
         body.append(
-            f"    rhs(_at1(wa + {row * RTL}, L), _at2(wa + {row * RYT}, N, L), {P}, "
+            f"    _rhs(_at1(wa + {row * RTL}, L), _at2(wa + {row * RYT}, N, L), {P}, "
             f"_at2(wa + {row * s * n}, N, L))"
         )
         src.append("\n".join(body))
     # a step: stages 1..11, y_new, the FSAL stage 12 at (t_new, y_new), the error norm
     b_idx, e_idx = _ode._B_IDX.astype(np.int64), _ode._E_IDX.astype(np.int64)
-    body = ["@_leaf\ndef _step(rhs, wa, rta, ata):"]
-    body += [f"    _stage{s}(rhs, wa)" for s in range(1, NS)]
+    body = ["@_leaf\ndef _step(wa, rta, ata):"]
+    body += [f"    _stage{s}(wa)" for s in range(1, NS)]
     body += ["    W = _at2(wa, NR, L)", "    rtol = _at1(rta, N)", "    atol = _at1(ata, N)"]
     body += ["    for l in range(L):", "        h = W[RH, l]"]
     for k in range(n):
         body.append(f"        acc = {_terms(_ode._B_VAL, b_idx * n + k)}")
         body.append(f"        W[{RYN + k}, l] = W[{RY + k}, l] + h * acc")
     body.append(
-        f"    rhs(_at1(wa + {row * RTN}, L), _at2(wa + {row * RYN}, N, L), {P}, "
+        f"    _rhs(_at1(wa + {row * RTN}, L), _at2(wa + {row * RYN}, N, L), {P}, "
         f"_at2(wa + {row * NS * n}, N, L))"
     )
     for k in range(n):  # (locals: no reload after each store)
@@ -125,8 +132,8 @@ def _source(n: int, n_par: int) -> str:
     src.append("\n".join(body))
     # the dense output's three extra stages and its coefficients F[0..6]
     d_idx = _ode._D_IDX.astype(np.int64)
-    body = ["@_leaf\ndef _dense(rhs, wa):"]
-    body += [f"    _stage{s}(rhs, wa)" for s in range(NS + 1, NX)]
+    body = ["@_leaf\ndef _dense(wa):"]
+    body += [f"    _stage{s}(wa)" for s in range(NS + 1, NX)]
     body += ["    W = _at2(wa, NR, L)", "    for l in range(L):", "        h = W[RH, l]"]
     for k in range(n):
         body.append(f"        dy = W[{RYN + k}, l] - W[{RY + k}, l]")
@@ -180,7 +187,7 @@ def _interleave_source(n: int) -> str:
 # constants above.
 _FIXED_SOURCE = """
 @_leaf
-def _points(rhs, wa, l, t, h, tea, nt, j0, j1, oya, ofa):
+def _points(wa, l, t, h, tea, nt, j0, j1, oya, ofa):
     # Lane l's step (t, t + h): the interpolant at t_eval[j0:j1] and rhs_lanes there, in
     # blocks of at most BLK points (the points are the columns), into the trajectory's
     # output rows (oya, ofa: its row 0). Returns True when a value is not finite. The block
@@ -227,7 +234,7 @@ def _points(rhs, wa, l, t, h, tea, nt, j0, j1, oya, ofa):
             pr = W[RP + r, l]
             for q in range(mp):
                 pb[r, q] = pr
-        rhs(te, vals, pb, dv)
+        _rhs(te, vals, pb, dv)
         bad |= _interleave(vals, oya + 8 * N * b0, m)
         bad |= _interleave(dv, ofa + 8 * N * b0, m)
         b0 += m
@@ -235,7 +242,7 @@ def _points(rhs, wa, l, t, h, tea, nt, j0, j1, oya, ofa):
 
 
 @_leaf
-def _start(rhs, wa, t, ya, pa, rta, ata, first_step, max_step, fixed_h, span):
+def _start(wa, t, ya, pa, rta, ata, first_step, max_step, fixed_h, span):
     # The first evaluation of a trajectory (y0 at ya, p at pa) and its first step size, in
     # the column scratch (width-1 calls). Returns h_abs, or -1.0 when y0 or f(t0, y0) is
     # not finite. Same arithmetic as ode._initial_step.
@@ -255,7 +262,7 @@ def _start(rhs, wa, t, ya, pa, rta, ata, first_step, max_step, fixed_h, span):
     for r in range(NPAR):
         pc[r, 0] = p[r]
     tc[0] = t
-    rhs(tc, _at2(col + 8, N, 1), pc, _at2(col + 8 * (1 + N), N, 1))
+    _rhs(tc, _at2(col + 8, N, 1), pc, _at2(col + 8 * (1 + N), N, 1))
     if not (_all_finite(y) and _all_finite(f0)):
         return -1.0
     if fixed_h > 0.0:
@@ -272,7 +279,7 @@ def _start(rhs, wa, t, ya, pa, rta, ata, first_step, max_step, fixed_h, span):
     for k in range(N):
         yt[k] = y[k] + h0 * f0[k]
     tc[0] = t + h0
-    rhs(tc, _at2(col + 8 * (1 + 2 * N), N, 1), pc, _at2(col + 8 * (1 + 3 * N), N, 1))
+    _rhs(tc, _at2(col + 8 * (1 + 2 * N), N, 1), pc, _at2(col + 8 * (1 + 3 * N), N, 1))
     for k in range(N):
         f1[k] = f1[k] - f0[k]
     d2 = _rms_scaled(f1, y, rtol, atol) / h0
@@ -305,7 +312,7 @@ HABS, MINSTEP, T0 = range(3)  # float lane state rows
 
 @_driver
 def drive(
-    rhs, lo, hi, t_eval, y0, params, rtol, atol, first_step, max_step, max_steps, fixed_h,
+    lo, hi, t_eval, y0, params, rtol, atol, first_step, max_step, max_steps, fixed_h,
     states, derivs, n_steps, n_rej, status,
 ):
     # Trajectories lo..hi-1 through the L lanes (ode._drive_range's contract).
@@ -344,7 +351,7 @@ def drive(
                     i = nxt
                     nxt += 1
                     h_abs = _start(
-                        rhs, wa, t_start, ya + 8 * N * i, pa + pstride * i, rta, ata,
+                        wa, t_start, ya + 8 * N * i, pa + pstride * i, rta, ata,
                         first_step, max_step, fixed_h, tend - t_start,
                     )
                     col = _at1(wa + 8 * (NR * L + 1), 2 * N)
@@ -420,7 +427,7 @@ def drive(
                 break
         if active == 0:
             break
-        _step(rhs, wa, rta, ata)
+        _step(wa, rta, ata)
         # accept or reject, lane by lane (the scipy controller)
         any_dense = False
         for l in range(L):
@@ -467,7 +474,7 @@ def drive(
             iv[ACC, l] = 1
             any_dense |= j1 > j
         if any_dense:
-            _dense(rhs, wa)
+            _dense(wa)
         for l in range(L):
             if iv[ACC, l] == 0:
                 continue
@@ -476,7 +483,7 @@ def drive(
             j1 = iv[J1, l]
             if j1 > j:  # saved times inside the step: dense output
                 oa = row * i
-                if _points(rhs, wa, l, W[RT, l], W[RH, l], tea, nt, j, j1, oya + oa, ofa + oa):
+                if _points(wa, l, W[RT, l], W[RH, l], tea, nt, j, j1, oya + oa, ofa + oa):
                     iv[BAD, l] = 1
                 j = j1
             t_new = W[RTN, l]
@@ -499,33 +506,45 @@ def drive(
 """
 
 
+# What the generated source imports (the scalar path's helpers and constants).
+_HEADER = """import math
+
+import numba
+import numpy as np
+
+from derlhybrid.kernels.ode import (
+    MAX_FACTOR,
+    MIN_FACTOR,
+    SAFETY,
+    _addr,
+    _all_finite,
+    _at1,
+    _at2,
+    _first_at_or_after,
+    _ORDER_ERR,
+    _rms_scaled,
+    _voidptr,
+)
+"""
+
+
 @functools.cache
-def kernels(n: int, n_par: int, fma: bool = True) -> dict:
-    """The lane kernels (a namespace; ``drive`` is the driver) for ``n`` state components
-    and ``n_par`` parameters. ``fma=False``: no contraction to FMA, i.e. the scalar path's
-    arithmetic operation for operation (the tests compare the two bit for bit)."""
-    leaf = {"nogil": True, "error_model": "numpy", "fastmath": {"contract"} if fma else False}
-    ns = {
-        "numba": numba,
-        "np": np,
-        "math": math,
-        "_at1": _ode._at1,
-        "_at2": _ode._at2,
-        "_addr": _ode._addr,
-        "_voidptr": _ode._voidptr,
-        "_all_finite": _ode._all_finite,
-        "_rms_scaled": _ode._rms_scaled,
-        "_first_at_or_after": _ode._first_at_or_after,
-        "_ORDER_ERR": _ode._ORDER_ERR,
-        "SAFETY": _ode.SAFETY,
-        "MIN_FACTOR": _ode.MIN_FACTOR,
-        "MAX_FACTOR": _ode.MAX_FACTOR,
-        "NS_N": _ode._NS * n,
+def kernels(rhs_lanes, n: int, n_par: int, fma: bool = True) -> dict:
+    """The lane kernels for ``rhs_lanes`` with ``n`` state components and ``n_par``
+    parameters (a namespace; ``drive(lo, hi, ...)`` is the driver, ``ode._drive_range``'s
+    contract without the rhs). ``fma=False``: no contraction to FMA, i.e. the scalar path's
+    arithmetic operation for operation (the tests compare the two bit for bit).
+
+    Compiled on first use; with a module-level ``rhs_lanes``, from a generated module that
+    Numba caches on disk (``_jitcache``), so a later process loads it instead."""
+    fastmath = "{'contract'}" if fma else "False"
+    leaf = f"nogil=True, error_model='numpy', fastmath={fastmath}"
+    decorators = [
+        f"NS_N = {_ode._NS * n}",
         # error_model="numpy": no zero-division checks, so the loops over lanes vectorise
-        "_leaf": numba.njit(**leaf),
-        "_cached_leaf": numba.njit(nogil=True),
-        "_driver": numba.njit(nogil=True, error_model="numpy"),
-    }
-    code = compile(_source(n, n_par), f"<derlhybrid ode_lanes n={n} n_par={n_par}>", "exec")
-    exec(code, ns)  # our own generated source: the tableau written out
-    return ns
+        f"_leaf = numba.njit(cache=_CACHE, {leaf})",
+        "_cached_leaf = numba.njit(cache=_CACHE, nogil=True)",
+        "_driver = numba.njit(cache=_CACHE, nogil=True, error_model='numpy')",
+    ]
+    body = "\n".join(decorators) + "\n\n\n" + _source(n, n_par)
+    return _jitcache.load(f"ode_lanes_{n}_{n_par}", _HEADER, body, rhs_lanes)

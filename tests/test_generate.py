@@ -62,6 +62,7 @@ def test_pendulum_file_is_accurate_and_self_describing(tmp_path):
     assert prov["system_parameters"] == {"b": 0.5, "g": 9.81, "l": 10.0, "m": 1.0}
     assert prov["generator"]["rtol"] == 1e-10 and prov["seed"] == 3
     assert prov["package_version"] and prov["created"] and prov["backend"] == "python"
+    assert "SIMD lanes" in prov["generator"]["method"]  # the pendulum's rhs_lanes_kernel
     assert sorted(np.concatenate(list(splits.values()))) == list(range(40))
     sys = Pendulum()
     np.testing.assert_array_equal(states[:, 0], y0)
@@ -237,6 +238,21 @@ def test_failed_trajectory_is_named_and_leaves_no_file(tmp_path, capsys):
     assert code == 2
     assert "trajectory 4" in err and "initial state [1.0]" in err and "\n" not in err.strip()
     assert not out.exists()
+
+
+def test_system_without_lane_kernel_uses_the_scalar_path(tmp_path):
+    req = GenerateRequest(
+        system="test-blowup", out=str(tmp_path / "s.h5"), n_trajectories=6, t_end=0.5,
+        n_times=11, seed=1,
+    )  # fmt: skip
+    path = generate(req, progress=False)
+    with open_dataset(path) as f:
+        method = provenance(f)["generator"]["method"]
+        t, y0 = f["trajectories/t"][...], f["trajectories/initial_states"][...]
+        states = f["trajectories/states"][...]
+    assert "DOP853" in method and "SIMD lanes" not in method
+    exact = 1.0 / (1.0 / y0 - t[None, :])  # y' = y², a = 1; the y0 = 1 one blows up at t = 1
+    np.testing.assert_allclose(states[:, :, 0], exact, rtol=1e-8)
 
 
 def test_cli_generate_inspect_and_config(tmp_path, capsys):

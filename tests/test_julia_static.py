@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10
-    tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "julia" / "DERLKernels"

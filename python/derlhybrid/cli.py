@@ -109,6 +109,35 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_reproduce(args) -> int:
+    from .experiments import EXPERIMENTS, reproduce
+
+    if args.list:
+        from .experiments import load_spec
+
+        for name in EXPERIMENTS:
+            spec = load_spec(name)
+            print(f"{name:20s} {spec.get('title', '')} ({spec.get('section', '')})")
+        return 0
+    if not args.experiment:
+        raise ValueError(
+            f"derl reproduce needs an EXPERIMENT: one of {', '.join(EXPERIMENTS)} (or --list)"
+        )
+    scale = "quick" if args.quick else "smoke" if args.smoke else "full"
+    path = reproduce(
+        args.experiment,
+        scale=scale,
+        seeds=args.seeds,
+        out=args.out,
+        progress=not args.no_progress,
+        figures=not args.no_figures,
+        jobs=args.jobs,
+    )
+    print((path.parent / "results.md").read_text())
+    print(f"wrote {path}, {path.parent / 'results.md'} and {path.parent / 'figures'}/")
+    return 0
+
+
 def _add_generate(sub) -> None:
     g = sub.add_parser(
         "generate",
@@ -202,6 +231,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--variant", help="evaluate on /variants/<name> of the file")
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(func=_cmd_evaluate)
+
+    rp = sub.add_parser(
+        "reproduce",
+        help="run one of the paper's experiments end to end: data, training, metrics, figures",
+    )
+    rp.add_argument("experiment", nargs="?", help="experiment name (see --list)")
+    size = rp.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick", action="store_true", help="a few minutes on 2 cores: fewer epochs and groups"
+    )
+    size.add_argument("--smoke", action="store_true", help="seconds: what the test suite runs")
+    rp.add_argument("--seeds", type=int, nargs="+", help="training seeds (replace the spec's)")
+    rp.add_argument("--out", help="output folder (default reproduce/EXPERIMENT[-SCALE])")
+    rp.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
+    rp.add_argument("--list", action="store_true", help="list the experiments")
+    rp.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    rp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rp.set_defaults(func=_cmd_reproduce)
     return p
 
 

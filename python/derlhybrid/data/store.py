@@ -156,7 +156,7 @@ class DatasetWriter:
         a["format_version"] = FORMAT_VERSION
         a["layout"] = layout
         a["complete"] = False
-        a["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        a["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         a["config"] = json.dumps(dict(config), sort_keys=True, default=str)
         a["config_hash"] = config_hash(config)
         for k, v in attrs.items():

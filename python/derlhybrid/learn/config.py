@@ -32,11 +32,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from .losses import MODES, TERMS, WEIGHT_GROUPS
 from .models import MLPConfig

@@ -346,10 +346,19 @@ def _scheduler(opt, t):
 
 def _resumable(saved: dict, now: dict) -> str | None:
     """Why a checkpoint's config cannot continue under ``now`` (None if it can). Only the
-    number of epochs, the progress bar, the device and compilation may change between runs."""
+    number of epochs, the progress bar, the device, threads and compilation may change
+    between runs."""
     a, b = json.loads(json.dumps(saved)), json.loads(json.dumps(now))
     for cfg in (a, b):
-        for k in ("epochs", "progress", "device", "checkpoint_every", "val_every", "compile"):
+        for k in (
+            "epochs",
+            "progress",
+            "device",
+            "checkpoint_every",
+            "val_every",
+            "compile",
+            "threads",
+        ):
             cfg["train"].pop(k, None)
         cfg["data"].pop("path", None)
     if a != b:

@@ -1,0 +1,622 @@
+"""One runner for every experiment of the paper: ``derl reproduce EXPERIMENT``.
+
+An experiment is a TOML file in ``specs/`` (data, not code):
+
+* ``[datasets.<key>]``: a generation request (``system``, ``params``, ``preset``, sizes…);
+* ``[defaults]``: ``model``, ``objective``, ``train`` tables and ``evaluate`` options shared
+  by all runs;
+* ``[[groups]]``: a dataset (and ``variant``), ``seeds``, table overrides and ``modes``: one
+  run per mode and seed, each mode with its ``weights``, ``lr`` and further overrides
+  (``modes_from`` copies another group's modes);
+* ``[scales.quick]`` / ``[scales.smoke]``: which groups run, and overrides (``train``,
+  ``evaluate``, ``seeds``, per-dataset replacements ``datasets.<key>``, per-group patches
+  ``patch.<group>``); ``full`` is the spec itself;
+* ``[[columns]]`` (what the results table shows, as dotted paths into a run's metrics),
+  ``[[paper]]`` (the paper's numbers, paper.md §11), ``[[checks]]`` (the qualitative
+  orderings the paper claims) and ``figures``.
+
+Everything is resumable: datasets are reused when their request is unchanged (the file name
+carries its hash), training resumes from its checkpoint and finished runs are skipped, and
+metrics are recomputed only when the checkpoint is newer. Outputs are written atomically.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+
+SPECS = Path(__file__).with_name("specs")
+EXPERIMENTS = tuple(sorted(p.stem for p in SPECS.glob("*.toml")))
+SCALES = ("full", "quick", "smoke")
+_SPEC_KEYS = {
+    "name",
+    "title",
+    "section",
+    "datasets",
+    "defaults",
+    "groups",
+    "scales",
+    "columns",
+    "paper",
+    "checks",
+    "figures",
+    "baselines",
+    "notes",
+}
+_GROUP_KEYS = {
+    "name",
+    "dataset",
+    "variant",
+    "seeds",
+    "model",
+    "objective",
+    "train",
+    "data",
+    "evaluate",
+    "modes",
+    "modes_from",
+    "label",
+}
+_MODE_KEYS = {"mode", "label", "weights", "lr", "model", "objective", "train", "data"}
+
+
+class ReproduceError(ValueError):
+    """A bad experiment name, scale, seed list or spec (one line; ``derl`` exits with 2)."""
+
+
+# ------------------------------------------------------------------------------------------
+# the spec
+def _merge(base: dict, over: dict) -> dict:
+    """Deep merge: tables merge, everything else replaces."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_spec(name: str) -> dict:
+    """The validated spec of experiment ``name`` (a name of :data:`EXPERIMENTS` or a path)."""
+    path = Path(name)
+    if path.suffix != ".toml":
+        path = SPECS / f"{name}.toml"
+    if not path.exists():
+        raise ReproduceError(
+            f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)} "
+            "(or give a spec .toml file)"
+        )
+    with open(path, "rb") as fh:
+        try:
+            spec = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ReproduceError(f"{path}: not valid TOML ({exc})") from None
+    bad = set(spec) - _SPEC_KEYS
+    if bad:
+        raise ReproduceError(f"{path}: unknown key {sorted(bad)[0]!r}")
+    spec.setdefault("name", path.stem)
+    names = [g.get("name") for g in spec.get("groups", [])]
+    if not names or None in names or len(set(names)) != len(names):
+        raise ReproduceError(f"{path}: every [[groups]] entry needs a unique name")
+    by_name = {g["name"]: g for g in spec["groups"]}
+    for g in spec["groups"]:
+        bad = set(g) - _GROUP_KEYS
+        if bad:
+            raise ReproduceError(f"{path}: group {g['name']!r}: unknown key {sorted(bad)[0]!r}")
+        if g.get("dataset") not in spec.get("datasets", {}):
+            raise ReproduceError(
+                f"{path}: group {g['name']!r}: unknown dataset {g.get('dataset')!r}"
+            )
+        if "modes_from" in g:
+            src = by_name.get(g["modes_from"])
+            if src is None or "modes" not in src:
+                raise ReproduceError(f"{path}: group {g['name']!r}: bad modes_from")
+            g["modes"] = _merge(src["modes"], g.get("modes", {}))
+        if not g.get("modes"):
+            raise ReproduceError(f"{path}: group {g['name']!r} has no modes")
+        for m, mv in g["modes"].items():
+            bad = set(mv) - _MODE_KEYS
+            if bad:
+                raise ReproduceError(f"{path}: {g['name']}.{m}: unknown key {sorted(bad)[0]!r}")
+    for scale, sv in spec.get("scales", {}).items():
+        if scale not in SCALES:
+            raise ReproduceError(f"{path}: unknown scale {scale!r}")
+        for gname in sv.get("groups", []):
+            if gname not in by_name:
+                raise ReproduceError(f"{path}: scales.{scale}: unknown group {gname!r}")
+    spec["_path"] = str(path)
+    return spec
+
+
+# ------------------------------------------------------------------------------------------
+# the plan
+@dataclass
+class Run:
+    name: str
+    group: str
+    mode: str
+    label: str
+    seed: int
+    dataset: str
+    variant: str | None
+    config: dict[str, Any]  # TrainConfig.from_dict input, data.path filled in later
+    evaluate: dict[str, Any] = field(default_factory=dict)
+
+
+def _label(mode: str) -> str:
+    return {"outl+pinn": "OUTL+PINN", "der+hesl": "DER+HESL", "sob+hesl": "SOB+HESL"}.get(
+        mode, mode.upper()
+    )
+
+
+def plan(spec: dict, scale: str = "full", seeds: list[int] | None = None):
+    """The datasets (key → generation request dict) and runs of ``spec`` at ``scale``."""
+    if scale not in SCALES:
+        raise ReproduceError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+    sc = spec.get("scales", {}).get(scale, {}) if scale != "full" else {}
+    wanted = sc.get("groups") or [g["name"] for g in spec["groups"]]
+    # precedence, lowest first: defaults, the scale's tables, the group, the scale's patch of
+    # the group, the mode
+    defaults = _merge(
+        spec.get("defaults", {}),
+        {k: sc[k] for k in ("data", "model", "objective", "train", "evaluate") if k in sc},
+    )
+    datasets: dict[str, dict] = {}
+    runs: list[Run] = []
+    for g0 in spec["groups"]:
+        if g0["name"] not in wanted:
+            continue
+        g = _merge(g0, sc.get("patch", {}).get(g0["name"], {}))
+        key = g["dataset"]
+        datasets[key] = dict(sc.get("datasets", {}).get(key) or spec["datasets"][key])
+        variant = g.get("variant") or None
+        for mode_key, mv in g["modes"].items():
+            mode = mv.get("mode", mode_key)
+            for seed in seeds or g.get("seeds") or sc.get("seeds") or [30]:
+                cfg: dict[str, Any] = {
+                    "data": _merge(defaults.get("data", {}), g.get("data", {})),
+                    "model": _merge(defaults.get("model", {}), g.get("model", {})),
+                    "objective": _merge(defaults.get("objective", {}), g.get("objective", {})),
+                    "train": _merge(defaults.get("train", {}), g.get("train", {})),
+                }
+                for part in ("data", "model", "objective", "train"):
+                    cfg[part] = _merge(cfg[part], mv.get(part, {}))
+                cfg["objective"]["mode"] = mode
+                if "weights" in mv:
+                    cfg["objective"]["weights"] = dict(mv["weights"])
+                if "lr" in mv:
+                    cfg["train"]["lr"] = mv["lr"]
+                cfg["train"]["seed"] = int(seed)
+                cfg["train"]["progress"] = False
+                if variant:
+                    cfg["data"]["variant"] = variant
+                ev = _merge(defaults.get("evaluate", {}), g.get("evaluate", {}))
+                runs.append(
+                    Run(
+                        name=f"{g['name']}-{mode_key.replace('+', '_')}-s{seed}",
+                        group=g["name"],
+                        mode=mode,
+                        label=mv.get("label", _label(mode)),
+                        seed=int(seed),
+                        dataset=key,
+                        variant=variant,
+                        config=cfg,
+                        evaluate=ev,
+                    )
+                )
+    return datasets, runs
+
+
+def _check_seeds(seeds) -> list[int] | None:
+    if seeds is None:
+        return None
+    out = []
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 0:
+            raise ReproduceError(f"--seeds takes non-negative integers, got {s!r}")
+        out.append(int(s))
+    return out or None
+
+
+# ------------------------------------------------------------------------------------------
+# running
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _dataset(out: Path, key: str, request: dict, progress: bool) -> Path:
+    from ..data.generate import GenerateRequest, generate
+    from ..data.store import open_dataset
+
+    path = out / "data" / f"{key}-{_hash(request)}.h5"
+    if path.exists():
+        try:
+            with open_dataset(path):
+                return path
+        except Exception:  # an unreadable leftover: regenerate it
+            path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    req = dict(request)
+    fields = {f.name for f in dataclasses.fields(GenerateRequest)}
+    bad = set(req) - fields
+    if bad:
+        raise ReproduceError(f"dataset {key!r}: unknown generation option {sorted(bad)[0]!r}")
+    if "split" in req:
+        req["split"] = tuple(req["split"])
+    generate(GenerateRequest(out=str(path), **req), progress=progress)
+    return path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _get(d: Any, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return None
+        d = d[part]
+    return d
+
+
+def _run_one(run: Run, data: Path, out: Path, progress: bool) -> dict:
+    from ..learn.config import TrainConfig
+    from ..learn.evaluate import evaluate
+    from ..learn.metrics import write_metrics
+    from ..learn.trainer import train
+
+    rdir = out / "runs" / run.name
+    cfg = _merge(run.config, {"data": {"path": str(data.resolve())}})
+    t0 = time.perf_counter()
+    result = train(TrainConfig.from_dict(cfg), rdir, progress=progress)
+    train_s = time.perf_counter() - t0
+    ckpt = rdir / "checkpoint.pt"
+    mpath = rdir / "metrics.json"
+    if mpath.exists() and mpath.stat().st_mtime >= ckpt.stat().st_mtime:
+        metrics = json.loads(mpath.read_text())
+    else:
+        opts = dict(run.evaluate)
+        metrics = evaluate(ckpt, data, options=opts)
+        write_metrics(mpath, metrics)
+    info = json.loads((rdir / "train.json").read_text()) if (rdir / "train.json").exists() else {}
+    return {
+        "name": run.name,
+        "group": run.group,
+        "mode": run.mode,
+        "label": run.label,
+        "seed": run.seed,
+        "dataset": run.dataset,
+        "variant": run.variant,
+        "data": str(data),
+        "checkpoint": str(ckpt),
+        "config": cfg,
+        "epochs": len(result.history) + result.start_epoch
+        if result.history
+        else result.start_epoch,
+        "train_seconds_this_call": round(train_s, 2),
+        "train_seconds": info.get("seconds", round(train_s, 2)),
+        "metrics": metrics,
+    }
+
+
+def _baselines(spec, datasets_paths, out, scale, progress) -> list[dict]:
+    rows = []
+    for b in spec.get("baselines", []):
+        kind = b.get("kind")
+        if scale not in b.get("scales", list(SCALES)):
+            continue
+        if kind != "hnn":
+            raise ReproduceError(f"unknown baseline kind {kind!r}")
+        from ..learn.hnn import train_hnn
+
+        key = b["dataset"]
+        if key not in datasets_paths:
+            continue
+        kw = dict(b.get("train", {}))
+        kw.update(b.get(scale, {}))
+        rdir = out / "runs" / f"{b['name']}"
+        t0 = time.perf_counter()
+        metrics = train_hnn(datasets_paths[key], rdir, progress=progress, **kw)
+        rows.append(
+            {
+                "name": b["name"],
+                "group": b["group"],
+                "mode": "hnn",
+                "label": "HNN",
+                "seed": kw.get("seed", 30),
+                "dataset": key,
+                "variant": None,
+                "data": str(datasets_paths[key]),
+                "checkpoint": str(rdir / "hnn.pt"),
+                "config": kw,
+                "train_seconds": round(time.perf_counter() - t0, 2),
+                "metrics": {"metrics": metrics},
+            }
+        )
+    return rows
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan"
+    return f"{v:.4g}"
+
+
+def _aggregate(rows: list[dict], columns: list[dict]) -> list[dict]:
+    """Rows of the table: one per (group, mode) with mean ± std over seeds per column."""
+    table: dict[tuple[str, str], dict] = {}
+    for r in rows:
+        key = (r["group"], r["mode"])
+        t = table.setdefault(
+            key,
+            {
+                "group": r["group"],
+                "mode": r["mode"],
+                "label": r["label"],
+                "seeds": [],
+                "values": {},
+            },
+        )
+        t["seeds"].append(r["seed"])
+        for c in columns:
+            v = _get(r["metrics"], c["path"])
+            if isinstance(v, int | float):
+                t["values"].setdefault(c["key"], []).append(float(v))
+    out = []
+    for t in table.values():
+        stats = {}
+        for k, vs in t["values"].items():
+            a = np.asarray(vs)
+            stats[k] = {
+                "mean": float(a.mean()),
+                "std": float(a.std()) if a.size > 1 else None,
+                "n": int(a.size),
+            }
+        out.append({**{k: t[k] for k in ("group", "mode", "label", "seeds")}, "stats": stats})
+    return out
+
+
+def _checks(spec, table, scale) -> list[dict]:
+    out = []
+    by = {(t["group"], t["mode"]): t for t in table}
+    for c in spec.get("checks", []):
+        a, b = by.get((c["group"], c["lower"])), by.get((c["group"], c["than"]))
+        if a is None or b is None:
+            continue
+        va = a["stats"].get(c["column"], {}).get("mean")
+        vb = b["stats"].get(c["column"], {}).get("mean")
+        holds = va is not None and vb is not None and math.isfinite(va) and va < vb
+        out.append(
+            {
+                "claim": c["claim"],
+                "group": c["group"],
+                "column": c["column"],
+                "lower": c["lower"],
+                "than": c["than"],
+                "values": [va, vb],
+                "holds": bool(holds),
+                "expected_at_smoke": bool(c.get("smoke", False)),
+                "scale": scale,
+            }
+        )
+    return out
+
+
+def _markdown(spec, scale, table, checks, rows, meta) -> str:
+    cols = spec.get("columns", [])
+    paper = {(p["group"], p["mode"], p["column"]): p for p in spec.get("paper", [])}
+    lines = [f"# {spec.get('title', spec['name'])}", ""]
+    lines += [
+        f"`derl reproduce {spec['name']}{'' if scale == 'full' else ' --' + scale}` — "
+        f"{spec.get('section', '')}; scale **{scale}**; derlhybrid {meta['version']}, "
+        f"torch {meta['torch']}, {meta['machine']}, {meta['cpus']} CPUs; "
+        f"{meta['seconds']:.0f} s in this call.",
+        "",
+    ]
+    for note in spec.get("notes", []):
+        lines.append(f"- {note}")
+    if spec.get("notes"):
+        lines.append("")
+    groups = list(dict.fromkeys(t["group"] for t in table))
+    for gname in groups:
+        g = next((g for g in spec["groups"] if g["name"] == gname), {})
+        lines += [f"## {g.get('label', gname)}", ""]
+        header = ["method", "seeds"] + [c["title"] for c in cols] + ["train s"]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for t in (t for t in table if t["group"] == gname):
+            cells = [t["label"], ",".join(str(s) for s in t["seeds"])]
+            for c in cols:
+                s = t["stats"].get(c["key"])
+                cell = "—" if s is None else _fmt(s["mean"])
+                if s is not None and s["std"] is not None:
+                    cell += f" ± {_fmt(s['std'])}"
+                p = paper.get((gname, t["mode"], c["key"]))
+                if p is not None:
+                    cell += f" (paper {_fmt(p['value'])})"
+                cells.append(cell)
+            secs = [
+                r.get("train_seconds")
+                for r in rows
+                if r["group"] == gname and r["mode"] == t["mode"]
+            ]
+            secs = [s for s in secs if isinstance(s, int | float)]
+            cells.append(f"{sum(secs):.0f}" if secs else "—")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if paper:
+        lines.append(
+            "Paper numbers: paper.md §11 ([review] quotes of an earlier version, "
+            "unverified; metric definitions may differ)."
+        )
+        lines.append("")
+    if checks:
+        lines += [
+            "## The paper's qualitative claims",
+            "",
+            "| claim | ours | holds |",
+            "|---|---|---|",
+        ]
+        for c in checks:
+            va, vb = c["values"]
+            lines.append(
+                f"| {c['claim']} | {c['lower']} {_fmt(va)} vs {c['than']} {_fmt(vb)} "
+                f"({c['column']}) | {'yes' if c['holds'] else '**no**'} |"
+            )
+        lines.append("")
+    figs = meta.get("figures", [])
+    if figs:
+        lines += (
+            ["## Figures", ""] + [f"![{Path(f).stem}](figures/{Path(f).name})" for f in figs] + [""]
+        )
+    return "\n".join(lines)
+
+
+def reproduce(
+    name: str,
+    *,
+    scale: str = "full",
+    seeds: list[int] | None = None,
+    out=None,
+    progress: bool = True,
+    figures: bool = True,
+    jobs: int = 1,
+) -> Path:
+    """Run experiment ``name`` at ``scale`` into ``out`` (default ``reproduce/<name>``, or
+    ``reproduce/<name>-<scale>``); returns the path of ``results.json``. ``jobs`` > 1 trains
+    that many runs at once in separate processes (one intra-op thread each)."""
+    import torch
+
+    from .. import learn  # noqa: F401 - fail early if torch is missing
+
+    t_start = time.perf_counter()
+    spec = load_spec(name)
+    seeds = _check_seeds(seeds)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ReproduceError(f"--jobs must be a positive integer, got {jobs!r}")
+    if scale not in SCALES:
+        raise ReproduceError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+    datasets, runs = plan(spec, scale, seeds)
+    out = (
+        Path(out)
+        if out
+        else Path("reproduce") / (spec["name"] + ("" if scale == "full" else f"-{scale}"))
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ReproduceError(f"cannot write to {out} ({exc.strerror}); choose --out DIR") from None
+
+    paths = {}
+    for key, req in datasets.items():
+        print(f"[data] {key}: {req.get('system')} {req.get('preset') or ''}".rstrip(), flush=True)
+        paths[key] = _dataset(out, key, req, progress)
+
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=len(runs),
+        desc=f"{spec['name']} ({scale})",
+        unit="run",
+        disable=not progress,
+        file=sys.stderr,
+    )
+    if jobs == 1:
+        rows = []
+        for run in runs:
+            bar.set_postfix_str(run.name)
+            rows.append(_run_one(run, paths[run.dataset], out, False))
+            bar.update()
+    else:  # runs in parallel processes, one intra-op thread each
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        for run in runs:
+            run.config["train"]["threads"] = 1
+        done: dict[str, dict] = {}
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {
+                pool.submit(_run_one, run, paths[run.dataset], out, False): run for run in runs
+            }
+            for fut in as_completed(futures):
+                done[futures[fut].name] = fut.result()
+                bar.set_postfix_str(futures[fut].name)
+                bar.update()
+        rows = [done[run.name] for run in runs]
+    bar.close()
+    rows += _baselines(spec, paths, out, scale, progress)
+
+    columns = spec.get("columns", [])
+    table = _aggregate(rows, columns)
+    checks = _checks(spec, table, scale)
+    figs: list[str] = []
+    if figures and spec.get("figures"):
+        from .figures import FIGURES, RunInfo
+
+        infos = [
+            RunInfo(
+                name=r["name"],
+                label=r["label"],
+                mode=r["mode"],
+                group=r["group"],
+                data=Path(r["data"]),
+                checkpoint=Path(r["checkpoint"]),
+                metrics=r["metrics"],
+            )
+            for r in rows
+            if r["mode"] != "hnn"
+        ]
+        fig_dir = out / "figures"
+        fig_dir.mkdir(exist_ok=True)
+        for fname in spec["figures"]:
+            figs += [str(p) for p in FIGURES[fname](infos, fig_dir)]
+    meta = {
+        "experiment": spec["name"],
+        "scale": scale,
+        "version": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": time.perf_counter() - t_start,
+        "figures": figs,
+        "spec": spec["_path"],
+    }
+    result = {
+        **meta,
+        "datasets": {k: str(v) for k, v in paths.items()},
+        "table": table,
+        "checks": checks,
+        "runs": rows,
+    }
+    from ..learn.metrics import to_jsonable
+
+    _atomic_write(out / "results.json", json.dumps(to_jsonable(result), indent=1, allow_nan=True))
+    _atomic_write(out / "results.md", _markdown(spec, scale, table, checks, rows, meta))
+    return out / "results.json"

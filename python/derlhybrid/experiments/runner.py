@@ -523,8 +523,8 @@ def reproduce(
         if out
         else Path("reproduce") / (spec["name"] + ("" if scale == "full" else f"-{scale}"))
     )
-    out.mkdir(parents=True, exist_ok=True)
     try:
+        out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
         probe.write_text("")
         probe.unlink()

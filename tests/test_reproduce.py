@@ -1,0 +1,126 @@
+"""``derl reproduce``: every experiment end to end at smoke size, the spec machinery, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from derlhybrid.cli import main
+from derlhybrid.experiments import EXPERIMENTS, ReproduceError, load_spec, reproduce
+from derlhybrid.experiments.runner import _get, plan
+
+
+def test_every_experiment_of_the_paper_has_a_spec():
+    assert set(EXPERIMENTS) >= {
+        "pendulum",
+        "allen-cahn",
+        "allen-cahn-param",
+        "continuity",
+        "kovasznay",
+    }
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_smoke_run_end_to_end(name, tmp_path):
+    spec = load_spec(name)
+    path = reproduce(name, scale="smoke", out=tmp_path, progress=False)
+    result = json.loads(path.read_text())
+    _, runs = plan(spec, "smoke")
+    trained = [r for r in result["runs"] if r["mode"] != "hnn"]
+    assert [r["name"] for r in trained] == [r.name for r in runs]
+    for r in trained:
+        assert Path(r["checkpoint"]).exists()
+        for c in spec["columns"]:  # every metric of the table exists and is finite
+            v = _get(r["metrics"], c["path"])
+            assert isinstance(v, float) and math.isfinite(v), (r["name"], c["path"], v)
+    md = (tmp_path / "results.md").read_text()
+    for g in {r.group for r in runs}:
+        label = next(x.get("label", g) for x in spec["groups"] if x["name"] == g)
+        assert f"## {label}" in md
+    smoke_groups = {r.group for r in runs}
+    if any(p["group"] in smoke_groups for p in spec.get("paper", [])):
+        assert "(paper " in md
+    # figures: at least one readable PNG per figure kind
+    for fig in spec.get("figures", []):
+        pngs = list((tmp_path / "figures").glob(f"{fig}-*.png"))
+        assert pngs, fig
+        assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the qualitative orderings the setting is enough to show
+    for check in result["checks"]:
+        if check["expected_at_smoke"]:
+            assert check["holds"], check
+
+
+def test_rerun_resumes_without_retraining(tmp_path):
+    reproduce("allen-cahn", scale="smoke", out=tmp_path, progress=False, figures=False)
+    ckpts = sorted((tmp_path / "runs").glob("*/checkpoint.pt"))
+    before = {p: p.stat().st_mtime_ns for p in ckpts}
+    first = json.loads((tmp_path / "results.json").read_text())
+    reproduce("allen-cahn", scale="smoke", out=tmp_path, progress=False, figures=False)
+    assert {p: p.stat().st_mtime_ns for p in ckpts} == before
+    second = json.loads((tmp_path / "results.json").read_text())
+    assert second["table"] == first["table"]
+    # one dataset file, reused
+    assert len(list((tmp_path / "data").glob("*.h5"))) == 1
+
+
+def test_scales_and_overrides():
+    spec = load_spec("allen-cahn")
+    datasets, full = plan(spec, "full")
+    assert len(full) == 8 + 8 + 5 * 3 + 4 * 3 + 4 * 2
+    assert datasets["ac"] == {"system": "allen-cahn", "preset": "paper"}
+    grid_pinn = next(r for r in full if r.name == "grid-adam-pinn-s30")
+    assert grid_pinn.config["objective"]["weights"] == {"bc": 7.7816, "pde": 9.2973}
+    assert grid_pinn.config["train"]["batch_size"] == 32
+    assert grid_pinn.config["data"]["variant"] == "grid"
+    assert {r.seed for r in full if r.group == "rand-lbfgs"} == {30, 42, 2025}
+    _, quick = plan(spec, "quick")
+    by = {r.name: r for r in quick}
+    assert by["grid-adam-derl-s30"].config["train"]["epochs"] == 10  # the scale's table
+    assert by["noise-0.01-derl-s30"].config["train"]["epochs"] == 100  # a group patch wins
+    assert {r.seed for r in quick if r.group == "rand-lbfgs"} == {30}
+    _, seeded = plan(spec, "quick", seeds=[7, 8])
+    assert {r.seed for r in seeded} == {7, 8}
+
+
+def test_spec_errors_are_one_line(tmp_path):
+    bad = tmp_path / "x.toml"
+    bad.write_text('name = "x"\nfoo = 1\n')
+    with pytest.raises(ReproduceError, match="unknown key 'foo'"):
+        load_spec(str(bad))
+    bad.write_text('[datasets.a]\nsystem = "pendulum"\n[[groups]]\nname = "g"\ndataset = "b"\n')
+    with pytest.raises(ReproduceError, match="unknown dataset 'b'"):
+        load_spec(str(bad))
+    with pytest.raises(ReproduceError, match="unknown experiment 'nope'"):
+        load_spec("nope")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["reproduce", "nope"], "unknown experiment 'nope'"),
+        (["reproduce"], "needs an EXPERIMENT"),
+        (["reproduce", "allen-cahn", "--seeds", "-1"], "non-negative integers"),
+        (["reproduce", "allen-cahn", "--jobs", "0"], "--jobs must be a positive integer"),
+    ],
+)
+def test_cli_bad_input_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_unwritable_out_exit_2(capsys):
+    assert main(["reproduce", "allen-cahn", "--smoke", "--out", "/proc/derl-results"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write to /proc/derl-results" in err and err.count("\n") == 1
+
+
+def test_cli_list(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in EXPERIMENTS:
+        assert name in out

@@ -254,8 +254,9 @@ def _generate_trajectories(
     y0 = _initial_states(req, system, n)
     p = system.param_vector()
     # The SIMD lane path whenever the system has a vector field on lanes (the pendulum:
-    # ~2.5x the throughput). Its driver compiles once per machine (~9 s, cached on disk by
-    # kernels/_jitcache.py; a later process loads it in ~0.2 s, as the scalar one).
+    # ~1.3-2.5x the throughput). Its driver compiles once per machine (~11 s, the scalar
+    # one ~4 s; cached on disk by kernels/_jitcache.py) and later processes load it in
+    # ~0.2 s, so it pays off from the first chunk (docs/ode.md, "Compile cost").
     lanes = backend == "python" and system.rhs_lanes_kernel is not None
     generator = {
         "method": (

@@ -18,6 +18,9 @@ from .derivatives import Derivatives as Derivatives
 from .derivatives import input_derivatives as input_derivatives
 from .evaluate import evaluate as evaluate
 from .evaluate import make_predict as make_predict
+from .hnn import HNN as HNN
+from .hnn import hnn_field as hnn_field
+from .hnn import train_hnn as train_hnn
 from .losses import MODES as MODES
 from .losses import TERMS as TERMS
 from .losses import Objective as Objective
@@ -33,6 +36,7 @@ from .trainer import load_model as load_model
 from .trainer import train as train
 
 __all__ = [
+    "HNN",
     "MLP",
     "MODES",
     "TERMS",
@@ -48,10 +52,12 @@ __all__ = [
     "TrainingDiverged",
     "build_objective",
     "evaluate",
+    "hnn_field",
     "input_derivatives",
     "load_checkpoint",
     "load_model",
     "load_problem",
     "make_predict",
     "train",
+    "train_hnn",
 ]

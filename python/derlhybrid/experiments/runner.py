@@ -309,9 +309,7 @@ def _run_one(run: Run, data: Path, out: Path, progress: bool) -> dict:
         "data": str(data),
         "checkpoint": str(ckpt),
         "config": cfg,
-        "epochs": len(result.history) + result.start_epoch
-        if result.history
-        else result.start_epoch,
+        "epochs": info.get("epochs", result.start_epoch + len(result.history)),
         "train_seconds_this_call": round(train_s, 2),
         "train_seconds": info.get("seconds", round(train_s, 2)),
         "metrics": metrics,

@@ -311,7 +311,7 @@ def _run_one(run: Run, data: Path, out: Path, progress: bool) -> dict:
         "config": cfg,
         "epochs": info.get("epochs", result.start_epoch + len(result.history)),
         "train_seconds_this_call": round(train_s, 2),
-        "train_seconds": info.get("seconds", round(train_s, 2)),
+        "train_seconds": round(info.get("training_seconds", train_s), 2),
         "metrics": metrics,
     }
 

@@ -496,7 +496,9 @@ def _train(config: TrainConfig, out_dir, *, resume, problem, progress) -> TrainR
     summary = {
         "epochs": run.epoch,
         "resumed_from_epoch": start,
-        "seconds": time.perf_counter() - t0,
+        "seconds": time.perf_counter() - t0,  # this call
+        # all epochs, across resumed calls (each history record keeps its epoch's time)
+        "training_seconds": sum(r.get("seconds", 0.0) for r in run.history),
         "final": run.history[-1] if run.history else None,
         **base,
     }

@@ -295,6 +295,8 @@ def _run_one(run: Run, data: Path, out: Path, progress: bool) -> dict:
         metrics = json.loads(mpath.read_text())
     else:
         opts = dict(run.evaluate)
+        if run.variant:  # the split losses on the sets the run trained on (not the whole
+            opts.setdefault("variant", run.variant)  # grid of a grid-layout file)
         metrics = evaluate(ckpt, data, options=opts)
         write_metrics(mpath, metrics)
     info = json.loads((rdir / "train.json").read_text()) if (rdir / "train.json").exists() else {}

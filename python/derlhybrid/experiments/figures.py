@@ -280,7 +280,7 @@ def _note_if_empty(ax, arr) -> None:
         )
 
 
-def _error_map(ax, err_ij, extent, norm, cmap, xlabel="x", ylabel="y"):
+def _error_map(ax, err_ij, extent, norm, cmap, xlabel="x", ylabel="y", aspect="equal"):
     """|error| on an 'ij' grid (axis 0 is x), floored at ERROR_FLOOR, on a log scale."""
     img = ax.imshow(
         np.maximum(np.asarray(err_ij, dtype=np.float64), ERROR_FLOOR).T,
@@ -289,7 +289,7 @@ def _error_map(ax, err_ij, extent, norm, cmap, xlabel="x", ylabel="y"):
         norm=norm,
         cmap=cmap,
         interpolation="nearest",
-        aspect="equal",
+        aspect=aspect,
     )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -514,17 +514,8 @@ def pendulum_field(runs: list[RunInfo], out_dir: Path) -> list[Path]:
         cmap = _cmap("YlOrRd")
         img = None
         for ax, (lr, fp, err) in zip(axes[1:], panels, strict=True):
-            img = ax.imshow(
-                np.maximum(err, ERROR_FLOOR).T,
-                origin="lower",
-                extent=extent,
-                norm=norm,
-                cmap=cmap,
-                interpolation="nearest",
-                aspect="auto",
-            )
+            img = _error_map(ax, err, extent, norm, cmap, "θ0 [rad]", "ω0 [rad/s]", aspect="auto")
             _stream(ax, th0, om0, fp, color="black", linewidth=0.6)
-            _note_if_empty(ax, err)
             l2 = _metric(lr.run, "phase_space", "l2")
             ax.set_title(f"{lr.run.label}\nphase-space L² error {_fmt(l2)}", fontsize=10)
         for ax in axes:

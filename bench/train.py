@@ -95,20 +95,30 @@ def dataset(data_dir: Path, system: str) -> Path:
     return path
 
 
-# -- pendulum -------------------------------------------------------------------------------
-def pendulum(path: Path, repeats: int, compile_: bool) -> dict:
-    problem = load_problem(path)
-    ours = {}
+def _trainer_runs(path: Path, depth: int, mode: str, weights: dict, compile_: bool):
+    """The trainer on ``path`` (MLP width 50, batch 64, Adam at 5e-4) eager and, with
+    ``compile_``, compiled: ``(name, config, run)`` for each."""
+    out = []
     for name, comp in [("ours_eager", False), ("ours_compiled", True)][: 1 + compile_]:
         cfg = TrainConfig.from_dict(
             {
                 "data": {"path": str(path)},
-                "model": {"width": 50, "depth": 4},
-                "objective": {"mode": "derl", "weights": PEND_W},
+                "model": {"width": 50, "depth": depth},
+                "objective": {"mode": mode, "weights": weights},
                 "train": {"batch_size": 64, "lr": 5e-4, "device": "cpu", "compile": comp},
             }
         )
-        run = _Run(cfg, load_problem(path), torch.device("cpu"))
+        out.append((name, cfg, _Run(cfg, load_problem(path), torch.device("cpu"))))
+    return out
+
+
+# -- pendulum -------------------------------------------------------------------------------
+def pendulum(path: Path, repeats: int, compile_: bool) -> dict:
+    problem = load_problem(path)
+    ours = {}
+    runs = _trainer_runs(path, 4, "derl", PEND_W, compile_)
+    cfg = runs[0][1]  # model and threads are the same with and without compile
+    for name, _, run in runs:
         n_train = len(run.problem.sets["train"])
 
         def epoch(run=run, counter=[0]):  # noqa: B006 - the run's epoch counter
@@ -164,16 +174,9 @@ def pendulum(path: Path, repeats: int, compile_: bool) -> dict:
 def kdv(path: Path, repeats: int, steps: int, compile_: bool) -> dict:
     problem = load_problem(path)
     ours = {}
-    for name, comp in [("ours_eager", False), ("ours_compiled", True)][: 1 + compile_]:
-        cfg = TrainConfig.from_dict(
-            {
-                "data": {"path": str(path)},
-                "model": {"width": 50, "depth": 9},
-                "objective": {"mode": "pinn", "weights": KDV_W},
-                "train": {"batch_size": 64, "lr": 5e-4, "device": "cpu", "compile": comp},
-            }
-        )
-        run = _Run(cfg, load_problem(path), torch.device("cpu"))
+    runs = _trainer_runs(path, 9, "pinn", KDV_W, compile_)
+    cfg = runs[0][1]  # model and threads are the same with and without compile
+    for name, _, run in runs:
         opt = run.optimizer("adam")
         train = run.problem.sets["train"]
         perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))

@@ -515,9 +515,7 @@ def reproduce(
     seeds = _check_seeds(seeds)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ReproduceError(f"--jobs must be a positive integer, got {jobs!r}")
-    if scale not in SCALES:
-        raise ReproduceError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
-    datasets, runs = plan(spec, scale, seeds)
+    datasets, runs = plan(spec, scale, seeds)  # plan validates the scale
     out = (
         Path(out)
         if out

@@ -10,7 +10,7 @@ import pytest
 
 from derlhybrid.cli import main
 from derlhybrid.experiments import EXPERIMENTS, ReproduceError, load_spec, reproduce
-from derlhybrid.experiments.runner import _get, plan
+from derlhybrid.experiments.runner import DIVERGED_FACTOR, _get, divergence, plan
 
 
 def test_every_experiment_of_the_paper_has_a_spec():
@@ -124,3 +124,80 @@ def test_cli_list(capsys):
     out = capsys.readouterr().out
     for name in EXPERIMENTS:
         assert name in out
+
+
+def test_divergence_rule():
+    def info(final, best):
+        return {"final": {"train": {"loss": final}}, "loss_best": best}
+
+    assert divergence(info(0.5, 0.1)) is None  # noisy but not diverged
+    assert divergence(info(DIVERGED_FACTOR * 0.1 * 0.99, 0.1)) is None
+    assert "1e+15" in divergence(info(1e15, 0.1))  # the Kovasznay L-BFGS blow-up
+    assert "nan" in divergence(info(math.nan, 0.1))
+    assert divergence({}) is None  # an old train.json: nothing to judge
+
+
+_DIVERGE_SPEC = """
+name = "diverge"
+[datasets.d]
+system = "allen-cahn"
+n_points = 200
+[defaults]
+model = { width = 8, depth = 2 }
+train = { epochs = 4, optimizer = "adam", batch_size = 1000, condition_batch_size = 1000 }
+evaluate = { grid = 21 }
+[[groups]]
+name = "g"
+dataset = "d"
+[groups.modes]
+derl = { lr = 1e-3 }
+outl = { lr = 50.0 }   # blows up but stays finite: the trainer's NaN guard does not stop it
+sob = { lr = 1e38 }    # non-finite at epoch 2: the NaN guard stops it
+[[columns]]
+key = "u_l2"
+title = "L2 u"
+path = "metrics.u.l2"
+[[checks]]
+claim = "DERL below OUTL"
+group = "g"
+column = "u_l2"
+lower = "derl"
+than = "outl"
+"""
+
+
+def test_diverged_runs_are_flagged_not_fatal(tmp_path):
+    spec = tmp_path / "diverge.toml"
+    spec.write_text(_DIVERGE_SPEC)
+    out = tmp_path / "out"
+    result = json.loads(reproduce(str(spec), out=out, progress=False, figures=False).read_text())
+    by = {r["mode"]: r for r in result["runs"]}
+    assert by["derl"]["diverged"] is None
+    assert "best epoch" in by["outl"]["diverged"]
+    assert "training diverged at epoch" in by["sob"]["diverged"]
+    table = {t["mode"]: t for t in result["table"]}
+    assert table["outl"]["diverged"] == [30] and table["derl"]["diverged"] == []
+    (check,) = result["checks"]
+    assert check["diverged"] == ["outl"]
+    md = (out / "results.md").read_text()
+    assert "| OUTL † |" in md and "| SOB † |" in md and "| DERL |" in md
+    assert "† OUTL, seed 30: diverged" in md and "(outl diverged †)" in md
+    # a rerun does not retrain the run the NaN guard stopped
+    marker = out / "runs" / "g-sob-s30" / "diverged.json"
+    ckpt = out / "runs" / "g-sob-s30" / "checkpoint.pt"
+    before = (marker.stat().st_mtime_ns, ckpt.stat().st_mtime_ns)
+    again = json.loads(reproduce(str(spec), out=out, progress=False, figures=False).read_text())
+    assert (marker.stat().st_mtime_ns, ckpt.stat().st_mtime_ns) == before
+    assert {r["mode"]: r["diverged"] for r in again["runs"]}["sob"] == by["sob"]["diverged"]
+
+
+def test_groups_restrict_the_plan(capsys):
+    spec = load_spec("pendulum")
+    datasets, runs = plan(spec, "full", groups=["conservative-interpolate"])
+    assert {r.group for r in runs} == {"conservative-interpolate"} and len(runs) == 5
+    assert set(datasets) == {"conservative"}
+    with pytest.raises(ReproduceError, match="no group 'nope' at scale quick"):
+        plan(spec, "quick", groups=["nope"])
+    assert main(["reproduce", "pendulum", "--quick", "--groups", "damped-empirical"]) == 2
+    err = capsys.readouterr().err
+    assert "no group 'damped-empirical' at scale quick" in err and err.count("\n") == 1

@@ -132,6 +132,7 @@ def _cmd_reproduce(args) -> int:
         progress=not args.no_progress,
         figures=not args.no_figures,
         jobs=args.jobs,
+        groups=args.groups,
     )
     print((path.parent / "results.md").read_text())
     print(f"wrote {path}, {path.parent / 'results.md'} and {path.parent / 'figures'}/")
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--smoke", action="store_true", help="seconds: what the test suite runs")
     rp.add_argument("--seeds", type=int, nargs="+", help="training seeds (replace the spec's)")
     rp.add_argument("--out", help="output folder (default reproduce/EXPERIMENT[-SCALE])")
+    rp.add_argument("--groups", nargs="+", help="run only these groups (default: all)")
     rp.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
     rp.add_argument("--list", action="store_true", help="list the experiments")
     rp.add_argument("--no-figures", action="store_true", help="skip the PNG figures")

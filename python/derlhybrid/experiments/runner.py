@@ -166,12 +166,26 @@ def _label(mode: str) -> str:
     )
 
 
-def plan(spec: dict, scale: str = "full", seeds: list[int] | None = None):
-    """The datasets (key → generation request dict) and runs of ``spec`` at ``scale``."""
+def plan(
+    spec: dict,
+    scale: str = "full",
+    seeds: list[int] | None = None,
+    groups: list[str] | None = None,
+):
+    """The datasets (key → generation request dict) and runs of ``spec`` at ``scale``;
+    ``groups`` restricts them to those groups of the scale."""
     if scale not in SCALES:
         raise ReproduceError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
     sc = spec.get("scales", {}).get(scale, {}) if scale != "full" else {}
     wanted = sc.get("groups") or [g["name"] for g in spec["groups"]]
+    if groups:
+        for gname in groups:
+            if gname not in wanted:
+                raise ReproduceError(
+                    f"--groups: {spec['name']} has no group {gname!r} at scale {scale}; "
+                    f"choose from {', '.join(wanted)}"
+                )
+        wanted = [g for g in wanted if g in groups]
     # precedence, lowest first: defaults, the scale's tables, the group, the scale's patch of
     # the group, the mode
     defaults = _merge(
@@ -278,20 +292,57 @@ def _get(d: Any, dotted: str):
     return d
 
 
+DIVERGED_FACTOR = 10.0  # a final training loss this far above the best epoch's: diverged
+
+
+def divergence(info: dict) -> str | None:
+    """Why a finished run counts as diverged (from its ``train.json``), or ``None``.
+
+    A non-finite loss stops training (the trainer's NaN guard); a loss that blows up but
+    stays finite — L-BFGS without line search reaching 1e15, say — does not, so a run whose
+    final epoch's total training loss is more than :data:`DIVERGED_FACTOR` times its best
+    epoch's is flagged too."""
+    final = ((info.get("final") or {}).get("train") or {}).get("loss")
+    best = info.get("loss_best")
+    if final is None or best is None:
+        return None
+    if not math.isfinite(final):
+        return f"final training loss is {final}"
+    if best > 0 and final > DIVERGED_FACTOR * best:
+        return (
+            f"final training loss {final:.3g} is {final / best:.3g}× its best epoch's ({best:.3g})"
+        )
+    return None
+
+
 def _run_one(run: Run, data: Path, out: Path, progress: bool) -> dict:
     from ..learn.config import TrainConfig
     from ..learn.evaluate import evaluate
     from ..learn.metrics import write_metrics
-    from ..learn.trainer import train
+    from ..learn.trainer import TrainingDiverged, train
 
     rdir = out / "runs" / run.name
     cfg = _merge(run.config, {"data": {"path": str(data.resolve())}})
-    t0 = time.perf_counter()
-    result = train(TrainConfig.from_dict(cfg), rdir, progress=progress)
-    train_s = time.perf_counter() - t0
     ckpt = rdir / "checkpoint.pt"
+    marker = rdir / "diverged.json"  # a non-finite loss stopped this run: don't retrain it
+    t0 = time.perf_counter()
+    stopped = None
+    if marker.exists() and (not ckpt.exists() or marker.stat().st_mtime >= ckpt.stat().st_mtime):
+        stopped = json.loads(marker.read_text())["reason"]
+    else:
+        try:
+            train(TrainConfig.from_dict(cfg), rdir, progress=progress)
+        except TrainingDiverged as exc:
+            stopped = str(exc)
+            rdir.mkdir(parents=True, exist_ok=True)
+            _atomic_write(marker, json.dumps({"reason": stopped}))
+    train_s = time.perf_counter() - t0
+    info = json.loads((rdir / "train.json").read_text()) if (rdir / "train.json").exists() else {}
+    diverged = stopped or divergence(info)
     mpath = rdir / "metrics.json"
-    if mpath.exists() and mpath.stat().st_mtime >= ckpt.stat().st_mtime:
+    if not ckpt.exists():
+        metrics: dict = {}
+    elif mpath.exists() and mpath.stat().st_mtime >= ckpt.stat().st_mtime:
         metrics = json.loads(mpath.read_text())
     else:
         opts = dict(run.evaluate)
@@ -299,7 +350,6 @@ def _run_one(run: Run, data: Path, out: Path, progress: bool) -> dict:
             opts.setdefault("variant", run.variant)  # grid of a grid-layout file)
         metrics = evaluate(ckpt, data, options=opts)
         write_metrics(mpath, metrics)
-    info = json.loads((rdir / "train.json").read_text()) if (rdir / "train.json").exists() else {}
     return {
         "name": run.name,
         "group": run.group,
@@ -311,18 +361,19 @@ def _run_one(run: Run, data: Path, out: Path, progress: bool) -> dict:
         "data": str(data),
         "checkpoint": str(ckpt),
         "config": cfg,
-        "epochs": info.get("epochs", result.start_epoch + len(result.history)),
+        "epochs": info.get("epochs"),
         "train_seconds_this_call": round(train_s, 2),
         "train_seconds": round(info.get("training_seconds", train_s), 2),
+        "diverged": diverged,
         "metrics": metrics,
     }
 
 
-def _baselines(spec, datasets_paths, out, scale, progress) -> list[dict]:
+def _baselines(spec, datasets_paths, out, scale, progress, groups) -> list[dict]:
     rows = []
     for b in spec.get("baselines", []):
         kind = b.get("kind")
-        if scale not in b.get("scales", list(SCALES)):
+        if scale not in b.get("scales", list(SCALES)) or b.get("group") not in groups:
             continue
         if kind != "hnn":
             raise ReproduceError(f"unknown baseline kind {kind!r}")
@@ -375,10 +426,13 @@ def _aggregate(rows: list[dict], columns: list[dict]) -> list[dict]:
                 "mode": r["mode"],
                 "label": r["label"],
                 "seeds": [],
+                "diverged": [],
                 "values": {},
             },
         )
         t["seeds"].append(r["seed"])
+        if r.get("diverged"):
+            t["diverged"].append(r["seed"])
         for c in columns:
             v = _get(r["metrics"], c["path"])
             if isinstance(v, int | float):
@@ -393,7 +447,8 @@ def _aggregate(rows: list[dict], columns: list[dict]) -> list[dict]:
                 "std": float(a.std()) if a.size > 1 else None,
                 "n": int(a.size),
             }
-        out.append({**{k: t[k] for k in ("group", "mode", "label", "seeds")}, "stats": stats})
+        keep = ("group", "mode", "label", "seeds", "diverged")
+        out.append({**{k: t[k] for k in keep}, "stats": stats})
     return out
 
 
@@ -416,6 +471,10 @@ def _checks(spec, table, scale) -> list[dict]:
                 "than": c["than"],
                 "values": [va, vb],
                 "holds": bool(holds),
+                # a claim decided by a diverged run says little about the method
+                "diverged": sorted(
+                    m for m in (c["lower"], c["than"]) if by[(c["group"], m)]["diverged"]
+                ),
                 "expected_at_smoke": bool(c.get("smoke", False)),
                 "scale": scale,
             }
@@ -445,8 +504,17 @@ def _markdown(spec, scale, table, checks, rows, meta) -> str:
         header = ["method", "seeds"] + [c["title"] for c in cols] + ["train s"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
+        flagged = []
         for t in (t for t in table if t["group"] == gname):
-            cells = [t["label"], ",".join(str(s) for s in t["seeds"])]
+            label = t["label"]
+            if t["diverged"]:
+                label += " †"
+                flagged += [
+                    f"† {t['label']}, seed {r['seed']}: diverged — {r['diverged'].rstrip('.')}."
+                    for r in rows
+                    if r["group"] == gname and r["mode"] == t["mode"] and r.get("diverged")
+                ]
+            cells = [label, ",".join(str(s) for s in t["seeds"])]
             for c in cols:
                 s = t["stats"].get(c["key"])
                 cell = "—" if s is None else _fmt(s["mean"])
@@ -465,6 +533,8 @@ def _markdown(spec, scale, table, checks, rows, meta) -> str:
             cells.append(f"{sum(secs):.0f}" if secs else "—")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        if flagged:
+            lines += [*flagged, ""]
     if paper:
         lines.append(
             "Paper numbers: paper.md §11 ([review] quotes of an earlier version, "
@@ -480,9 +550,12 @@ def _markdown(spec, scale, table, checks, rows, meta) -> str:
         ]
         for c in checks:
             va, vb = c["values"]
+            verdict = "yes" if c["holds"] else "**no**"
+            if c.get("diverged"):
+                verdict += f" ({', '.join(c['diverged'])} diverged †)"
             lines.append(
                 f"| {c['claim']} | {c['lower']} {_fmt(va)} vs {c['than']} {_fmt(vb)} "
-                f"({c['column']}) | {'yes' if c['holds'] else '**no**'} |"
+                f"({c['column']}) | {verdict} |"
             )
         lines.append("")
     figs = meta.get("figures", [])
@@ -502,10 +575,12 @@ def reproduce(
     progress: bool = True,
     figures: bool = True,
     jobs: int = 1,
+    groups: list[str] | None = None,
 ) -> Path:
     """Run experiment ``name`` at ``scale`` into ``out`` (default ``reproduce/<name>``, or
     ``reproduce/<name>-<scale>``); returns the path of ``results.json``. ``jobs`` > 1 trains
-    that many runs at once in separate processes (one intra-op thread each)."""
+    that many runs at once in separate processes (one intra-op thread each); ``groups`` runs
+    only those groups of the scale."""
     import torch
 
     from .. import learn  # noqa: F401 - fail early if torch is missing
@@ -515,7 +590,7 @@ def reproduce(
     seeds = _check_seeds(seeds)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ReproduceError(f"--jobs must be a positive integer, got {jobs!r}")
-    datasets, runs = plan(spec, scale, seeds)  # plan validates the scale
+    datasets, runs = plan(spec, scale, seeds, groups)  # plan validates scale and groups
     out = (
         Path(out)
         if out
@@ -566,7 +641,7 @@ def reproduce(
                 bar.update()
         rows = [done[run.name] for run in runs]
     bar.close()
-    rows += _baselines(spec, paths, out, scale, progress)
+    rows += _baselines(spec, paths, out, scale, progress, {r.group for r in runs})
 
     columns = spec.get("columns", [])
     table = _aggregate(rows, columns)
@@ -586,7 +661,7 @@ def reproduce(
                 metrics=r["metrics"],
             )
             for r in rows
-            if r["mode"] != "hnn"
+            if r["mode"] != "hnn" and Path(r["checkpoint"]).exists()
         ]
         fig_dir = out / "figures"
         fig_dir.mkdir(exist_ok=True)

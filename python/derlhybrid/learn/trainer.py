@@ -500,6 +500,10 @@ def _train(config: TrainConfig, out_dir, *, resume, problem, progress) -> TrainR
         # all epochs, across resumed calls (each history record keeps its epoch's time)
         "training_seconds": sum(r.get("seconds", 0.0) for r in run.history),
         "final": run.history[-1] if run.history else None,
+        # the total training loss of the first and of the best epoch: a final loss far above
+        # the best marks a run that diverged while staying finite (derl reproduce flags it)
+        "loss_first": run.history[0]["train"].get("loss") if run.history else None,
+        "loss_best": min((r["train"].get("loss", math.inf) for r in run.history), default=None),
         **base,
     }
     _write_json(out / "train.json", summary)

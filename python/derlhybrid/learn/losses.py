@@ -21,6 +21,11 @@ Modes (paper.md §1) resolve through :data:`MODES` — no chain of ``if``s over 
 plus the conditions the problem has: ``initial`` (weight group "init"), ``boundary`` and
 ``periodic`` ("bc"). All MSEs are means over every tensor entry (PyTorch ``MSELoss``), as in
 the paper (§12.11). Adding a term is one class and one line of :data:`TERMS`.
+
+A term may also read any other point set of the problem by name (``problem.sets[name]``,
+e.g. the distillation sets of :mod:`derlhybrid.transfer`), or no points at all: a term
+whose point set is :data:`PARAMETERS` is a function of the network's weights (the EWC
+penalty) and is called with ``d = batch = None``.
 """
 
 from __future__ import annotations
@@ -35,7 +40,10 @@ from torch import nn
 from .derivatives import Derivatives, closure, input_derivatives
 from .problems import PointSet, Problem
 
-__all__ = ["MODES", "TERMS", "Objective", "StepContext", "Term", "build_objective"]
+__all__ = ["MODES", "PARAMETERS", "TERMS", "Objective", "StepContext", "Term", "build_objective"]
+
+#: the point set of terms that read no points, only the network's weights (e.g. EWC)
+PARAMETERS = "parameters"
 
 
 def _mse(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
@@ -289,12 +297,13 @@ class Objective:
     def check(self, problem: Problem) -> None:
         """Refuse terms whose data the problem lacks (one-line ``ValueError``)."""
         for term, _ in self.terms:
-            if term.point_set == "interior":
-                missing = [r for r in term.requires if r not in problem.sets["train"].targets]
+            pts = problem.sets.get("train" if term.point_set == "interior" else term.point_set)
+            if pts is not None:
+                missing = [r for r in term.requires if r not in pts.targets]
                 if missing:
                     raise ValueError(
                         f"term {term.name!r} needs {missing[0]!r} targets, which this dataset "
-                        f"does not provide (it has: {', '.join(problem.sets['train'].targets)})"
+                        f"does not provide (it has: {', '.join(pts.targets)})"
                     )
             if term.name == "residual" and problem.residual_fn is None:
                 raise ValueError(f"{problem.system.name} defines no PDE residual for PINN terms")
@@ -330,9 +339,12 @@ class Objective:
                 start = stop
         total, parts = None, {}
         for term, weight in self.terms:
-            if term.point_set not in per_set:
+            if term.point_set == PARAMETERS:
+                value = term(None, None, ctx)
+            elif term.point_set not in per_set:
                 continue
-            value = term(per_set[term.point_set], batches[term.point_set], ctx)
+            else:
+                value = term(per_set[term.point_set], batches[term.point_set], ctx)
             parts[term.name] = value.detach()
             if total is None:
                 total = value if weight == 1.0 else value * weight
@@ -343,7 +355,8 @@ class Objective:
     def describe(self) -> list[dict]:
         out = []
         for term, weight in self.terms:
-            params = {k: v for k, v in vars(term).items()}
+            # a term may describe itself (one holding tensors, or wrapping another term)
+            params = term.describe() if hasattr(term, "describe") else dict(vars(term))
             out.append({"term": term.name, "weight": weight, **params})
         return out
 

@@ -12,6 +12,11 @@ term and keeps the last good checkpoint.
 
 Seeds: one root ``numpy.random.SeedSequence(seed)`` spawns the seeds of the weight
 initialisation, of the batch order and of the random terms (Hessian projections).
+
+A caller may add to a run what its config cannot say (:class:`RunExtras`: the distillation
+terms and EWC penalty of :mod:`derlhybrid.transfer`, the batch sizes of the extra point
+sets those terms read, weights to start from); the extras are recorded in the checkpoint
+and a resume with other extras is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +36,11 @@ import torch
 from ..data.store import DatasetError
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .losses import Objective, StepContext, build_objective
+from .losses import Objective, StepContext, Term, build_objective
 from .models import MLP, MLPConfig
 from .problems import PointSet, Problem, StreamingSet, StreamPolicy, load_problem
 
-__all__ = ["TrainResult", "TrainingDiverged", "resolve_device", "train"]
+__all__ = ["RunExtras", "TrainResult", "TrainingDiverged", "resolve_device", "train"]
 
 CHECKPOINT = "checkpoint.pt"
 EVAL_CHUNK = 8192
@@ -53,6 +59,26 @@ class TrainResult:
     checkpoint: Path | None = None
     start_epoch: int = 0
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunExtras:
+    """What a caller adds to a run beyond its config.
+
+    ``terms``: ``(term, weight)`` pairs appended to the config's objective; a term may read
+    any point set of the problem by name (drawn cyclically like the boundary set, in
+    batches of ``batch_sizes[name]``, default the condition batch size). ``initial_state``:
+    a state dict the network starts from instead of its seeded initialisation (ignored on
+    resume). ``record``: JSON-able description stored in the checkpoint; resuming with a
+    different one is refused. ``payload``: stored in the checkpoint as is (tensors too).
+    ``desc``: the progress bar's label."""
+
+    terms: Sequence[tuple[Term, float]] = ()
+    batch_sizes: Mapping[str, int] = field(default_factory=dict)
+    initial_state: Mapping[str, torch.Tensor] | None = None
+    record: Mapping[str, Any] = field(default_factory=dict)
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    desc: str | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -123,14 +149,19 @@ class _Cycle:
 
 
 class _Run:
-    def __init__(self, cfg: TrainConfig, problem: Problem, device: torch.device):
+    def __init__(self, cfg: TrainConfig, problem: Problem, device: torch.device, extras: RunExtras):
         self.cfg, self.t = cfg, cfg.train
         init_seed, batch_seed, term_seed = _seeds(self.t.seed)
         self.model = build_model(problem, cfg.model, init_seed).to(device)
         self.flat = _flat_parameters(self.model)
+        if extras.initial_state is not None:  # copied into the flat buffer's views
+            self.model.load_state_dict(extras.initial_state)
         self.problem = problem.to(device, self.model.dtype)
         o = cfg.objective
         self.objective = build_objective(problem, o.mode, o.weights, o.terms, o.hessian_projection)
+        if extras.terms:
+            self.objective.terms.extend((t, float(w)) for t, w in extras.terms if w != 0.0)
+            self.objective.check(problem)
         # the training loss, compiled when asked (validation stays eager: other shapes)
         self.loss = (
             torch.compile(self.objective, dynamic=False) if self.t.compile else self.objective
@@ -166,6 +197,10 @@ class _Run:
             self.cycles["periodic"] = _Cycle(
                 problem.periodic[0], self.batch_gen, problem.periodic[1]
             )
+        for name in sorted(wanted - {"interior", "initial", "boundary", "periodic"}):
+            if name in problem.sets:  # extra point sets (e.g. distillation), read by name
+                self.cycles[name] = _Cycle(problem.sets[name], self.batch_gen)
+        self.sizes = {name: int(extras.batch_sizes.get(name, cbs)) for name in self.cycles}
         self.adam = None
         self.lbfgs = None
         self.scheduler = None
@@ -214,7 +249,7 @@ class _Run:
                 pts = cyc.points
                 out[name] = pts if cyc.right is None else PointSet(torch.cat([pts.X, cyc.right.X]))
             else:
-                out[name] = cyc.next(self.cbs)
+                out[name] = cyc.next(self.sizes[name])
         return out
 
     # -- one epoch ----------------------------------------------------------------------
@@ -392,19 +427,28 @@ def train(
     resume: bool = True,
     problem: Problem | None = None,
     progress: bool | None = None,
+    extras: RunExtras | None = None,
 ) -> TrainResult:
     """Train as ``config`` says, checkpointing into ``out_dir`` (created). With
-    ``resume=True`` an existing checkpoint of the same configuration is continued."""
+    ``resume=True`` an existing checkpoint of the same configuration is continued.
+    ``extras`` adds terms, point-set batch sizes or initial weights (:class:`RunExtras`)."""
     width = int(config.model.get("width", MLPConfig.__dataclass_fields__["width"].default))
     before = torch.get_num_threads()
     torch.set_num_threads(train_threads(config, width))
     try:
-        return _train(config, out_dir, resume=resume, problem=problem, progress=progress)
+        return _train(
+            config,
+            out_dir,
+            resume=resume,
+            problem=problem,
+            progress=progress,
+            extras=extras or RunExtras(),
+        )
     finally:
         torch.set_num_threads(before)
 
 
-def _train(config: TrainConfig, out_dir, *, resume, problem, progress) -> TrainResult:
+def _train(config: TrainConfig, out_dir, *, resume, problem, progress, extras) -> TrainResult:
     t0 = time.perf_counter()
     out = Path(out_dir)
     device = resolve_device(config.train.device)
@@ -417,7 +461,7 @@ def _train(config: TrainConfig, out_dir, *, resume, problem, progress) -> TrainR
             f"{config.data.path} holds {problem.system.name!r} data, but the config says "
             f"data.system = {config.data.system!r}"
         )
-    run = _Run(config, problem, device)
+    run = _Run(config, problem, device, extras)
     ckpt_path = out / CHECKPOINT
     start = 0
     if ckpt_path.exists():
@@ -439,6 +483,12 @@ def _train(config: TrainConfig, out_dir, *, resume, problem, progress) -> TrainR
                 f"{ckpt_path} was written with another configuration ({why} differ): "
                 f"choose another --out or restore that configuration"
             )
+        record = json.loads(json.dumps(dict(extras.record), default=str))
+        if ckpt.get("extras", {}) != record:
+            raise CheckpointError(
+                f"{ckpt_path} was written with other additions to its configuration "
+                f"(distillation, EWC or initial weights): choose another --out"
+            )
         run.load(ckpt)
         start = run.epoch
     out.mkdir(parents=True, exist_ok=True)
@@ -449,6 +499,8 @@ def _train(config: TrainConfig, out_dir, *, resume, problem, progress) -> TrainR
         "problem": problem.describe(),
         "objective": run.objective.describe(),
     }
+    if extras.record:
+        base["extras"] = json.loads(json.dumps(dict(extras.record), default=str))
     show = config.train.progress if progress is None else progress
     bar = None
     if show and start < config.train.epochs:
@@ -458,7 +510,7 @@ def _train(config: TrainConfig, out_dir, *, resume, problem, progress) -> TrainR
             total=config.train.epochs,
             initial=start,
             unit="epoch",
-            desc=f"train {problem.system.name}",
+            desc=extras.desc or f"train {problem.system.name}",
             dynamic_ncols=True,
         )
     saved = start if ckpt_path.exists() else None
@@ -485,7 +537,7 @@ def _train(config: TrainConfig, out_dir, *, resume, problem, progress) -> TrainR
             run.epoch = epoch + 1
             last = run.epoch == config.train.epochs
             if last or run.epoch % config.train.checkpoint_every == 0:
-                save_checkpoint(ckpt_path, {**base, **run.state()})
+                save_checkpoint(ckpt_path, {**base, **extras.payload, **run.state()})
                 saved = run.epoch
             if bar is not None:
                 bar.set_postfix({k: _fmt(v) for k, v in losses.items()}, refresh=False)

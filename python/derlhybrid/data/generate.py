@@ -225,21 +225,82 @@ def _empirical_chunk(req, emp, n_emp, t, states, first, dtype) -> dict[str, np.n
     }
 
 
-def _generate_trajectories(
-    req: GenerateRequest, system: ODESystem, progress: bool, finalize=None
-) -> Path:
-    from ..kernels._julia import JULIA_ODE_SYSTEMS  # a constant: starts no Julia
-    from ..kernels.ode import EnsembleResult, solve_ensemble
+@dataclass
+class TrajectoryPlan:
+    """What an ODE-ensemble generation decides before solving anything: the backend, the
+    saved times, every initial state, the chunking and the file's attributes. The
+    single-process path and the shards of :mod:`derlhybrid.scale` build the same plan from
+    the same request, so they compute the same numbers (no operation of the solver mixes
+    trajectories, and the empirical samples of trajectory ``i`` come from its own seed)."""
 
-    backend = backends.resolve(req.backend)
-    if backend == "julia" and system.name not in JULIA_ODE_SYSTEMS:
-        requested = req.backend or os.environ.get(backends.ENV_VAR, "auto")
-        if requested == "julia":
-            raise backends.BackendUnavailable(
-                f"the julia backend has no ODE solver for {system.name!r} (it solves "
-                f"{', '.join(JULIA_ODE_SYSTEMS)}); use --backend python"
-            )
-        backend = "python"  # auto: the embedded default solves every ODE system
+    req: GenerateRequest
+    system: ODESystem
+    backend: str
+    t: np.ndarray
+    y0: np.ndarray
+    chunk: int
+    h5rows: int
+    lanes: bool
+    attrs: dict[str, Any]
+    emp: tuple[str, int] | None
+    n_emp: int
+
+    @property
+    def n(self) -> int:
+        return self.y0.shape[0]
+
+    @property
+    def dtype(self):
+        return DTYPES[self.req.dtype]
+
+    def chunks(self, rows: tuple[int, int]) -> list[tuple[int, int]]:
+        """The row ranges of the chunks of ``rows`` (the whole ensemble: ``(0, n)``)."""
+        a, b = rows
+        c = min(self.chunk, b - a)
+        return [(s, min(b, s + c)) for s in range(a, b, c)]
+
+
+@dataclass(frozen=True)
+class RowDataset:
+    """A dataset with one row per trajectory: its name in the file, the array of a
+    work-area chunk that fills it (``None``: the initial states), the shape of one row, its
+    dtype and attributes, and whether it is chunked by whole trajectories."""
+
+    name: str
+    source: str | None
+    row_shape: tuple[int, ...]
+    dtype: Any
+    attrs: dict[str, Any]
+    trajectory_chunks: bool = False
+
+    def create(self, w: DatasetWriter, plan: TrajectoryPlan, n_rows: int, data=None):
+        chunks = None
+        if self.trajectory_chunks:
+            chunks = (max(1, min(plan.h5rows, n_rows)), *self.row_shape)
+        if data is not None:
+            return w.create(self.name, None, data=data, attrs=self.attrs)
+        return w.create(
+            self.name, (n_rows, *self.row_shape), self.dtype, chunks=chunks, attrs=self.attrs
+        )
+
+
+def plan_trajectories(
+    req: GenerateRequest, system: ODESystem, backend: str | None = None
+) -> TrajectoryPlan:
+    """The plan of an ODE-ensemble request (``backend``: one already resolved elsewhere,
+    e.g. by the driver of a sharded run)."""
+    from ..kernels._julia import JULIA_ODE_SYSTEMS  # a constant: starts no Julia
+
+    if backend is None:
+        backend = backends.resolve(req.backend)
+        if backend == "julia" and system.name not in JULIA_ODE_SYSTEMS:
+            requested = req.backend or os.environ.get(backends.ENV_VAR, "auto")
+            if requested == "julia":
+                raise backends.BackendUnavailable(
+                    f"the julia backend has no ODE solver for {system.name!r} (it solves "
+                    f"{', '.join(JULIA_ODE_SYSTEMS)}); use --backend python"
+                )
+            backend = "python"  # auto: the embedded default solves every ODE system
     n = req.n_trajectories or 1000
     t_end = req.t_end if req.t_end is not None else getattr(system, "t_end_default", 10.0)
     n_t = req.n_times or 1001
@@ -249,10 +310,8 @@ def _generate_trajectories(
     itemsize = np.dtype(dtype).itemsize
     chunk = req.chunk_trajectories or max(1, CHUNK_BYTES // (n_t * ns * 8))
     chunk = min(chunk, n)
-    n_chunks = math.ceil(n / chunk)
     h5rows = max(1, min(chunk, H5_CHUNK_BYTES // (n_t * ns * itemsize)))
     y0 = _initial_states(req, system, n)
-    p = system.param_vector()
     # The SIMD lane path whenever the system has a vector field on lanes (the pendulum:
     # ~1.3-2.5x the throughput). Its driver compiles once per machine (~11 s, the scalar
     # one ~4 s; cached on disk by kernels/_jitcache.py) and later processes load it in
@@ -298,50 +357,114 @@ def _generate_trajectories(
                 "of": "the saved states, along time",
             }
         )
-    check_target(Path(req.out), req.overwrite)
-    work = ChunkStore(req.out, req.as_config(), overwrite=req.overwrite)
-    pending = work.pending(n_chunks)
-    buf_s = np.empty((chunk, n_t, ns))
-    buf_d = np.empty((chunk, n_t, ns))
-    bar = _progress(
-        n, n - sum(min(n, (k + 1) * chunk) - k * chunk for k in pending), system.name, progress
-    )
+    return TrajectoryPlan(req, system, backend, t, y0, chunk, h5rows, lanes, attrs, emp, n_emp)
+
+
+def row_datasets(plan: TrajectoryPlan) -> list[RowDataset]:
+    """The per-trajectory datasets of a trajectories file, in the order they are written."""
+    n_t, ns, dtype, names = plan.t.size, plan.system.n_state, plan.dtype, plan.system.state_names
+    rows = [
+        RowDataset("trajectories/initial_states", None, (ns,), "f8", {"columns": list(names)}),
+        RowDataset(
+            "trajectories/states", "states", (n_t, ns), dtype, {"columns": list(names)}, True
+        ),
+        RowDataset(
+            "trajectories/derivatives",
+            "derivatives",
+            (n_t, ns),
+            dtype,
+            {"meaning": "vector field f(t, y) at each saved state"},
+            True,
+        ),
+        RowDataset(
+            "trajectories/status",
+            "status",
+            (),
+            "i1",
+            {"meaning": "0 ok; else the solver's failure code"},
+        ),
+        RowDataset("trajectories/n_steps", "n_steps", (), "i4", {}),
+    ]
+    if plan.emp is not None and plan.emp[0] != "cubic-forward":
+        rows.append(
+            RowDataset(
+                "trajectories/empirical_derivatives",
+                "empirical",
+                (n_t, ns),
+                dtype,
+                {"scheme": plan.req.empirical},
+                True,
+            )
+        )
+    elif plan.emp is not None:
+        m = plan.n_emp
+        rows += [
+            RowDataset("empirical/t", "emp_t", (m,), "f8", {}),
+            RowDataset("empirical/states", "emp_y", (m, ns), dtype, {}),
+            RowDataset(
+                "empirical/derivatives",
+                "emp_dy",
+                (m, ns),
+                dtype,
+                {"scheme": "cubic-forward", "h": plan.req.fd_step},
+            ),
+        ]
+    return rows
+
+
+def solve_rows(
+    plan: TrajectoryPlan, work: ChunkStore, rows: tuple[int, int], progress: bool = False
+) -> None:
+    """Solve the trajectories ``rows`` chunk by chunk into ``work``, skipping finished
+    chunks (chunk ``k`` of ``work`` is the ``k``-th chunk of ``rows``)."""
+    from ..kernels.ode import EnsembleResult, solve_ensemble
+
+    req, system, t = plan.req, plan.system, plan.t
+    ranges = plan.chunks(rows)
+    pending = work.pending(len(ranges))
+    chunk = ranges[0][1] - ranges[0][0]
+    buf_s = np.empty((chunk, t.size, system.n_state))
+    buf_d = np.empty((chunk, t.size, system.n_state))
+    p = system.param_vector()
+    total = rows[1] - rows[0]
+    todo = sum(ranges[k][1] - ranges[k][0] for k in pending)
+    bar = _progress(total, total - todo, system.name, progress)
     for k in pending:
-        a, b = k * chunk, min(n, (k + 1) * chunk)
+        a, b = ranges[k]
         m = b - a
-        if backend == "julia":  # pragma: no cover - needs Julia
+        if plan.backend == "julia":  # pragma: no cover - needs Julia
             n_steps, status = backends.module("julia").solve_ensemble(
-                system.name, y0[a:b], t, p, req.rtol, req.atol, buf_s[:m], buf_d[:m]
+                system.name, plan.y0[a:b], t, p, req.rtol, req.atol, buf_s[:m], buf_d[:m]
             )
             n_rejected = np.full_like(n_steps, -1)  # not reported by the julia backend
             res = EnsembleResult(t, buf_s[:m], buf_d[:m], n_steps, n_rejected, status)
         else:
             res = solve_ensemble(
                 system.rhs_kernel,
-                y0[a:b],
+                plan.y0[a:b],
                 t,
                 p,
                 rtol=req.rtol,
                 atol=req.atol,
                 out_states=buf_s[:m],
                 out_derivatives=buf_d[:m],
-                rhs_lanes=system.rhs_lanes_kernel if lanes else None,
+                rhs_lanes=system.rhs_lanes_kernel if plan.lanes else None,
             )
         failed = res.failed
         if failed.size and not req.allow_failures:
             i = int(failed[0])
             raise DatasetError(
                 f"{res.message(i).replace(f'trajectory {i}', f'trajectory {a + i}')} "
-                f"(initial state {y0[a + i].tolist()}); {failed.size} failed in chunk {k}. "
-                "Loosen --rtol/--atol or shorten --t-end (allow_failures=true in a --config "
-                "keeps NaN rows with their status)"
+                f"(initial state {plan.y0[a + i].tolist()}); {failed.size} failed in chunk "
+                f"{k}. Loosen --rtol/--atol or shorten --t-end (allow_failures=true in a "
+                "--config keeps NaN rows with their status)"
             )
-        extra = _empirical_chunk(req, emp, n_emp, t, buf_s[:m], a, dtype)
+        extra = _empirical_chunk(req, plan.emp, plan.n_emp, t, buf_s[:m], a, plan.dtype)
         work.save(
             k,
             **extra,
-            states=buf_s[:m].astype(dtype, copy=False),
-            derivatives=buf_d[:m].astype(dtype, copy=False),
+            states=buf_s[:m].astype(plan.dtype, copy=False),
+            derivatives=buf_d[:m].astype(plan.dtype, copy=False),
             status=res.status.astype(np.int8),
             n_steps=res.n_steps.astype(np.int32),
         )
@@ -350,72 +473,45 @@ def _generate_trajectories(
     if bar is not None:
         bar.close()
 
-    with _writer(req, "trajectories", attrs) as w:
-        w.create("trajectories/t", None, data=t, attrs={"unit": "s"})
+
+def write_rows(
+    plan: TrajectoryPlan, w: DatasetWriter, work: ChunkStore, rows: tuple[int, int]
+) -> None:
+    """The per-trajectory datasets of ``rows`` (of length ``b - a``), filled from the
+    chunks of ``work``."""
+    a0, b0 = rows
+    for spec in row_datasets(plan):
+        if spec.source is None:
+            spec.create(w, plan, b0 - a0, data=plan.y0[a0:b0])
+            continue
+        ds = spec.create(w, plan, b0 - a0)
+        for k, (a, b) in enumerate(plan.chunks(rows)):
+            ds[a - a0 : b - a0] = work.load(k, spec.source)
+
+
+def write_meta(plan: TrajectoryPlan, w: DatasetWriter) -> None:
+    """The datasets of a trajectories file that are not per trajectory: times and splits."""
+    w.create("trajectories/t", None, data=plan.t, attrs={"unit": "s"})
+    for name, idx in _splits(plan.n, plan.req.split).items():
         w.create(
-            "trajectories/initial_states",
+            f"splits/{name}",
             None,
-            data=y0,
-            attrs={"columns": list(system.state_names)},
+            data=idx.astype(np.int64),
+            attrs={"unit": "trajectory index"},
         )
-        shape = (n, n_t, ns)
-        states = w.create(
-            "trajectories/states",
-            shape,
-            dtype,
-            chunks=(h5rows, n_t, ns),
-            attrs={"columns": list(system.state_names)},
-        )
-        derivs = w.create(
-            "trajectories/derivatives",
-            shape,
-            dtype,
-            chunks=(h5rows, n_t, ns),
-            attrs={"meaning": "vector field f(t, y) at each saved state"},
-        )
-        status = w.create(
-            "trajectories/status",
-            (n,),
-            "i1",
-            attrs={"meaning": "0 ok; else the solver's failure code"},
-        )
-        nsteps = w.create("trajectories/n_steps", (n,), "i4")
-        for name, idx in _splits(n, req.split).items():
-            w.create(
-                f"splits/{name}",
-                None,
-                data=idx.astype(np.int64),
-                attrs={"unit": "trajectory index"},
-            )
-        if emp is not None and emp[0] != "cubic-forward":
-            empd = w.create(
-                "trajectories/empirical_derivatives",
-                shape,
-                dtype,
-                chunks=(h5rows, n_t, ns),
-                attrs={"scheme": req.empirical},
-            )
-        elif emp is not None:
-            e_t = w.create("empirical/t", (n, n_emp), "f8")
-            e_y = w.create("empirical/states", (n, n_emp, ns), dtype)
-            e_dy = w.create(
-                "empirical/derivatives",
-                (n, n_emp, ns),
-                dtype,
-                attrs={"scheme": "cubic-forward", "h": req.fd_step},
-            )
-        for k in range(n_chunks):
-            a, b = k * chunk, min(n, (k + 1) * chunk)
-            if emp is not None and emp[0] != "cubic-forward":
-                empd[a:b] = work.load(k, "empirical")
-            elif emp is not None:
-                e_t[a:b] = work.load(k, "emp_t")
-                e_y[a:b] = work.load(k, "emp_y")
-                e_dy[a:b] = work.load(k, "emp_dy")
-            states[a:b] = work.load(k, "states")
-            derivs[a:b] = work.load(k, "derivatives")
-            status[a:b] = work.load(k, "status")
-            nsteps[a:b] = work.load(k, "n_steps")
+
+
+def _generate_trajectories(
+    req: GenerateRequest, system: ODESystem, progress: bool, finalize=None
+) -> Path:
+    plan = plan_trajectories(req, system)
+    check_target(Path(req.out), req.overwrite)
+    work = ChunkStore(req.out, req.as_config(), overwrite=req.overwrite)
+    rows = (0, plan.n)
+    solve_rows(plan, work, rows, progress)
+    with _writer(req, "trajectories", plan.attrs) as w:
+        write_meta(plan, w)
+        write_rows(plan, w, work, rows)
         if finalize is not None:
             finalize(w)
     work.remove()

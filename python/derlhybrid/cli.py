@@ -109,6 +109,23 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_stages(args) -> int:
+    from pathlib import Path
+
+    from .transfer import Pipeline, run_pipeline
+
+    pipeline = Pipeline.from_toml(args.config)
+    out = Path(args.out) if args.out else Path(args.config).with_suffix("")
+    progress = False if args.no_progress else None
+    for r in run_pipeline(pipeline, out, progress=progress):
+        prov = r.record.get("provenance", {})
+        final = prov.get("final_train") or {}
+        loss = f", loss {final['loss']:.3e}" if "loss" in final else ""
+        state = "done before (skipped)" if r.skipped else f"trained {prov.get('epochs')} epochs"
+        print(f"{r.name}: {state}{loss}; checkpoint {r.checkpoint}")
+    return 0
+
+
 def _cmd_reproduce(args) -> int:
     from .experiments import EXPERIMENTS, reproduce
 
@@ -232,6 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--variant", help="evaluate on /variants/<name> of the file")
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(func=_cmd_evaluate)
+
+    st = sub.add_parser(
+        "stages",
+        help="multi-stage training with distillation, as a TOML pipeline says (resumable)",
+        description="Train the stages of a pipeline in order (each: data selection, "
+        "objective, init new/extend, distillation sources, optional EWC), label each "
+        "stage's points for the later ones; rerun to resume.",
+    )
+    st.add_argument("config", help="TOML file: [defaults] and [[stages]] tables")
+    st.add_argument("--out", help="output folder (default: the config's name without .toml)")
+    st.add_argument("--no-progress", action="store_true", help="no progress lines or bars")
+    st.set_defaults(func=_cmd_stages)
 
     rp = sub.add_parser(
         "reproduce",

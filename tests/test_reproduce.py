@@ -84,6 +84,10 @@ def test_scales_and_overrides():
     assert {r.seed for r in quick if r.group == "rand-lbfgs"} == {30}
     _, seeded = plan(spec, "quick", seeds=[7, 8])
     assert {r.seed for r in seeded} == {7, 8}
+    # a scale may run a subset of the modes
+    _, cont = plan(load_spec("continuity"), "quick")
+    assert sorted(r.mode for r in cont) == ["derl", "outl", "pinn"]
+    assert {r.config["train"]["epochs"] for r in cont} == {20}
 
 
 def test_spec_errors_are_one_line(tmp_path):
@@ -96,6 +100,12 @@ def test_spec_errors_are_one_line(tmp_path):
         load_spec(str(bad))
     with pytest.raises(ReproduceError, match="unknown experiment 'nope'"):
         load_spec("nope")
+    bad.write_text(
+        '[datasets.a]\nsystem = "pendulum"\n[[groups]]\nname = "g"\ndataset = "a"\n'
+        '[groups.modes]\nderl = {}\n[scales.quick]\nmodes = ["sob"]\n'
+    )
+    with pytest.raises(ReproduceError, match=r"scales\.quick: unknown mode 'sob'"):
+        load_spec(str(bad))
 
 
 @pytest.mark.parametrize(

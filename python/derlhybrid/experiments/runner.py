@@ -8,9 +8,9 @@ An experiment is a TOML file in ``specs/`` (data, not code):
 * ``[[groups]]``: a dataset (and ``variant``), ``seeds``, table overrides and ``modes``: one
   run per mode and seed, each mode with its ``weights``, ``lr`` and further overrides
   (``modes_from`` copies another group's modes);
-* ``[scales.quick]`` / ``[scales.smoke]``: which groups run, and overrides (``train``,
-  ``evaluate``, ``seeds``, per-dataset replacements ``datasets.<key>``, per-group patches
-  ``patch.<group>``); ``full`` is the spec itself;
+* ``[scales.quick]`` / ``[scales.smoke]``: which groups (and ``modes``) run, and overrides
+  (``train``, ``evaluate``, ``seeds``, per-dataset replacements ``datasets.<key>``,
+  per-group patches ``patch.<group>``); ``full`` is the spec itself;
 * ``[[columns]]`` (what the results table shows, as dotted paths into a run's metrics),
   ``[[paper]]`` (the paper's numbers, paper.md §11), ``[[checks]]`` (the qualitative
   orderings the paper claims) and ``figures``.
@@ -141,6 +141,10 @@ def load_spec(name: str) -> dict:
         for gname in sv.get("groups", []):
             if gname not in by_name:
                 raise ReproduceError(f"{path}: scales.{scale}: unknown group {gname!r}")
+        known = {m for g in spec["groups"] for m in g["modes"]}
+        for mode in sv.get("modes", []):
+            if mode not in known:
+                raise ReproduceError(f"{path}: scales.{scale}: unknown mode {mode!r}")
     spec["_path"] = str(path)
     return spec
 
@@ -202,6 +206,8 @@ def plan(
         datasets[key] = dict(sc.get("datasets", {}).get(key) or spec["datasets"][key])
         variant = g.get("variant") or None
         for mode_key, mv in g["modes"].items():
+            if "modes" in sc and mode_key not in sc["modes"]:
+                continue
             mode = mv.get("mode", mode_key)
             for seed in seeds or g.get("seeds") or sc.get("seeds") or [30]:
                 cfg: dict[str, Any] = {

@@ -48,7 +48,7 @@ from ..learn.problems import PointSet, Problem, StreamPolicy, load_problem
 from ..learn.trainer import CHECKPOINT, RunExtras, resolve_device, train
 from .distill import DistillSource, distillation
 from .ewc import EWCTerm, parameter_vector, task_fisher
-from .labels import describe_labels, label, read_labels, sha256
+from .labels import TRUE_TARGETS, describe_labels, label, read_labels, sha256
 
 __all__ = [
     "INITS",
@@ -80,8 +80,10 @@ Box = Mapping[str, tuple[float, float]]
 @dataclass(frozen=True)
 class LabelConfig:
     """What a finished stage labels: the point sets ``sets`` of its problem (``train``,
-    ``val``, ``test``, ``boundary``, ``initial`` or a distillation set ``distill:<stage>``,
-    concatenated), derivative ``orders``, with respect to ``inputs`` (default all)."""
+    ``val``, ``test``, ``boundary``, ``initial``, or a distillation set ``distill:<stage>``
+    — all of that source's points), concatenated; derivative ``orders``, with respect to
+    ``inputs`` (default all). The true values and residual data the sets carry are kept
+    where every set has them."""
 
     sets: tuple[str, ...] = ("train",)
     orders: tuple[int, ...] = (0, 1, 2)
@@ -708,7 +710,7 @@ def _run_stage(pipeline, stage, out, done, problems, show, tag) -> StageResult:
     # distillation sources: the old points join the problem, their terms the objective
     seq = np.random.SeedSequence(stage.config.train.seed).spawn(4)[3]  # the trainer uses 0–2
     seeds = seq.spawn(max(len(stage.distill), 1))
-    terms, sizes, sources = [], {}, []
+    terms, sizes, sources, old_points = [], {}, [], {}
     for src, sd in zip(stage.distill, seeds, strict=False):
         path = out / src.source / LABELS if src.source is not None else Path(src.labels)
         labels = read_labels(path)
@@ -717,6 +719,10 @@ def _run_stage(pipeline, stage, out, done, problems, show, tag) -> StageResult:
         terms += dist.terms
         sizes[dist.point_set] = src.batch_size or stage.config.train.batch_size
         sources.append({**describe_labels(labels), **dist.describe, "point_set": dist.point_set})
+        # labelling this set later means all the source's points, with their true values
+        # and residual data (not the teacher's labels)
+        aux = {k: v for k, v in labels.points.targets.items() if k not in TRUE_TARGETS}
+        old_points[dist.point_set] = PointSet(labels.points.X, {**labels.true, **aux})
     ckpt = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     # the starting weights
     initial_state, init = None, {"init": stage.init}
@@ -760,7 +766,7 @@ def _run_stage(pipeline, stage, out, done, problems, show, tag) -> StageResult:
         what.append(f"EWC vs {stage.ewc.source}")
     _say(show, f"{tag} {stage.name}: {stage.config.objective.mode or 'terms'}; {', '.join(what)}")
     # the points labelled afterwards, taken before training (the trainer trims targets)
-    to_label = [problem.sets[s] for s in stage.label.sets]
+    to_label = [old_points[s] if s in old_points else problem.sets[s] for s in stage.label.sets]
     result = train(stage.config, sdir, problem=problem, extras=extras, progress=show)
     if to_label:
         label(

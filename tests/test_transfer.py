@@ -34,6 +34,7 @@ from derlhybrid.transfer import (
     LabelConfig,
     Pipeline,
     Stage,
+    distillation,
     label,
     parameter_vector,
     read_labels,
@@ -215,6 +216,67 @@ def test_derivative_distillation_with_boundary_data_reproduces_the_teacher(tmp_p
     assert errors["forgetting"][0] > max(3e-2, 10 * u_err), errors
     assert errors["forgetting"][1] > 0.3, errors
     assert errors["output"][1] > 3 * j_err, errors
+
+
+def test_distillation_modes_are_the_existing_terms_on_the_old_points(tmp_path, allen):
+    teacher = _teacher()
+    problem = load_problem(allen)
+    pts = problem.sets["train"]
+    full = read_labels(label(teacher, pts, out=tmp_path / "full.h5", system="allen-cahn"))
+    expect = {
+        "output": ["output"],
+        "derivative": ["jacobian"],
+        "sobolev": ["output", "jacobian"],
+        "hessian": ["hessian"],
+        "der+hesl": ["jacobian", "hessian"],
+        "sob+hesl": ["output", "jacobian", "hessian_projection"],
+        "pinn": ["residual"],
+        "forgetting": [],
+    }
+    for mode, names in expect.items():
+        dist = distillation(problem, full, DistillSource(mode, labels="full.h5", weight=0.5))
+        assert [t.term.name for t, _ in dist.terms] == names
+        assert all(w == 0.5 for _, w in dist.terms)
+        prefix = "replay:full" if mode == "pinn" else "distill:full"
+        assert all(t.name == f"{prefix}:{n}" for (t, _), n in zip(dist.terms, names, strict=True))
+    replay = distillation(problem, full, DistillSource("pinn", labels="f.h5"), seed=3)
+    assert len(replay.points) == round(0.2 * len(pts)) and set(replay.points.targets) == {"forcing"}
+    again = distillation(problem, full, DistillSource("pinn", labels="f.h5"), seed=3)
+    assert torch.equal(replay.points.X, again.points.X)  # seeded
+    # derivatives restricted to y: the targets are the y column of the teacher's
+    only_y = distillation(problem, full, DistillSource("der+hesl", labels="f.h5", inputs=["y"]))
+    assert only_y.terms[0][0].inputs == (1,)
+    jac, hes = full.points.targets["jacobian"], full.points.targets["hessian"]
+    assert torch.equal(only_y.points.targets["jacobian"], jac[:, :, [1]])
+    assert torch.equal(only_y.points.targets["hessian"], hes[:, :, [1]][:, :, :, [1]])
+    # the term really differentiates with respect to y only: zero on the teacher itself
+    only_y.add_to(problem)
+    ctx = StepContext(teacher, problem)
+    term = only_y.terms[0][0]
+    d = input_derivatives(teacher, only_y.points.X, term.needs(problem))
+    assert term(d, only_y.points, ctx).item() < 1e-28
+    first = read_labels(
+        label(teacher, pts, out=tmp_path / "o1.h5", orders=(0, 1), system="allen-cahn")
+    )
+    with pytest.raises(ValueError, match="needs order-2 labels"):
+        distillation(problem, first, DistillSource("hessian", labels="o1.h5"))
+    no_forcing = read_labels(label(teacher, pts.X, out=tmp_path / "nf.h5", system="allen-cahn"))
+    with pytest.raises(ValueError, match="residual replay needs 'forcing'"):
+        distillation(problem, no_forcing, DistillSource("pinn", labels="nf.h5"))
+
+
+def test_extend_starts_from_the_previous_stage(allen, tmp_path):
+    base = {"model": {"width": 8, "depth": 1, "dtype": "float64"}, "objective": {"mode": "derl"}}
+    cfg = {**base, "data": {"path": str(allen)}, "train": {"epochs": 2, "progress": False}}
+    tiny = {**cfg, "train": {"epochs": 1, "lr": 1e-12, "progress": False}}
+    stages = (
+        Stage("a", TrainConfig.from_dict(cfg)),
+        Stage("b", TrainConfig.from_dict(tiny), init="extend"),
+        Stage("c", TrainConfig.from_dict(tiny)),  # new: the seeded initialisation
+    )
+    res = run_pipeline(Pipeline(stages), tmp_path / "run", progress=False)
+    a, b, c = (parameter_vector(load_model(r.checkpoint)[0]).detach() for r in res)
+    assert torch.allclose(a, b, rtol=0, atol=1e-9) and not torch.allclose(a, c, atol=1e-3)
 
 
 # -- EWC ----------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ import torch
 
 from ..data.store import DatasetError, open_dataset
 from ..learn.checkpoint import CheckpointError, load_checkpoint
-from ..learn.config import ConfigError, TrainConfig
+from ..learn.config import ConfigError, DataConfig, TrainConfig
 from ..learn.losses import build_objective
 from ..learn.models import MLPConfig
 from ..learn.problems import PointSet, Problem, StreamPolicy, load_problem
@@ -274,6 +274,8 @@ def _stage_from_dict(values: Mapping, index: int, base: Path | None) -> Stage:
     data = _table(values.get("data", {}), f"{where}: data")
     if "path" not in data:
         raise ConfigError(f'{where}: [data] path = "FILE" is required')
+    data_keys = {f.name for f in dataclasses.fields(DataConfig)} | set(SELECTION_KEYS)
+    _unknown(data, data_keys, f"{where}: data")
     selection = {k: data.pop(k) for k in SELECTION_KEYS if k in data}
     if data.get("stream", "never") != "never":
         raise ConfigError(f"{where}: data.stream: a stage holds its data in memory ('never')")
@@ -707,6 +709,12 @@ def _run_stage(pipeline, stage, out, done, problems, show, tag) -> StageResult:
             f"stage {stage.name!r}: label.sets names {label_missing[0]!r}, which the stage "
             f"does not have (it has: {', '.join(problem.sets)})"
         )
+    bad = [n for n in stage.label.inputs or () if n not in problem.inputs]
+    if bad:
+        raise ValueError(
+            f"stage {stage.name!r}: label.inputs: unknown input {bad[0]!r}; inputs are "
+            f"{', '.join(problem.inputs)}"
+        )
     # distillation sources: the old points join the problem, their terms the objective
     seq = np.random.SeedSequence(stage.config.train.seed).spawn(4)[3]  # the trainer uses 0–2
     seeds = seq.spawn(max(len(stage.distill), 1))
@@ -736,12 +744,11 @@ def _run_stage(pipeline, stage, out, done, problems, show, tag) -> StageResult:
     payload, ewc_info = {}, None
     if stage.ewc is not None:
         e = stage.ewc
+        _same_architecture(stage, problem, load_checkpoint(done[e.source].checkpoint), e.source)
         if ckpt is not None and "ewc" in ckpt:
             fisher, star = ckpt["ewc"]["fisher"], ckpt["ewc"]["theta_star"]
         else:
             fisher, star = _fisher_of(pipeline.stage(e.source), done[e.source], problems, e)
-        src_ckpt = load_checkpoint(done[e.source].checkpoint)
-        _same_architecture(stage, problem, src_ckpt, e.source)
         term = EWCTerm(fisher=fisher, theta_star=star)
         terms.append((term, float(e.weight)))
         payload["ewc"] = {

@@ -731,7 +731,6 @@ def _run_stage(pipeline, stage, out, done, problems, show, tag) -> StageResult:
         # and residual data (not the teacher's labels)
         aux = {k: v for k, v in labels.points.targets.items() if k not in TRUE_TARGETS}
         old_points[dist.point_set] = PointSet(labels.points.X, {**labels.true, **aux})
-    ckpt = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     # the starting weights
     initial_state, init = None, {"init": stage.init}
     ext = pipeline.extends(stage)
@@ -745,6 +744,7 @@ def _run_stage(pipeline, stage, out, done, problems, show, tag) -> StageResult:
     if stage.ewc is not None:
         e = stage.ewc
         _same_architecture(stage, problem, load_checkpoint(done[e.source].checkpoint), e.source)
+        ckpt = load_checkpoint(ckpt_path) if ckpt_path.exists() else None  # a resumed stage
         if ckpt is not None and "ewc" in ckpt:
             fisher, star = ckpt["ewc"]["fisher"], ckpt["ewc"]["theta_star"]
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from .store import open_dataset, provenance
+from .store import open_dataset, provenance, shard_files
 
 
 def _size(nbytes: float) -> str:
@@ -21,11 +21,18 @@ def describe(path) -> str:
     try:
         prov = provenance(f)
         lines = [f"{path}: {_size(os.path.getsize(path))} on disk, layout {prov.get('layout')}"]
+        if "shards" in prov:
+            files = shard_files(path, prov["shards"])
+            total = sum(os.path.getsize(s) for s in files)
+            lines.append(
+                f"stitched from {len(files)} shard files in {files[0].parent}/ "
+                f"({_size(total)}): keep that folder beside this file"
+            )
         lines.append("datasets:")
 
         def visit(name, obj):
             if hasattr(obj, "shape"):
-                comp = obj.compression or "none"
+                comp = "virtual" if obj.is_virtual else obj.compression or "none"
                 extra = ", ".join(f"{k}={v}" for k, v in obj.attrs.items())
                 lines.append(
                     f"  /{name:<34} {obj.shape!s:<20} {obj.dtype!s:<8} "

@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 
 FORMAT = "derlhybrid-dataset"
+#: format of the shard files of a sharded generation (``derl generate --engine ray``): rows
+#: of a dataset that the stitched file maps with HDF5 virtual datasets; never opened alone
+SHARD_FORMAT = "derlhybrid-shard"
 FORMAT_VERSION = 1
 LAYOUTS = ("trajectories", "grid", "points")
 
@@ -143,6 +146,7 @@ class DatasetWriter:
         config: Mapping[str, Any],
         overwrite: bool = False,
         compression: str = "gzip",
+        fmt: str = FORMAT,
     ):
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}")
@@ -152,7 +156,7 @@ class DatasetWriter:
         check_target(self.path, overwrite)
         self.file = _h5py().File(self.tmp, "w")
         a = self.file.attrs
-        a["format"] = FORMAT
+        a["format"] = fmt
         a["format_version"] = FORMAT_VERSION
         a["layout"] = layout
         a["complete"] = False
@@ -178,6 +182,22 @@ class DatasetWriter:
             data=data,
             **opts,
         )
+        for k, v in (attrs or {}).items():
+            d.attrs[k] = v
+        return d
+
+    def create_virtual(self, name: str, shape, dtype, sources, *, attrs=None):
+        """A virtual dataset whose rows live in other files: ``sources`` lists
+        ``(file, dataset, start, stop)``, rows ``start:stop`` of this dataset being the whole
+        ``dataset`` of ``file`` (a relative ``file`` is found from this file's folder).
+        Unmapped rows read as NaN (floats) or the dtype's minimum (integers), never as data."""
+        h5py = _h5py()
+        dt = np.dtype(dtype)
+        layout = h5py.VirtualLayout(shape=tuple(shape), dtype=dt)
+        for file, dset, a, b in sources:
+            layout[a:b] = h5py.VirtualSource(str(file), dset, shape=(b - a, *shape[1:]))
+        fill = np.nan if dt.kind == "f" else np.iinfo(dt).min
+        d = self.file.create_virtual_dataset(name, layout, fillvalue=fill)
         for k, v in (attrs or {}).items():
             d.attrs[k] = v
         return d
@@ -232,7 +252,12 @@ def open_dataset(path: str | os.PathLike, *, layout: str | None = None):
         raise DatasetError(f"{p} is not an HDF5 file") from None
     a = f.attrs
     problem = None
-    if a.get("format") != FORMAT:
+    if a.get("format") == SHARD_FORMAT:
+        problem = (
+            f"{p} is one shard of a sharded generation; open the stitched file beside its "
+            "folder instead"
+        )
+    elif a.get("format") != FORMAT:
         problem = f"{p} is not a derlhybrid dataset (no format={FORMAT!r} attribute)"
     elif int(a.get("format_version", -1)) != FORMAT_VERSION:
         problem = (
@@ -243,10 +268,34 @@ def open_dataset(path: str | os.PathLike, *, layout: str | None = None):
         problem = f"{p} is incomplete (generation was interrupted); regenerate or resume it"
     elif layout is not None and a.get("layout") != layout:
         problem = f"{p} holds {a.get('layout')} data, expected {layout}"
+    elif "shards" in a:
+        problem = _missing_shard(p, a["shards"])
     if problem:
         f.close()
         raise DatasetError(problem)
     return f
+
+
+def shard_files(path: str | os.PathLike, shards) -> list[Path]:
+    """The shard files a stitched file maps (its ``shards`` attribute), as paths."""
+    info = json.loads(shards) if isinstance(shards, str | bytes) else dict(shards)
+    folder = Path(path).parent / info["folder"]
+    return [folder / name for name in info["files"]]
+
+
+def _missing_shard(p: Path, shards) -> str | None:
+    """Why a stitched file cannot be read: a shard file it maps is not there (HDF5 would
+    read the missing rows as fill values without a word)."""
+    files = shard_files(p, shards)
+    missing = [s for s in files if not s.is_file()]
+    if not missing:
+        return None
+    return (
+        f"{p} is stitched from {len(files)} shard files in {files[0].parent}/ (HDF5 virtual "
+        f"datasets) and {len(missing)} of them are missing (e.g. {missing[0].name}): keep that "
+        "folder beside the file (move them together), or regenerate with --consolidate for "
+        "one self-contained file"
+    )
 
 
 def provenance(f) -> dict[str, Any]:

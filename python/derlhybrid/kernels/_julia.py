@@ -48,8 +48,18 @@ def _set_juliacall_defaults(exe: str, offline: bool) -> None:
 
 
 def load(offline: bool = False):
-    """Start Julia (once per process) and load DERLKernels; returns the Julia module."""
+    """Start Julia (once per process) and load DERLKernels; returns the Julia module.
+
+    Never after a fork: a forked child inherits the parent's started runtime without its
+    threads, and using it hangs or crashes. Worker processes (Ray's, ``multiprocessing``
+    with ``spawn``) start their own Julia once each."""
     if _julia_state.module is not None:
+        if _julia_state.pid != os.getpid():
+            raise BackendUnavailable(
+                "julia backend unavailable in this process: Julia was started in its parent "
+                "before a fork, and a forked process cannot use it; start worker processes "
+                "with 'spawn' (Ray workers are) so that each starts Julia once"
+            )
         return _julia_state.module
     st = status("julia")
     if not st.available:
@@ -61,6 +71,7 @@ def load(offline: bool = False):
         jl = juliacall.newmodule(JULIA_MODULE)
         jl.seval("using DERLKernels")
         _julia_state.module = jl.DERLKernels
+        _julia_state.pid = os.getpid()
     except Exception as exc:  # juliacall raises many types; keep one clear line
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         _julia_state.load_error = (

@@ -25,7 +25,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -428,10 +428,13 @@ def train(
     problem: Problem | None = None,
     progress: bool | None = None,
     extras: RunExtras | None = None,
+    on_epoch: Callable[[dict[str, Any], MLP], None] | None = None,
 ) -> TrainResult:
     """Train as ``config`` says, checkpointing into ``out_dir`` (created). With
     ``resume=True`` an existing checkpoint of the same configuration is continued.
-    ``extras`` adds terms, point-set batch sizes or initial weights (:class:`RunExtras`)."""
+    ``extras`` adds terms, point-set batch sizes or initial weights (:class:`RunExtras`).
+    ``on_epoch(record, model)`` is called after every epoch (and its checkpoint) with the
+    epoch's history record (e.g. a hyper-parameter search reporting to its scheduler)."""
     width = int(config.model.get("width", MLPConfig.__dataclass_fields__["width"].default))
     before = torch.get_num_threads()
     torch.set_num_threads(train_threads(config, width))
@@ -443,12 +446,15 @@ def train(
             problem=problem,
             progress=progress,
             extras=extras or RunExtras(),
+            on_epoch=on_epoch,
         )
     finally:
         torch.set_num_threads(before)
 
 
-def _train(config: TrainConfig, out_dir, *, resume, problem, progress, extras) -> TrainResult:
+def _train(
+    config: TrainConfig, out_dir, *, resume, problem, progress, extras, on_epoch=None
+) -> TrainResult:
     t0 = time.perf_counter()
     out = Path(out_dir)
     device = resolve_device(config.train.device)
@@ -539,6 +545,8 @@ def _train(config: TrainConfig, out_dir, *, resume, problem, progress, extras) -
             if last or run.epoch % config.train.checkpoint_every == 0:
                 save_checkpoint(ckpt_path, {**base, **extras.payload, **run.state()})
                 saved = run.epoch
+            if on_epoch is not None:
+                on_epoch(record, run.model)
             if bar is not None:
                 bar.set_postfix({k: _fmt(v) for k, v in losses.items()}, refresh=False)
                 bar.update(1)

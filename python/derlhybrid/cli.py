@@ -58,8 +58,37 @@ def _cmd_generate(args) -> int:
     from .data.generate import generate, request_from_cli
 
     req = request_from_cli(args)
-    path = generate(req, progress=not args.no_progress)
+    ray_flags = ("address", "shards", "workers", "worker_cpus", "consolidate")
+    given = {f: v for f in ray_flags if (v := getattr(args, f)) is not None and v is not False}
+    if args.engine != "ray":
+        if given:
+            raise ValueError(f"--{next(iter(given)).replace('_', '-')} needs --engine ray")
+        path = generate(req, progress=not args.no_progress)
+    else:
+        from .scale import RayEngine, generate_sharded
+
+        engine = RayEngine(**given)
+        path = generate_sharded(req, engine, progress=not args.no_progress)
     print(f"wrote {path}")
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from pathlib import Path
+
+    from .scale import sweep
+
+    out = (
+        Path(args.out)
+        if args.out
+        else Path(args.config).with_name(Path(args.config).stem + "-sweep")
+    )
+    best = sweep(args.config, out, address=args.address, progress=not args.no_progress)
+    print(
+        f"best of the sweep: {best['metric']} = {best['value']:.4e} at epoch {best['epoch']} "
+        f"({', '.join(f'{k} = {v:.4g}' for k, v in best['params'].items())})"
+    )
+    print(f"wrote {best['config']} (derl train {best['config']})")
     return 0
 
 
@@ -207,6 +236,21 @@ def _add_generate(sub) -> None:
     g.add_argument("--n-boundary", type=int, help="boundary points per edge (default 101)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing file")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: shards on a Ray cluster, stitched into one file (docs/scale-out.md)",
+    )
+    g.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    g.add_argument("--shards", type=int, help="shard files (default: one per worker)")
+    g.add_argument("--workers", type=int, help="Ray worker processes (default: CPUs / cpus)")
+    g.add_argument("--worker-cpus", type=int, help="CPUs and solver threads per worker (1)")
+    g.add_argument(
+        "--consolidate",
+        action="store_true",
+        help="copy the shards into one self-contained file (default: virtual datasets)",
+    )
     g.set_defaults(func=_cmd_generate)
 
 
@@ -262,6 +306,20 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--no-progress", action="store_true", help="no progress lines or bars")
     st.set_defaults(func=_cmd_stages)
 
+    sw = sub.add_parser(
+        "sweep",
+        help="hyper-parameter search on Ray Tune; writes the best config (resumable)",
+        description="Search loss weights and learning rate as CONFIG's [sweep] table says "
+        "(Optuna or HyperOpt with ASHA); rerun to resume; OUT/best.toml is ready for "
+        "`derl train`.",
+    )
+    sw.add_argument("config", help="TOML file: a training config plus a [sweep] table")
+    sw.add_argument("--engine", choices=["ray"], default="ray", help="ray (Ray Tune)")
+    sw.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    sw.add_argument("--out", help="output folder (default: CONFIG's name + -sweep)")
+    sw.add_argument("--no-progress", action="store_true", help="no Tune progress table")
+    sw.set_defaults(func=_cmd_sweep)
+
     rp = sub.add_parser(
         "reproduce",
         help="run one of the paper's experiments end to end: data, training, metrics, figures",
@@ -300,8 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `derl inspect f.h5 | head`
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        print("derl: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"derl: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
         return 130
 
 

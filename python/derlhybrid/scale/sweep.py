@@ -1,0 +1,584 @@
+"""Hyper-parameter sweeps on Ray Tune (``derl sweep CONFIG --engine ray``).
+
+A sweep config is a ``derl train`` config (``[data] [model] [objective] [train]``, the base
+of every trial) plus a ``[sweep]`` table: the search space over any keys of the base (the
+paper's: every loss weight log-uniform in [1e-3, 1e2], the learning rate from a small set),
+the number of trials, the metric, the searcher (Optuna or HyperOpt) and the ASHA early
+stopping rule (paper.md §2, §3.4)::
+
+    [sweep]
+    num_samples = 100
+    metric = "val_output"        # output MSE on the validation split (the paper's out_loss)
+    searcher = "optuna"          # or "hyperopt"
+    [sweep.asha]
+    max_t = 200
+    grace_period = 100
+    [sweep.space]
+    "objective.weights.sys" = { loguniform = [1e-3, 1e2] }
+    "train.lr" = { choice = [1e-3, 5e-4, 1e-4] }
+
+Each trial trains with the project's trainer (:func:`derlhybrid.learn.trainer.train`) in
+``OUT/runs/<trial id>`` and reports the metric after every epoch; ASHA stops the weak ones.
+The sweep is resumable: rerunning the same command restores the Tune experiment in
+``OUT/tune`` (finished trials are kept, unfinished ones continue from their last epoch's
+checkpoint). At the end ``OUT/best.toml`` is the best trial's configuration, ready for
+``derl train``, with ``OUT/best.json`` (its metric) and ``OUT/trials.json`` (every trial).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..learn.config import ConfigError, TrainConfig
+
+SEARCHERS = ("optuna", "hyperopt")
+DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint")
+SWEEP_KEYS = (
+    "num_samples",
+    "metric",
+    "mode",
+    "searcher",
+    "seed",
+    "max_concurrent",
+    "cpus_per_trial",
+    "scope",
+    "asha",
+    "space",
+)
+ASHA_KEYS = ("max_t", "grace_period", "reduction_factor")
+SECTIONS = ("data", "model", "objective", "train")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched key: its path in the training config, a distribution and its
+    arguments (``loguniform``/``uniform``: bounds; ``choice``: the values; ``randint``:
+    ``[low, high)``)."""
+
+    key: str
+    kind: str
+    args: tuple
+
+    def __post_init__(self):
+        where = f"sweep.space.{self.key!r}"
+        if self.kind == "choice":
+            if not self.args:
+                raise ConfigError(f"{where}: choice needs at least one value")
+            return
+        if len(self.args) != 2 or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in self.args
+        ):
+            raise ConfigError(f"{where}: {self.kind} needs [low, high], got {list(self.args)}")
+        lo, hi = self.args
+        if not lo < hi:
+            raise ConfigError(f"{where}: {self.kind} needs low < high, got {list(self.args)}")
+        if self.kind == "loguniform" and lo <= 0:
+            raise ConfigError(f"{where}: loguniform needs 0 < low, got {lo}")
+        if self.kind == "randint" and not all(isinstance(v, int) for v in self.args):
+            raise ConfigError(f"{where}: randint needs integer bounds")
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return tuple(self.key.split("."))
+
+    def example(self):
+        """A value of the space (to validate the key against the training config)."""
+        return self.args[0]
+
+    def tune(self):
+        from ray import tune
+
+        if self.kind == "choice":
+            return tune.choice(list(self.args))
+        return getattr(tune, self.kind)(*self.args)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A validated sweep: the base training config (as TOML tables, ``data.path``
+    absolute), the search space, and how to search it."""
+
+    base: dict[str, Any]
+    space: tuple[Dimension, ...]
+    num_samples: int = 10
+    metric: str = "val_output"
+    mode: str = "min"
+    searcher: str = "optuna"
+    seed: int = 30
+    max_concurrent: int | None = None
+    cpus_per_trial: float = 1.0
+    #: "all": a trial's best epoch counts (the paper's minimum validation loss); "last": its
+    #: final epoch
+    scope: str = "all"
+    max_t: int | None = None
+    grace_period: int = 1
+    reduction_factor: float = 4.0
+    source: str = "sweep"
+
+    def __post_init__(self):
+        w = "sweep"
+        if not isinstance(self.num_samples, int) or self.num_samples < 1:
+            raise ConfigError(f"{w}.num_samples must be a positive integer")
+        if self.mode not in ("min", "max"):
+            raise ConfigError(f"{w}.mode must be 'min' or 'max', got {self.mode!r}")
+        if self.searcher not in SEARCHERS:
+            raise ConfigError(
+                f"{w}.searcher: unknown searcher {self.searcher!r}; choose one of "
+                f"{', '.join(SEARCHERS)}"
+            )
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"{w}.seed must be a non-negative integer")
+        if self.max_concurrent is not None and (
+            not isinstance(self.max_concurrent, int) or self.max_concurrent < 1
+        ):
+            raise ConfigError(f"{w}.max_concurrent must be a positive integer")
+        if not (isinstance(self.cpus_per_trial, int | float) and self.cpus_per_trial > 0):
+            raise ConfigError(f"{w}.cpus_per_trial must be a positive number")
+        if self.scope not in ("all", "last"):
+            raise ConfigError(f"{w}.scope must be 'all' or 'last', got {self.scope!r}")
+        if not re.fullmatch(r"(val|train)_[a-z_]+", self.metric):
+            raise ConfigError(
+                f"{w}.metric must be val_output (the validation output MSE), train_loss, or "
+                f"val_<term> / train_<term> of a loss term, got {self.metric!r}"
+            )
+        if not self.space:
+            raise ConfigError(f'{w}.space is empty: e.g. "train.lr" = {{ choice = [1e-3, 1e-4] }}')
+        epochs = self.epochs
+        if self.max_t is not None and (not isinstance(self.max_t, int) or self.max_t < 1):
+            raise ConfigError(f"{w}.asha.max_t must be a positive integer")
+        if not isinstance(self.grace_period, int) or not 1 <= self.grace_period <= (
+            self.max_t or epochs
+        ):
+            raise ConfigError(f"{w}.asha.grace_period must be an integer in [1, max_t]")
+        if not self.reduction_factor > 1:
+            raise ConfigError(f"{w}.asha.reduction_factor must be > 1")
+        for dim in self.space:  # every key must be one the training config accepts
+            try:
+                self.train_config({dim.key: dim.example()})
+            except ConfigError as exc:
+                raise ConfigError(f"sweep.space.{dim.key!r}: {exc}") from None
+
+    @property
+    def epochs(self) -> int:
+        return int(self.base.get("train", {}).get("epochs", 100))
+
+    def tables(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The base tables with ``params`` (dotted keys) set."""
+        tables = copy.deepcopy(self.base)
+        for key, value in params.items():
+            *head, last = key.split(".")
+            if head[0] not in SECTIONS:
+                raise ConfigError(
+                    f"a searched key must start with {', '.join(SECTIONS)}; got {key!r}"
+                )
+            node = tables
+            for part in head:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"{key!r}: {part} is not a table")
+            node[last] = value.item() if isinstance(value, np.generic) else value
+        return tables
+
+    def train_config(self, params: dict[str, Any]) -> TrainConfig:
+        return TrainConfig.from_dict(self.tables(params), where=self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["space"] = [[s.key, s.kind, list(s.args)] for s in self.space]
+        return d
+
+    @classmethod
+    def from_toml(cls, path) -> SweepConfig:
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                values = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read sweep config {p}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"sweep config {p} is not valid TOML: {exc}") from None
+        return cls.from_dict(values, source=str(p), folder=p.parent)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source="sweep", folder=".") -> SweepConfig:
+        values = dict(values)
+        sweep = values.pop("sweep", None)
+        if not isinstance(sweep, dict):
+            raise ConfigError(f"{source}: a [sweep] table with a [sweep.space] is required")
+        unknown = sorted(set(sweep) - set(SWEEP_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key sweep.{unknown[0]}; keys are {', '.join(SWEEP_KEYS)}"
+            )
+        asha = dict(sweep.pop("asha", {}))
+        unknown = sorted(set(asha) - set(ASHA_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key sweep.asha.{unknown[0]}; keys are {', '.join(ASHA_KEYS)}"
+            )
+        space = []
+        for key, spec in dict(sweep.pop("space", {})).items():
+            if (
+                not isinstance(spec, dict)
+                or len(spec) != 1
+                or next(iter(spec)) not in DISTRIBUTIONS
+            ):
+                raise ConfigError(
+                    f"sweep.space.{key!r} must be one of {{ loguniform = [lo, hi] }}, "
+                    "{ uniform = [lo, hi] }, { choice = [...] }, { randint = [lo, hi] }"
+                )
+            kind, args = next(iter(spec.items()))
+            if not isinstance(args, list):
+                raise ConfigError(f"sweep.space.{key!r}: {kind} takes a list")
+            space.append(Dimension(key, kind, tuple(args)))
+        data = values.get("data")
+        if isinstance(data, dict) and isinstance(data.get("path"), str):
+            path = Path(data["path"])
+            if not path.is_absolute():  # relative to the config file, as for derl train
+                values["data"] = {**data, "path": str((Path(folder) / path).resolve())}
+        try:
+            return cls(
+                base=values,
+                space=tuple(space),
+                source=source,
+                **{k: v for k, v in sweep.items()},
+                **{k: v for k, v in asha.items()},
+            )
+        except TypeError as exc:
+            raise ConfigError(f"[sweep]: {exc}") from None
+
+
+# -- one trial -------------------------------------------------------------------------
+
+
+def _output_mse(model, points) -> float:
+    """Mean squared error of the network's output on a point set (in memory or streamed)."""
+    import torch
+
+    from ..learn.problems import StreamingSet
+
+    p = next(model.parameters())
+    blocks = points.blocks() if isinstance(points, StreamingSet) else [points]
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for block in blocks:
+            for start in range(0, len(block), 8192):
+                X = block.X[start : start + 8192].to(p.device, p.dtype)
+                y = block.targets["output"][start : start + 8192].to(p.device, p.dtype)
+                total += float(((model(X) - y) ** 2).sum())
+                count += y.numel()
+    return total / max(count, 1)
+
+
+def _metrics(record: dict[str, Any], model, val) -> dict[str, Any]:
+    out = {"epoch": int(record["epoch"])}
+    out.update({f"train_{k}": float(v) for k, v in record["train"].items()})
+    out.update({f"val_{k}": float(v) for k, v in record.get("val", {}).items()})
+    if val is not None:
+        out["val_output"] = _output_mse(model, val)
+    return out
+
+
+def run_trial(params: dict[str, Any], sweep: SweepConfig, root: str, report) -> None:
+    """Train one trial of ``sweep`` with the hyper-parameters ``params`` in ``root``,
+    calling ``report(metrics)`` after every epoch (Ray Tune's ``tune.report`` in a sweep).
+    A diverged trial reports its metric as +inf (or -inf for ``mode = "max"``) and ends."""
+    from ..learn.problems import PointSet, StreamingSet, StreamPolicy, load_problem
+    from ..learn.trainer import TrainingDiverged, train
+
+    cfg = sweep.train_config(params)
+    d = cfg.data
+    problem = load_problem(
+        d.path,
+        form=d.form,
+        variant=d.variant,
+        stream=StreamPolicy(d.stream, d.memory_mb, d.block_mb),
+    )
+    val = None
+    if sweep.metric == "val_output":
+        pts = problem.sets.get("val")
+        if pts is None or len(pts) == 0 or "output" not in pts.targets:
+            raise ValueError(
+                f"{d.path} has no validation outputs for metric val_output; choose another "
+                "sweep.metric"
+            )
+        # the trainer keeps only the targets its terms read: hold on to the outputs
+        val = (
+            copy.copy(pts) if isinstance(pts, StreamingSet) else PointSet(pts.X, dict(pts.targets))
+        )
+    state = {"reported": 0}
+
+    def on_epoch(record, model):
+        metrics = _metrics(record, model, val)
+        if sweep.metric not in metrics:
+            raise ValueError(
+                f"sweep.metric {sweep.metric!r} is not reported by this run; it reports "
+                f"{', '.join(sorted(k for k in metrics if k != 'epoch'))}"
+            )
+        state["reported"] += 1
+        report(metrics)
+
+    try:
+        result = train(cfg, root, problem=problem, progress=False, on_epoch=on_epoch)
+    except TrainingDiverged:
+        bad = math.inf if sweep.mode == "min" else -math.inf
+        report({"epoch": cfg.train.epochs, sweep.metric: bad, "diverged": True})
+        return
+    if not state["reported"] and result.history:  # resumed a finished run: report its end
+        on_epoch(result.history[-1], result.model)
+
+
+def _tune_trial(params: dict[str, Any], sweep: SweepConfig, root: str) -> None:
+    from ray import tune
+
+    trial = tune.get_context().get_trial_id()
+    run_trial(params, sweep, str(Path(root) / "runs" / trial), tune.report)
+
+
+# -- the sweep -------------------------------------------------------------------------
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """The sweep stopped before all its trials finished (its state is saved: rerun)."""
+
+
+def _searcher(sweep: SweepConfig):
+    seed = int(np.random.SeedSequence(sweep.seed).generate_state(1)[0] % (2**31 - 1))
+    try:
+        if sweep.searcher == "optuna":
+            import optuna
+            from ray.tune.search.optuna import OptunaSearch
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            searcher = OptunaSearch(metric=sweep.metric, mode=sweep.mode, seed=seed)
+        else:
+            import hyperopt  # noqa: F401
+            from ray.tune.search.hyperopt import HyperOptSearch
+
+            searcher = HyperOptSearch(metric=sweep.metric, mode=sweep.mode, random_state_seed=seed)
+    except ImportError as exc:
+        from ._ray import INSTALL, RayUnavailable
+
+        hint = INSTALL if sweep.searcher == "optuna" else "pip install hyperopt"
+        raise RayUnavailable(
+            f"sweep.searcher = {sweep.searcher!r} needs {exc.name or sweep.searcher}, which is "
+            f"not installed: {hint}"
+        ) from None
+    if sweep.max_concurrent:
+        from ray.tune.search import ConcurrencyLimiter
+
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrent)
+    return searcher
+
+
+def _claim(out: Path, sweep: SweepConfig) -> None:
+    from ..data.store import config_hash
+
+    meta = out / "sweep.json"
+    want = config_hash(sweep.to_dict())
+    if meta.exists():
+        try:
+            have = json.loads(meta.read_text()).get("config_hash")
+        except (OSError, ValueError):
+            have = None
+        if have != want:
+            raise ConfigError(
+                f"{out} holds a sweep of another configuration; choose another --out or delete it"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = meta.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"config_hash": want, "sweep": sweep.to_dict()}, indent=2))
+    os.replace(tmp, meta)
+
+
+def sweep(
+    config: SweepConfig | str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    address: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) a sweep into ``out``; returns the best trial (what ``best.json``
+    holds: ``metric``, ``value``, ``epoch``, ``params``, ``trial``, ``config`` path)."""
+    from ._ray import connect, require
+
+    sw = config if isinstance(config, SweepConfig) else SweepConfig.from_toml(config)
+    require("tune")
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder")
+    _claim(out, sw)
+    storage, name = out / "tune", "sweep"
+    connected = connect(address)
+    try:
+        trainable = tune.with_resources(
+            tune.with_parameters(_tune_trial, sweep=sw, root=str(out)), {"cpu": sw.cpus_per_trial}
+        )
+        exp = storage / name
+        if tune.Tuner.can_restore(str(exp)):
+            tuner = tune.Tuner.restore(
+                str(exp), trainable, resume_unfinished=True, resume_errored=True
+            )
+        else:
+            scheduler = ASHAScheduler(
+                time_attr="epoch",
+                max_t=sw.max_t or sw.epochs,
+                grace_period=sw.grace_period,
+                reduction_factor=sw.reduction_factor,
+            )
+            tuner = tune.Tuner(
+                trainable,
+                param_space={d.key: d.tune() for d in sw.space},
+                tune_config=tune.TuneConfig(
+                    metric=sw.metric,
+                    mode=sw.mode,
+                    search_alg=_searcher(sw),
+                    scheduler=scheduler,
+                    num_samples=sw.num_samples,
+                ),
+                run_config=tune.RunConfig(
+                    name=name, storage_path=str(storage), verbose=1 if progress else 0
+                ),
+            )
+        results = tuner.fit()
+        finished = results.num_terminated + results.num_errors
+        if finished < sw.num_samples:  # Tune stopped on Ctrl-C / SIGINT, state saved
+            raise SweepInterrupted(
+                f"sweep interrupted after {finished} of {sw.num_samples} trials; rerun the "
+                "same command to resume it"
+            )
+    finally:
+        if connected:
+            import ray
+
+            ray.shutdown()
+    return _write_best(sw, out, results)
+
+
+def _write_best(sw: SweepConfig, out: Path, results) -> dict[str, Any]:
+    trials = []
+    for r in results:
+        df = r.metrics_dataframe
+        row = {"trial": (r.metrics or {}).get("trial_id"), "params": _params(sw, r.config)}
+        if df is not None and sw.metric in df:
+            vals = df[sw.metric].to_numpy(dtype=float)
+            best = int(np.argmin(vals) if sw.mode == "min" else np.argmax(vals))
+            if sw.scope == "last":
+                best = len(vals) - 1
+            row.update(
+                value=float(vals[best]),
+                epoch=int(df["epoch"].iloc[best]),
+                epochs=int(df["epoch"].iloc[-1]),
+            )
+        if r.error is not None:
+            row["error"] = (str(r.error).strip().splitlines() or [""])[-1][:300]
+        trials.append(row)
+    scored = [t for t in trials if "value" in t and math.isfinite(t["value"])]
+    if not scored:
+        errors = [t["error"] for t in trials if "error" in t]
+        why = f": {errors[0]}" if errors else ""
+        raise ValueError(f"no trial of the sweep reported a finite {sw.metric}{why}")
+    key = (lambda t: t["value"]) if sw.mode == "min" else (lambda t: -t["value"])
+    best = min(scored, key=key)
+    best_toml = out / "best.toml"
+    tables = sw.tables(best["params"])
+    data = dict(tables["data"])
+    data["path"] = os.path.relpath(data["path"], out)  # derl train reads it from best.toml's folder
+    tables["data"] = data
+    header = (
+        f"# Best of {len(trials)} trials of {sw.source} (derl sweep): {sw.metric} = "
+        f"{best['value']:.6g} at epoch {best['epoch']} (trial {best['trial']}).\n"
+        f"# Train it: derl train {best_toml.name}\n\n"
+    )
+    _atomic_write(best_toml, header + dump_toml(tables))
+    TrainConfig.from_toml(best_toml)  # ready to run: it must read back as a training config
+    summary = {
+        "metric": sw.metric,
+        "mode": sw.mode,
+        "scope": sw.scope,
+        "config": str(best_toml),
+        **best,
+    }
+    _atomic_write(out / "best.json", json.dumps(summary, indent=2, sort_keys=True))
+    _atomic_write(out / "trials.json", json.dumps(trials, indent=2, sort_keys=True))
+    return summary
+
+
+def _params(sw: SweepConfig, config: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for d in sw.space:
+        v = config[d.key]
+        out[d.key] = v.item() if isinstance(v, np.generic) else v
+    return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# -- TOML out --------------------------------------------------------------------------
+
+_BARE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(k: str) -> str:
+    return k if _BARE.fullmatch(k) else json.dumps(k)
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_value(x) for x in v if x is not None) + "]"
+    if isinstance(v, dict):
+        items = [f"{_key(k)} = {_value(x)}" for k, x in v.items() if x is not None]
+        return "{ " + ", ".join(items) + " }" if items else "{}"
+    raise ConfigError(f"cannot write {v!r} ({type(v).__name__}) to TOML")
+
+
+def dump_toml(tables: dict[str, Any]) -> str:
+    """TOML text of nested tables (``None`` values left out): scalars and arrays first in
+    each table, then its sub-tables as ``[a.b]`` sections."""
+    lines: list[str] = []
+
+    def emit(prefix: tuple[str, ...], table: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in table.items() if v is not None and not isinstance(v, dict)}
+        subs = {k: v for k, v in table.items() if isinstance(v, dict)}
+        if prefix and (scalars or not subs):
+            lines.append(f"[{'.'.join(_key(p) for p in prefix)}]")
+        for k, v in scalars.items():
+            lines.append(f"{_key(k)} = {_value(v)}")
+        if prefix and (scalars or not subs):
+            lines.append("")
+        for k, v in subs.items():
+            emit((*prefix, k), v)
+
+    emit((), tables)
+    return "\n".join(lines).rstrip("\n") + "\n"

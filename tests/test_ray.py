@@ -4,11 +4,15 @@ finished shards are skipped, and a sweep of a few trials completes and picks the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -22,10 +26,10 @@ from derlhybrid.cli import main  # noqa: E402
 from derlhybrid.data import DatasetError, open_dataset, provenance  # noqa: E402
 from derlhybrid.data.generate import GenerateRequest, generate  # noqa: E402
 from derlhybrid.learn.config import TrainConfig  # noqa: E402
-from derlhybrid.learn.problems import load_problem  # noqa: E402
+from derlhybrid.learn.problems import StreamPolicy, load_problem  # noqa: E402
 from derlhybrid.scale import RayEngine, SweepConfig, generate_sharded, sweep  # noqa: E402
 from derlhybrid.scale.ray_generate import shard_folder, shard_name  # noqa: E402
-from derlhybrid.scale.sweep import run_trial  # noqa: E402
+from derlhybrid.scale.sweep import METRICS_LOG, SweepInterrupted, run_trial  # noqa: E402
 
 SMALL = dict(system="pendulum", n_trajectories=37, n_times=41, t_end=3.0, seed=4)
 
@@ -90,12 +94,17 @@ def test_sharded_equals_single_process_bit_for_bit(local_ray, tmp_path, extra, e
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["ref.h5", "p.h5"] + (["p.h5.shards"] if virtual else [])
     )  # no work areas or temporary files left
-    # the training loader reads the stitched file as it reads the single-process one
+    # the training loader reads the stitched file as it reads the single-process one,
+    # loaded or streamed block by block
     pa, pb = load_problem(ref), load_problem(out)
     for split in ("train", "val", "test"):
         np.testing.assert_array_equal(pa.sets[split].X.numpy(), pb.sets[split].X.numpy())
         for k, v in pa.sets[split].targets.items():
             np.testing.assert_array_equal(v.numpy(), pb.sets[split].targets[k].numpy())
+    streamed = load_problem(out, stream=StreamPolicy("always", block_mb=0.01)).sets["train"]
+    assert streamed.n_blocks > 1
+    X = np.concatenate([b.X.numpy() for b in streamed.blocks()])
+    np.testing.assert_array_equal(X, pa.sets["train"].X.numpy())
 
 
 def test_stitched_file_needs_its_shards_and_shards_are_not_datasets(local_ray, tmp_path, capsys):
@@ -183,8 +192,8 @@ mode = "derl"
 weights = {{ sys = 1.0, init = 1.0 }}
 
 [train]
-epochs = 2
-batch_size = 128
+epochs = {epochs}
+batch_size = 16
 lr = 1e-3
 seed = 30
 
@@ -196,8 +205,7 @@ seed = 7
 max_concurrent = 2
 
 [sweep.asha]
-max_t = 2
-grace_period = 1
+grace_period = 10
 
 [sweep.space]
 "objective.weights.sys" = {{ loguniform = [1e-3, 1e2] }}
@@ -206,17 +214,48 @@ grace_period = 1
 """
 
 
-def test_sweep_completes_picks_the_best_and_resumes(local_ray, tmp_path):
+def _logs(out):
+    return {
+        p.parent.name: [json.loads(line)["epoch"] for line in p.read_text().splitlines()]
+        for p in (out / "runs").glob(f"*/{METRICS_LOG}")
+    }
+
+
+def test_sweep_resumes_after_interruption_and_picks_the_best(local_ray, tmp_path):
     generate(
         GenerateRequest(out=str(tmp_path / "p.h5"), **{**SMALL, "n_trajectories": 20}),
         progress=False,
     )
     cfg = tmp_path / "sweep.toml"
-    cfg.write_text(SWEEP.format(n=3))
+    cfg.write_text(SWEEP.format(n=3, epochs=30))
     out = tmp_path / "sweep-out"
-    best = sweep(cfg, out, progress=False)
+    seen = {}
+
+    def interrupt():  # Ctrl-C once a trial is a few epochs in
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            logs = _logs(out) if (out / "runs").is_dir() else {}
+            if any(len(v) >= 2 for v in logs.values()):
+                seen.update(logs)
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=interrupt)
+    watcher.start()
+    with pytest.raises(SweepInterrupted, match="rerun the same command"):
+        sweep(cfg, out, progress=False)
+    watcher.join()
+    assert any(0 < len(v) < 30 for v in seen.values())  # stopped mid-trial
+    assert not (out / "best.toml").exists()
+
+    best = sweep(cfg, out, progress=False)  # the same command again: resumes
     trials = json.loads((out / "trials.json").read_text())
     assert len(trials) == 3 and all("value" in t for t in trials)
+    for epochs in _logs(out).values():  # interrupted trials continued, not restarted
+        assert len(epochs) == len(set(epochs)) and epochs == sorted(epochs)
+    for trial, epochs in seen.items():
+        assert _logs(out)[trial][: len(epochs)] == epochs
     assert best["value"] == min(t["value"] for t in trials)
     assert json.loads((out / "best.json").read_text())["value"] == best["value"]
     for key, (lo, hi) in [("objective.weights.sys", (1e-3, 1e2)), ("train.lr", (1e-4, 1e-3))]:
@@ -225,16 +264,17 @@ def test_sweep_completes_picks_the_best_and_resumes(local_ray, tmp_path):
     # best.toml is a ready-to-run training config holding the best trial's values
     tc = TrainConfig.from_toml(out / "best.toml")
     assert tc.objective.weights["sys"] == best["params"]["objective.weights.sys"]
-    assert tc.train.lr == best["params"]["train.lr"] and tc.train.epochs == 2
+    assert tc.train.lr == best["params"]["train.lr"] and tc.train.epochs == 30
     assert os.path.samefile(tc.data.path, tmp_path / "p.h5")
-    # ... and retraining it reproduces the metric the sweep recorded, bit for bit
+    # ... and training it reproduces the metric the sweep recorded, bit for bit
     reports = []
-    run_trial(best["params"], SweepConfig.from_toml(cfg), str(tmp_path / "again"), reports.append)
-    assert reports[best["epoch"] - 1]["val_output"] == best["value"]
-    # rerunning restores the finished experiment: the same trials, no new ones
-    again = sweep(cfg, out, progress=False)
-    assert again["value"] == best["value"] and again["trial"] == best["trial"]
-    assert len(json.loads((out / "trials.json").read_text())) == 3
-    cfg.write_text(SWEEP.format(n=4))  # another sweep into the same folder is refused
+    sw = SweepConfig.from_toml(cfg)
+    params = {**best["params"]}
+    short = dataclasses.replace(
+        sw, base={**sw.base, "train": {**sw.base["train"], "epochs": best["epoch"]}}
+    )
+    run_trial(params, short, str(tmp_path / "again"), reports.append)
+    assert reports[-1]["epoch"] == best["epoch"] and reports[-1]["val_output"] == best["value"]
+    cfg.write_text(SWEEP.format(n=4, epochs=30))  # another sweep into the same folder: refused
     with pytest.raises(ValueError, match="another configuration"):
         sweep(cfg, out, progress=False)

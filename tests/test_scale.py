@@ -146,3 +146,15 @@ def test_julia_is_never_used_after_a_fork(monkeypatch):
     monkeypatch.setattr(_julia_state, "module", sentinel)  # started in this very process
     monkeypatch.setattr(_julia_state, "pid", os.getpid())
     assert _julia.load() is sentinel
+
+
+def test_example_sweep_is_the_papers_pendulum_search():
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "examples" / "sweeps" / "pendulum-derl.toml"
+    sw = SweepConfig.from_toml(path)
+    assert sw.num_samples == 200 and sw.max_t == 200 and sw.grace_period == 100
+    space = {d.key: (d.kind, d.args) for d in sw.space}
+    assert space["objective.weights.sys"] == ("loguniform", (1e-3, 1e2))
+    assert space["train.lr"] == ("choice", (1e-3, 5e-4, 2e-4))
+    assert sw.train_config({}).train.epochs == 200

@@ -34,6 +34,7 @@ import math
 import os
 import re
 import tomllib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ SWEEP_KEYS = (
 )
 ASHA_KEYS = ("max_t", "grace_period", "reduction_factor")
 SECTIONS = ("data", "model", "objective", "train")
+METRICS_LOG = "metrics.jsonl"  # a trial's reports, one JSON line per epoch, in its run folder
 
 
 @dataclass(frozen=True)
@@ -318,6 +320,14 @@ def run_trial(params: dict[str, Any], sweep: SweepConfig, root: str, report) -> 
             copy.copy(pts) if isinstance(pts, StreamingSet) else PointSet(pts.X, dict(pts.targets))
         )
     state = {"reported": 0}
+    log = Path(root) / METRICS_LOG
+
+    def send(metrics):
+        # our own record of every epoch, kept across resumes (Tune restarts a resumed
+        # trial's result log), then the report
+        with log.open("a") as fh:
+            fh.write(json.dumps(metrics) + "\n")
+        report(metrics)
 
     def on_epoch(record, model):
         metrics = _metrics(record, model, val)
@@ -327,13 +337,14 @@ def run_trial(params: dict[str, Any], sweep: SweepConfig, root: str, report) -> 
                 f"{', '.join(sorted(k for k in metrics if k != 'epoch'))}"
             )
         state["reported"] += 1
-        report(metrics)
+        send(metrics)
 
     try:
         result = train(cfg, root, problem=problem, progress=False, on_epoch=on_epoch)
     except TrainingDiverged:
         bad = math.inf if sweep.mode == "min" else -math.inf
-        report({"epoch": cfg.train.epochs, sweep.metric: bad, "diverged": True})
+        Path(root).mkdir(parents=True, exist_ok=True)
+        send({"epoch": cfg.train.epochs, sweep.metric: bad, "diverged": True})
         return
     if not state["reported"] and result.history:  # resumed a finished run: report its end
         on_epoch(result.history[-1], result.model)
@@ -455,9 +466,15 @@ def sweep(
                     name=name, storage_path=str(storage), verbose=1 if progress else 0
                 ),
             )
-        results = tuner.fit()
-        finished = results.num_terminated + results.num_errors
-        if finished < sw.num_samples:  # Tune stopped on Ctrl-C / SIGINT, state saved
+        with warnings.catch_warnings():
+            # a resumed trial reports its iterations from 1 again (Tune restarts its count;
+            # the epochs continue): Optuna keeps the first value per step and says so
+            warnings.filterwarnings("ignore", message="The reported value is ignored")
+            results = tuner.fit()
+        # Tune ends fit() on Ctrl-C / SIGINT after saving its state: trials still pending
+        saved = tune.ExperimentAnalysis(str(exp)).trials
+        finished = sum(t.status in ("TERMINATED", "ERROR") for t in saved)
+        if finished < sw.num_samples:
             raise SweepInterrupted(
                 f"sweep interrupted after {finished} of {sw.num_samples} trials; rerun the "
                 "same command to resume it"
@@ -473,18 +490,16 @@ def sweep(
 def _write_best(sw: SweepConfig, out: Path, results) -> dict[str, Any]:
     trials = []
     for r in results:
-        df = r.metrics_dataframe
-        row = {"trial": (r.metrics or {}).get("trial_id"), "params": _params(sw, r.config)}
-        if df is not None and sw.metric in df:
-            vals = df[sw.metric].to_numpy(dtype=float)
+        if r.config is None:
+            continue
+        trial = (r.metrics or {}).get("trial_id")
+        row = {"trial": trial, "params": _params(sw, r.config)}
+        epochs, vals = _curve(sw, out, trial, r.metrics_dataframe)
+        if vals.size:
             best = int(np.argmin(vals) if sw.mode == "min" else np.argmax(vals))
             if sw.scope == "last":
                 best = len(vals) - 1
-            row.update(
-                value=float(vals[best]),
-                epoch=int(df["epoch"].iloc[best]),
-                epochs=int(df["epoch"].iloc[-1]),
-            )
+            row.update(value=float(vals[best]), epoch=int(epochs[best]), epochs=int(epochs[-1]))
         if r.error is not None:
             row["error"] = (str(r.error).strip().splitlines() or [""])[-1][:300]
         trials.append(row)
@@ -517,6 +532,25 @@ def _write_best(sw: SweepConfig, out: Path, results) -> dict[str, Any]:
     _atomic_write(out / "best.json", json.dumps(summary, indent=2, sort_keys=True))
     _atomic_write(out / "trials.json", json.dumps(trials, indent=2, sort_keys=True))
     return summary
+
+
+def _curve(sw: SweepConfig, out: Path, trial: str | None, df) -> tuple[np.ndarray, np.ndarray]:
+    """A trial's metric per epoch: from its own log (every epoch, across resumes; a
+    repeated epoch keeps its last value), else from Tune's results."""
+    log = out / "runs" / str(trial) / METRICS_LOG
+    by_epoch: dict[int, float] = {}
+    if trial is not None and log.is_file():
+        for line in log.read_text().splitlines():
+            try:
+                m = json.loads(line)
+            except ValueError:  # a line cut by a kill
+                continue
+            if sw.metric in m:
+                by_epoch[int(m["epoch"])] = float(m[sw.metric])
+    elif df is not None and sw.metric in df:
+        by_epoch = dict(zip(df["epoch"].astype(int), df[sw.metric].astype(float), strict=True))
+    epochs = np.array(sorted(by_epoch), dtype=int)
+    return epochs, np.array([by_epoch[e] for e in epochs], dtype=float)
 
 
 def _params(sw: SweepConfig, config: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The PNG figures of ``derl reproduce`` (paper.md §3.5, §4.5, §5.4, §6.5, §7.3).
+"""The PNG figures of ``derl reproduce`` (paper.md §3.5, §4.5, §5.4, §6.5, §7.3, §8, §10).
 
 Every figure is a function ``figure(runs, out_dir) -> list[Path]`` in :data:`FIGURES`. It takes
 all runs of an experiment (:class:`RunInfo`, possibly of several groups), draws one PNG per
@@ -43,6 +43,8 @@ __all__ = [
     "parametric_errors",
     "pendulum_field",
     "pendulum_phase",
+    "transfer_error_maps",
+    "transfer_phase_errors",
 ]
 
 log = logging.getLogger(__name__)
@@ -949,6 +951,217 @@ def kovasznay_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
 
 
 #: every figure by the name the experiment specs use
+
+# ---------------------------------------------------------------------------------------------
+# multi-stage experiments (§8, §10): errors per phase, error maps with the phase boundaries
+
+#: markers of the evaluation regions of a parametric extension
+REGION_MARKERS = ("o", "s", "D", "v", "P", "X")
+TRANSFER_MAP_GRID = 101
+
+
+def _final(run: RunInfo) -> dict:
+    m = run.metrics.get("metrics") if isinstance(run.metrics, dict) else None
+    return (m or {}).get("final") or {}
+
+
+def _regions(run: RunInfo) -> dict:
+    m = run.metrics.get("metrics") if isinstance(run.metrics, dict) else None
+    return (m or {}).get("regions") or {}
+
+
+def _first_per_label(runs):
+    seen, out = set(), []
+    for r in runs:
+        if r.label not in seen and _final(r):
+            seen.add(r.label)
+            out.append(r)
+    return out
+
+
+def transfer_phase_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
+    """Multi-stage experiments: the final model's relative L² error of u per evaluation
+    region (the phases, ``unseen``, ``global``) as grouped bars, one group per method
+    (log scale; from the metrics, no network is evaluated)."""
+
+    def draw(group, group_runs, path):
+        chosen = _first_per_label(group_runs)
+        if not chosen:
+            return False
+        names = list(_final(chosen[0]))
+        names = [n for n in names if n not in ("global", "unseen")] + [
+            n for n in ("unseen", "global") if n in names
+        ]
+        fig = _figure(max(6.0, 0.9 * len(chosen) * max(1, len(names)) / 2 + 2), 4.2)
+        ax = fig.add_subplot()
+        width = 0.8 / max(1, len(names))
+        vals = []
+        for j, name in enumerate(names):
+            ys = []
+            for r in chosen:
+                v = (_final(r).get(name) or {}).get("u", {}).get("rel_l2")
+                ys.append(float(v) if isinstance(v, int | float) else math.nan)
+            vals += ys
+            xs = np.arange(len(chosen)) + (j - (len(names) - 1) / 2) * width
+            ax.bar(
+                xs,
+                ys,
+                width,
+                label=name,
+                color=_SPARE_COLORS[j % len(_SPARE_COLORS)] if name not in ("global",) else "black",
+            )
+        ax.set_xticks(np.arange(len(chosen)), [r.label for r in chosen], rotation=30, ha="right")
+        _log_or_linear(ax, vals)
+        ax.set_ylabel("relative L² error of u (final model)")
+        ax.legend(title="region", fontsize=8)
+        ax.set_title(f"Errors per phase — {group}")
+        _save(fig, path)
+        return True
+
+    return _per_group("transfer_phase_errors", runs, out_dir, draw)
+
+
+def _kdv_error_grid(lr: _Loaded, path: Path):
+    from ..data.store import open_dataset
+    from ..transfer.regions import kdv_grid
+
+    with open_dataset(path) as f:
+        t, x, u = kdv_grid(f)
+    T, X = np.meshgrid(t, x, indexing="ij")
+    pts = np.stack([T.ravel(), X.ravel()], axis=1)
+    v = lr.eval(pts)[()][:, 0]
+    return t, x, np.abs(v - u.reshape(-1)).reshape(len(t), len(x))
+
+
+def _draw_boxes(ax, regions, xname, yname, dom) -> None:
+    for name, reg in regions.items():
+        box = (reg or {}).get("box")
+        if not box:
+            continue
+        x0, x1 = box.get(xname, dom[xname])
+        y0, y1 = box.get(yname, dom[yname])
+        ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color="white", lw=1.2, ls="--")
+        ax.text(
+            (x0 + x1) / 2,
+            (y0 + y1) / 2,
+            name,
+            color="white",
+            ha="center",
+            va="center",
+            fontsize=9,
+            bbox={"facecolor": "black", "alpha": 0.3, "edgecolor": "none"},
+        )
+
+
+def transfer_error_maps(runs: list[RunInfo], out_dir: Path) -> list[Path]:
+    """Multi-stage experiments: per method the final model's pointwise |û − u| over the
+    whole domain with the phase regions drawn (KdV: over (t, x) on the data grid;
+    Allen–Cahn: over (x, y) on a 101² grid), one shared log colour scale; parametric
+    families: the per-parameter-set relative L² error in the (Λ₁, Λ₂) plane, one marker
+    per region."""
+
+    def draw(group, group_runs, path):
+        chosen = _first_per_label(group_runs)
+        loaded = _load_group(chosen, ("kdv", "allen-cahn", "allen-cahn-multi", "allen-cahn-exp"))
+        if not loaded:
+            return False
+        system = loaded[0].system
+        n = len(loaded)
+        ncols = min(n, 4)
+        nrows = math.ceil(n / ncols)
+        fig = _figure(3.4 * ncols + 1.2, 3.0 * nrows + 0.6)
+        if getattr(system, "parameter_inputs", ()):
+            return _draw_parametric(fig, loaded, nrows, ncols, group, path)
+        panels = []
+        for lr in loaded:
+            try:
+                if system.name == "kdv":
+                    a, b, err = _kdv_error_grid(lr, lr.run.data)
+                    names = ("t", "x")
+                else:
+                    axes, X, _ = M._grid(lr.system, lr.system.coordinates, TRANSFER_MAP_GRID)
+                    a, b = axes
+                    err = np.abs(lr.eval(X)[()][:, 0] - lr.system.exact(X)[:, 0]).reshape(
+                        len(a), len(b)
+                    )
+                    names = tuple(lr.system.coordinates)
+                panels.append((lr, a, b, err, names))
+            except Exception as exc:
+                log.warning("figures: %s not evaluated: %s", lr.run.name, exc)
+        if not panels:
+            return False
+        axs = _map_axes(fig, nrows, ncols)
+        norm = _log_norm([p[3] for p in panels])
+        cmap = _cmap("viridis")
+        img = None
+        dom = system.domain()
+        for k, (lr, a, b, err, names) in enumerate(panels):
+            ax = axs[k // ncols][k % ncols]
+            extent = (a[0], a[-1], b[0], b[-1])
+            img = _error_map(ax, err, extent, norm, cmap, names[0], names[1], aspect="auto")
+            _draw_boxes(ax, _regions(lr.run), names[0], names[1], dom)
+            rel = (_final(lr.run).get("global") or {}).get("u", {}).get("rel_l2")
+            ax.set_title(f"{lr.run.label}\nglobal rel. L² {_fmt(_num(rel))}", fontsize=9)
+        for k in range(len(panels), nrows * ncols):
+            axs[k // ncols][k % ncols].set_visible(False)
+        _error_colorbar(fig, img, [a for row in axs for a in row], r"$|\hat u - u|$")
+        _outer(axs)
+        fig.suptitle(f"Final model, pointwise error, phase regions dashed — {group}")
+        _save(fig, path)
+        return True
+
+    return _per_group("transfer_error_maps", runs, out_dir, draw)
+
+
+def _draw_parametric(fig, loaded, nrows, ncols, group, path) -> bool:
+    params = tuple(loaded[0].system.parameter_inputs)
+    data = []
+    for lr in loaded:
+        per = []
+        for j, (name, res) in enumerate((k, v) for k, v in _final(lr.run).items() if k != "global"):
+            for s in res.get("sets", []):
+                p = s["parameters"]
+                per.append((name, j, [p[q] for q in params], _num(s["u_rel_l2"])))
+        data.append((lr, per))
+    vals = [e for _, per in data for *_, e in per]
+    norm = _log_norm([np.asarray(vals)])
+    cmap = _cmap("viridis")
+    axs = _map_axes(fig, nrows, ncols)
+    sc = None
+    for k, (lr, per) in enumerate(data):
+        ax = axs[k // ncols][k % ncols]
+        for name in dict.fromkeys(n for n, *_ in per):
+            pts = [(j, xy, e) for n, j, xy, e in per if n == name]
+            xy = np.array([p[1] for p in pts], dtype=np.float64).reshape(-1, len(params))
+            e = np.maximum(np.array([p[2] for p in pts]), ERROR_FLOOR)
+            sc = ax.scatter(
+                xy[:, 0],
+                xy[:, -1],
+                c=e,
+                norm=norm,
+                cmap=cmap,
+                s=40,
+                marker=REGION_MARKERS[pts[0][0] % len(REGION_MARKERS)],
+                edgecolors="black",
+                linewidths=0.5,
+                label=name,
+            )
+        ax.set_xlabel(PARAM_LABELS.get(params[0], params[0]))
+        ax.set_ylabel(PARAM_LABELS.get(params[-1], params[-1]))
+        rel = (_final(lr.run).get("global") or {}).get("u", {}).get("rel_l2")
+        ax.set_title(f"{lr.run.label}\nmean rel. L² {_fmt(_num(rel))}", fontsize=9)
+        if k == 0:
+            ax.legend(fontsize=7, title="parameters")
+    for k in range(len(data), nrows * ncols):
+        axs[k // ncols][k % ncols].set_visible(False)
+    if sc is not None:
+        fig.colorbar(sc, ax=[a for row in axs for a in row], label="relative L² error of u")
+    _outer(axs)
+    fig.suptitle(f"Final model, error per parameter set — {group}")
+    _save(fig, path)
+    return True
+
+
 FIGURES: dict[str, Callable[[list[RunInfo], Path], list[Path]]] = {
     "pendulum_phase": pendulum_phase,
     "pendulum_field": pendulum_field,
@@ -956,4 +1169,6 @@ FIGURES: dict[str, Callable[[list[RunInfo], Path], list[Path]]] = {
     "parametric_errors": parametric_errors,
     "continuity_errors": continuity_errors,
     "kovasznay_errors": kovasznay_errors,
+    "transfer_phase_errors": transfer_phase_errors,
+    "transfer_error_maps": transfer_error_maps,
 }

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .pipelines import GROUP_KEYS, PipelineRun, plan_group, validate_group
 
 SPECS = Path(__file__).with_name("specs")
 EXPERIMENTS = tuple(sorted(p.stem for p in SPECS.glob("*.toml")))
@@ -72,6 +73,7 @@ _GROUP_KEYS = {
     "modes",
     "modes_from",
     "label",
+    *GROUP_KEYS,  # kind = "stages" (pipelines.py)
 }
 _MODE_KEYS = {"mode", "label", "weights", "lr", "model", "objective", "train", "data"}
 
@@ -131,6 +133,13 @@ def load_spec(name: str) -> dict:
             g["modes"] = _merge(src["modes"], g.get("modes", {}))
         if not g.get("modes"):
             raise ReproduceError(f"{path}: group {g['name']!r} has no modes")
+        if g.get("kind", "runs") not in ("runs", "stages"):
+            raise ReproduceError(
+                f"{path}: group {g['name']!r}: kind must be 'runs' or 'stages', got {g['kind']!r}"
+            )
+        if g.get("kind") == "stages":
+            validate_group(path, g, ReproduceError)
+            continue
         for m, mv in g["modes"].items():
             bad = set(mv) - _MODE_KEYS
             if bad:
@@ -205,6 +214,11 @@ def plan(
         key = g["dataset"]
         datasets[key] = dict(sc.get("datasets", {}).get(key) or spec["datasets"][key])
         variant = g.get("variant") or None
+        if g.get("kind") == "stages":
+            runs += plan_group(
+                g, defaults, seeds or g.get("seeds") or sc.get("seeds") or [30], sc.get("modes")
+            )
+            continue
         for mode_key, mv in g["modes"].items():
             if "modes" in sc and mode_key not in sc["modes"]:
                 continue
@@ -321,7 +335,11 @@ def divergence(info: dict) -> str | None:
     return None
 
 
-def _run_one(run: Run, data: Path, out: Path, progress: bool) -> dict:
+def _run_one(run: Run | PipelineRun, data: Path, out: Path, progress: bool) -> dict:
+    if isinstance(run, PipelineRun):
+        from .pipelines import run_one
+
+        return run_one(run, data, out, divergence)
     from ..learn.config import TrainConfig
     from ..learn.evaluate import evaluate
     from ..learn.metrics import write_metrics
@@ -624,6 +642,14 @@ def reproduce(
         disable=not progress,
         file=sys.stderr,
     )
+    # the first stage shared by several pipelines: trained once, linked into their folders
+    pipes = [r for r in runs if isinstance(r, PipelineRun)]
+    if pipes:
+        from .pipelines import run_shared, shared_first_stages
+
+        for key, shared in shared_first_stages(pipes, paths).items():
+            bar.set_postfix_str(f"{shared[0].group} {shared[0].stages[0]['name']} (shared)")
+            run_shared(key, shared, paths[shared[0].dataset], out)
     if jobs == 1:
         rows = []
         for run in runs:
@@ -635,7 +661,11 @@ def reproduce(
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         for run in runs:
-            run.config["train"]["threads"] = 1
+            if isinstance(run, PipelineRun):
+                for st in run.stages:
+                    st.setdefault("train", {})["threads"] = 1
+            else:
+                run.config["train"]["threads"] = 1
         done: dict[str, dict] = {}
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
             futures = {

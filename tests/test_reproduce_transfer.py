@@ -146,3 +146,24 @@ def test_range_split_of_the_paper_preset_is_disjoint_ten_and_ten():
     idx = [_resolve_range(p["parameter_range"], values, np.arange(20), ["L1", "L2"]) for p in rng]
     assert [len(i) for i in idx] == [10, 10] and not set(idx[0]) & set(idx[1])
     assert values[idx[0], 0].max() < values[idx[1], 0].min()
+
+
+@pytest.mark.parametrize(
+    "group, message",
+    [
+        ('phases = [{ name = "a", bogus = 1 }]\nmodes = { m = {} }', "unknown key 'bogus'"),
+        ("phases = []\nmodes = { m = {} }", "needs phases"),
+        ('phases = [{ name = "a" }]\nmodes = { m = { phases = ["b"] } }', "unknown phase 'b'"),
+        ('phases = [{ name = "a" }]\nmodes = { m = { inits = ["old"] } }', "init must be"),
+    ],
+)
+def test_bad_stages_groups_are_refused(tmp_path, group, message):
+    from derlhybrid.experiments import ReproduceError
+
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[datasets.d]\nsystem = "allen-cahn"\n\n[[groups]]\nname = "g"\nkind = "stages"\n'
+        f'dataset = "d"\n{group}\n'
+    )
+    with pytest.raises(ReproduceError, match=message):
+        load_spec(str(path))

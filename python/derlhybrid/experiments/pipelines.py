@@ -392,6 +392,15 @@ def _done(stage_dir: Path) -> bool:
         return False
 
 
+def _linked(stage_dir: Path) -> bool:
+    """Whether a finished stage folder was linked from runs/_shared."""
+    try:
+        ckpt = json.loads((stage_dir / "stage.json").read_text())["provenance"]["checkpoint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return Path(ckpt).resolve().parent != stage_dir.resolve()
+
+
 def shared_first_stages(runs: list[PipelineRun], paths: dict[str, Path]) -> dict[str, list]:
     """Runs grouped by their first stage (resolved), for those shared by two or more."""
     by: dict[str, list] = {}
@@ -492,7 +501,11 @@ def run_one(run: PipelineRun, data: Path, out: Path, divergence) -> dict:
         write_metrics(mpath, metrics)
     else:
         metrics = {}
-    seconds = sum(float(i.get("training_seconds", 0.0)) for i in infos.values())
+    # a shared first stage (trained under runs/_shared, linked here) is counted apart
+    shared = [n for n in finished if _linked(pdir / n)]
+    own = [n for n in finished if n not in shared]
+    seconds = sum(float(infos[n].get("training_seconds", 0.0)) for n in own)
+    shared_s = sum(float(infos[n].get("training_seconds", 0.0)) for n in shared)
     epochs = sum(int(i.get("epochs") or 0) for i in infos.values())
     return {
         "name": run.name,
@@ -510,7 +523,10 @@ def run_one(run: PipelineRun, data: Path, out: Path, divergence) -> dict:
         "stages_trained_this_call": ran,
         "epochs": epochs,
         "train_seconds_this_call": round(train_s, 2),
-        "train_seconds": round(seconds or train_s, 2),
+        # every stage of the pipeline, a shared first stage included (the method's cost)
+        "train_seconds": round(seconds + shared_s if finished else train_s, 2),
+        "shared_stages": shared,
+        "shared_train_seconds": round(shared_s, 2),
         "diverged": diverged,
         "metrics": metrics,
     }

@@ -131,15 +131,32 @@ class Tanh(_PolynomialActivation):
 
 
 class Softplus(_PolynomialActivation):
+    """σ(z) = log(1 + e^{βz})/β (β = 1 by default; the NCL model of paper.md §9 uses
+    β = 25). σ⁽ᵏ⁾(z) = β^{k−1} P_{k−1}(s) with s = sigmoid(βz). The value switches to the
+    identity only above βz > 40 (torch's default threshold 20 would put a kink of
+    e^{−20} ≈ 2·10⁻⁹ into the function, visible in its higher derivatives)."""
+
     name = "softplus"
     generator = (0.0, 1.0, -1.0)  # s' = s − s²
     first = (0.0, 1.0)  # σ' = s
+    threshold = 40.0
+
+    def __init__(self, beta: float = 1.0):
+        self.beta = float(beta)
 
     def __call__(self, z):
-        return nn.functional.softplus(z)
+        return nn.functional.softplus(z, beta=self.beta, threshold=self.threshold)
 
     def _value_and_var(self, z):
-        return nn.functional.softplus(z), torch.sigmoid(z)
+        value = nn.functional.softplus(z, beta=self.beta, threshold=self.threshold)
+        return value, torch.sigmoid(z * self.beta if self.beta != 1.0 else z)
+
+    def derivatives(self, z, n):
+        out = super().derivatives(z, n)
+        if self.beta != 1.0:
+            for k in range(2, n + 1):
+                out[k] = out[k] * self.beta ** (k - 1)
+        return out
 
 
 class Sine(Activation):
@@ -175,6 +192,8 @@ class MLPConfig:
     dtype: str = "float32"
     #: frequency ω₀ of the ``sin`` activation
     omega0: float = 1.0
+    #: sharpness β of the ``softplus`` activation, log(1 + e^{βz})/β
+    beta: float = 1.0
 
     def __post_init__(self):
         for name in ("n_in", "n_out", "width", "depth"):
@@ -190,9 +209,16 @@ class MLPConfig:
             raise ValueError(f"model: dtype must be float32 or float64, got {self.dtype!r}")
         if not (math.isfinite(self.omega0) and self.omega0 > 0):
             raise ValueError(f"model: omega0 must be positive, got {self.omega0!r}")
+        if not (isinstance(self.beta, int | float) and math.isfinite(self.beta) and self.beta > 0):
+            raise ValueError(f"model: beta must be positive, got {self.beta!r}")
+        if self.beta != 1.0 and self.activation != "softplus":
+            raise ValueError("model: beta is the sharpness of the softplus activation only")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["beta"] == 1.0:  # omitted at its default: configs written before it compare equal
+            del d["beta"]
+        return d
 
 
 class MLP(nn.Module):
@@ -207,7 +233,12 @@ class MLP(nn.Module):
             nn.Linear(a, b, dtype=dtype) for a, b in itertools.pairwise(dims)
         )
         act = ACTIVATIONS[config.activation]
-        self.activation = act(config.omega0) if act is Sine else act()
+        if act is Sine:
+            self.activation = act(config.omega0)
+        elif act is Softplus:
+            self.activation = act(config.beta)
+        else:
+            self.activation = act()
 
     @property
     def dtype(self) -> torch.dtype:

@@ -280,6 +280,13 @@ def input_derivatives(
     ``multi_indices``: the derivatives wanted (sorted tuples of input positions); their
     sub-derivatives and the value come along. ``engine="auto"`` uses forward (Taylor-mode)
     propagation for :class:`~derlhybrid.learn.models.MLP` and autograd otherwise.
+
+    A model that knows how to compute its own input derivatives — a method
+    ``model.input_derivatives(x, multi_indices, engine=...)`` returning
+    :class:`Derivatives`, e.g. the Neural-Conservation-Law field
+    :class:`~derlhybrid.learn.ncl.BallNCL`, assembled from the derivatives of its inner
+    MLP — is asked for them, unless ``engine="autograd"`` (then nested autograd over its
+    ``forward``, the reference).
     """
     if x.dim() != 2:
         raise ValueError(f"inputs must be (batch, n_in), got shape {tuple(x.shape)}")
@@ -291,6 +298,9 @@ def input_derivatives(
     plan = _plan(indices)
     if engine not in ENGINES:
         raise ValueError(f"unknown derivative engine {engine!r}; choose one of {ENGINES}")
+    own = getattr(model, "input_derivatives", None)
+    if callable(own) and engine != "autograd":
+        return own(x, indices, engine=engine)
     is_mlp = hasattr(model, "layers") and hasattr(model, "activation")
     if engine == "forward" and not is_mlp:
         raise ValueError("the forward engine needs a derlhybrid MLP; use engine='autograd'")

@@ -214,7 +214,11 @@ def label(
         "dtype": "float64",
     }
     dtype, device = _model_dtype_device(model)
-    forward = getattr(model, "layers", None) is not None and engine != "autograd"
+    # the forward engine needs no autograd graph (a model answering input_derivatives
+    # itself, e.g. the NCL field, runs it inside)
+    forward = engine != "autograd" and (
+        getattr(model, "layers", None) is not None or hasattr(model, "input_derivatives")
+    )
     grad_mode = torch.no_grad() if forward else contextlib.nullcontext()
     was_training = model.training
     model.eval()

@@ -27,6 +27,8 @@ from .losses import Objective as Objective
 from .losses import build_objective as build_objective
 from .models import MLP as MLP
 from .models import MLPConfig as MLPConfig
+from .ncl import BallNCL as BallNCL
+from .ncl import ncl_derivatives as ncl_derivatives
 from .problems import PointSet as PointSet
 from .problems import Problem as Problem
 from .problems import load_problem as load_problem
@@ -40,6 +42,7 @@ __all__ = [
     "MLP",
     "MODES",
     "TERMS",
+    "BallNCL",
     "CheckpointError",
     "ConfigError",
     "Derivatives",
@@ -58,6 +61,7 @@ __all__ = [
     "load_model",
     "load_problem",
     "make_predict",
+    "ncl_derivatives",
     "train",
     "train_hnn",
 ]

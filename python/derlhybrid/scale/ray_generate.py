@@ -20,13 +20,15 @@ Resume: a shard file at its final name is complete and is skipped by a rerun of 
 command; a shard killed mid-way restarts from its finished chunks (``.partial/``); a worker
 that dies is restarted by Ray and its shard retried the same way.
 
-Julia: with the julia backend each worker process (a Ray actor: a process the raylet starts
-fresh, never a fork of the driver) starts Julia once, in its constructor, and solves all the
-shards it is given with that runtime (written, not run here: no Julia on this machine).
+Julia: with the julia backend each Ray worker process (started fresh by the raylet, never a
+fork of the driver, and kept for later tasks) starts Julia once, in the first shard task it
+runs, and every later task in that process reuses it (written, not run here: no Julia on
+this machine).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -202,26 +204,21 @@ def _claim_folder(folder: Path, req: GenerateRequest, n_shards: int) -> None:
     os.replace(tmp, meta)
 
 
-def _worker_class(ray):
-    @ray.remote
-    class ShardWorker:
-        """One worker process: started fresh by the raylet (never a fork of the driver), it
-        starts Julia at most once — here — and solves every shard it is given."""
+def _shard_in_worker(
+    req: GenerateRequest, index: int, n_shards: int, backend: str, threads: int
+) -> dict[str, Any]:
+    """One Ray task: a shard, in a worker process that the raylet started fresh (never a
+    fork of the driver) and keeps for later tasks. With the julia backend the first task a
+    process runs starts Julia (``kernels/_julia.py`` keeps it per process), and every later
+    task there reuses it: Julia starts once per worker process."""
+    import numba
 
-        def __init__(self, backend: str, threads: int):
-            self.backend, self.threads = backend, threads
-            if backend == "julia":  # pragma: no cover - needs Julia
-                from ..kernels import backends
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    if backend == "julia":  # pragma: no cover - needs Julia
+        from ..kernels import backends
 
-                backends.module("julia")  # starts Julia in this process, once
-
-        def run(self, req: GenerateRequest, index: int, n_shards: int) -> dict[str, Any]:
-            import numba
-
-            numba.set_num_threads(max(1, min(self.threads, numba.config.NUMBA_NUM_THREADS)))
-            return generate_shard(req, index, n_shards, backend=self.backend)
-
-    return ShardWorker
+        backends.module("julia")  # starts Julia in this process unless it already runs here
+    return generate_shard(req, index, n_shards, backend=backend)
 
 
 def _cause(exc: BaseException) -> BaseException:
@@ -231,28 +228,27 @@ def _cause(exc: BaseException) -> BaseException:
 
 
 def _run_shards(ray, plan: TrajectoryPlan, engine: RayEngine, todo: list[int], n_shards, bar):
+    """Run the shards ``todo``, at most ``engine.workers`` at once (default: as many as the
+    cluster's CPUs hold), each a task of ``worker_cpus`` CPUs retried twice if its worker
+    dies (the retry resumes the shard's finished chunks)."""
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    n_workers = min(len(todo), engine.workers or max(1, cpus // engine.worker_cpus))
-    Worker = _worker_class(ray)
-    actors = [
-        Worker.options(num_cpus=engine.worker_cpus, max_restarts=2, max_task_retries=2).remote(
-            plan.backend, engine.worker_cpus
-        )
-        for _ in range(n_workers)
-    ]
-    req = plan.req
-    queue = list(todo)
-    running: dict[Any, tuple[int, Any]] = {}
+    at_once = min(len(todo), engine.workers or max(1, cpus // engine.worker_cpus))
+    task = ray.remote(_shard_in_worker).options(num_cpus=engine.worker_cpus, max_retries=2)
+    req, queue = plan.req, list(todo)
     rows = shard_rows(plan.n, n_shards)
+    running: dict[Any, int] = {}
     results = []
+
+    def submit():
+        i = queue.pop(0)
+        running[task.remote(req, i, n_shards, plan.backend, engine.worker_cpus)] = i
+
     try:
-        for actor in actors:
-            if queue:
-                i = queue.pop(0)
-                running[actor.run.remote(req, i, n_shards)] = (i, actor)
+        while queue and len(running) < at_once:
+            submit()
         while running:
             done, _ = ray.wait(list(running), num_returns=1)
-            i, actor = running.pop(done[0])
+            i = running.pop(done[0])
             try:
                 results.append(ray.get(done[0]))
             except ray.exceptions.RayTaskError as exc:
@@ -262,7 +258,7 @@ def _run_shards(ray, plan: TrajectoryPlan, engine: RayEngine, todo: list[int], n
                 raise DatasetError(
                     f"shard {i} failed ({type(cause).__name__}: {str(cause).splitlines()[0]})"
                 ) from None
-            except ray.exceptions.RayActorError as exc:
+            except ray.exceptions.RayError as exc:  # the worker died, past the retries
                 first = (str(exc).strip().splitlines() or [""])[0][:200]
                 raise DatasetError(
                     f"the worker of shard {i} died ({first}); rerun the same command to resume"
@@ -270,11 +266,10 @@ def _run_shards(ray, plan: TrajectoryPlan, engine: RayEngine, todo: list[int], n
             if bar is not None:
                 bar.update(rows[i][1] - rows[i][0])
             if queue:
-                j = queue.pop(0)
-                running[actor.run.remote(req, j, n_shards)] = (j, actor)
+                submit()
     finally:
-        for actor in actors:
-            ray.kill(actor)
+        for ref in running:
+            ray.cancel(ref, force=True)
     return results
 
 
@@ -288,9 +283,13 @@ def generate_sharded(
 
     engine = engine or RayEngine()
     system = _check_request(req)
-    out = Path(req.out)
+    out = Path(req.out).absolute()  # the workers' working folder may be another one
     check_target(out, req.overwrite)
+    n = req.n_trajectories or 1000  # as plan_trajectories counts them
+    if engine.shards is not None and engine.shards > n:
+        raise ValueError(f"--shards {engine.shards} exceeds the {n} trajectories")
     ray = require()
+    req = dataclasses.replace(req, out=str(out))  # (out is not part of the request's hash)
     plan = plan_trajectories(req, system)
     folder = shard_folder(out)
     local_cpus = engine.workers * engine.worker_cpus if engine.workers else None
@@ -300,8 +299,6 @@ def generate_sharded(
         n_shards = engine.shards or min(
             plan.n, engine.workers or max(1, cpus // engine.worker_cpus)
         )
-        if n_shards > plan.n:
-            raise ValueError(f"--shards {n_shards} exceeds the {plan.n} trajectories")
         if req.overwrite and folder.is_dir():
             shutil.rmtree(folder)
         _claim_folder(folder, req, n_shards)

@@ -244,7 +244,9 @@ def _add_generate(sub) -> None:
     )
     g.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
     g.add_argument("--shards", type=int, help="shard files (default: one per worker)")
-    g.add_argument("--workers", type=int, help="Ray worker processes (default: CPUs / cpus)")
+    g.add_argument(
+        "--workers", type=int, help="shards solved at once (default: CPUs / --worker-cpus)"
+    )
     g.add_argument("--worker-cpus", type=int, help="CPUs and solver threads per worker (1)")
     g.add_argument(
         "--consolidate",

@@ -63,9 +63,10 @@ RUN_FILE = "run.json"
 class RayEngine:
     """How a generation runs on Ray: the cluster (``address``: ``"auto"``, ``ray://host:port``
     or ``host:port``; None: a local instance), the number of shards (default: one per
-    worker), the worker processes (default: as many as the cluster's CPUs allow at
-    ``worker_cpus`` each; each runs that many solver threads), and whether the result is
-    one self-contained file (``consolidate``) rather than virtual datasets over the shards."""
+    worker), the shards solved at once (``workers``, default: as many as the cluster's CPUs
+    allow at ``worker_cpus`` each; each shard task runs that many solver threads), and
+    whether the result is one self-contained file (``consolidate``) rather than virtual
+    datasets over the shards."""
 
     address: str | None = None
     shards: int | None = None

@@ -222,6 +222,7 @@ def _logs(out):
 
 
 def test_sweep_resumes_after_interruption_and_picks_the_best(local_ray, tmp_path):
+    pytest.importorskip("optuna", reason='the sweep searcher: pip install "derlhybrid[ray]"')
     generate(
         GenerateRequest(out=str(tmp_path / "p.h5"), **{**SMALL, "n_trajectories": 20}),
         progress=False,

@@ -35,6 +35,7 @@ from derlhybrid.transfer.euler_ball import (
     student_terms,
     teacher_config,
     teacher_problem,
+    teacher_problem_from_file,
     teacher_terms,
 )
 from derlhybrid.transfer.labels import read_labels
@@ -299,3 +300,53 @@ def test_field_derivatives_of_the_raw_net_equal_those_of_ball_ncl():
     assert torch.equal(a[(0, 1)], b[(0, 1)])
     with pytest.raises(ValueError, match="4 inputs"):
         BallNCL(MLP(MLPConfig(3, 5, width=4, depth=1, activation="softplus")))
+
+
+def test_field_distillation_terms_vanish_when_the_student_is_the_teacher(tmp_path):
+    teacher = _ncl(width=8, depth=1, beta=5.0, seed=2)
+    problem = teacher_problem(12, 6, 6, seed=3)
+    files = label_teacher(teacher.net, problem, tmp_path / "labels")
+    sp = student_problem(
+        read_labels(files["train"]), read_labels(files["initial"]), problem.sets["boundary"]
+    )
+    ctx = StepContext(teacher.net, sp, generator=torch.Generator().manual_seed(0))
+    batch = sp.sets["train"]
+    for name in ("ncl_output", "ncl_jacobian", "ncl_hessian"):
+        term = TERMS[name]()
+        d = input_derivatives(teacher.net, batch.X, term.needs(sp))
+        assert term(d, batch, ctx).item() < 1e-24, name
+    init = TERMS["ncl_initial"]()
+    X0 = sp.sets["initial"]
+    assert init(input_derivatives(teacher.net, X0.X, init.needs(sp)), X0, ctx).item() < 1e-24
+    # the Hessian projection: exact is zero, finite differences are O(σ)
+    errs = []
+    for method, sigma in (
+        ("exact", 0.01),
+        ("finite-difference", 1e-2),
+        ("finite-difference", 1e-3),
+    ):
+        term = TERMS["ncl_hessian_projection"](n_directions=4, sigma=sigma, method=method)
+        d = input_derivatives(teacher.net, batch.X, term.needs(sp))
+        errs.append(term(d, batch, ctx).item())
+    assert errs[0] < 1e-12
+    assert 0 < errs[2] < errs[1] / 5, errs
+
+
+def test_teacher_points_from_a_generated_file(tmp_path):
+    from derlhybrid.data.generate import GenerateRequest, generate
+
+    path = generate(
+        GenerateRequest("euler-ball", str(tmp_path / "ball.h5"), n_points=50, seed=1),
+        progress=False,
+    )
+    problem = teacher_problem_from_file(path, n_val=10)
+    assert {k: len(v) for k, v in problem.sets.items()} == {
+        "train": 50,
+        "initial": 50,
+        "boundary": 50,
+        "val": 10,
+    }
+    X0 = problem.sets["initial"].X
+    assert torch.allclose(
+        problem.sets["initial"].targets["output"][:, 0], 1.5 - X0[:, 1:].square().sum(1)
+    )

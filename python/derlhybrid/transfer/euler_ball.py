@@ -62,6 +62,7 @@ __all__ = [
     "student_terms",
     "teacher_config",
     "teacher_problem",
+    "teacher_problem_from_file",
     "teacher_terms",
 ]
 
@@ -158,6 +159,38 @@ def teacher_problem(
             "t_max": 1.1 * sys_.t_end if t_max is None else t_max,
             "initial_t_max": initial_t_max,
         },
+    )
+
+
+def teacher_problem_from_file(path, *, n_val: int = 0, seed: int = 30) -> Problem:
+    """The teacher's point sets from a ``derl generate euler-ball`` file (``/points``,
+    ``/initial`` with (ρ0, m0), ``/boundary``; loaded into memory). Its initial points lie
+    at t = 0 exactly (the generator's recorded deviation from t ~ U(0, 0.01)); ``n_val``
+    extra interior points for validation are drawn from ``seed``."""
+    from ..data.store import DatasetError, open_dataset, provenance
+
+    with open_dataset(path, layout="points") as f:
+        prov = provenance(f)
+        sys_ = _system(get_system(prov["system"], prov.get("system_parameters") or {}))
+        missing = [
+            k
+            for k in ("points/inputs", "initial/inputs", "initial/outputs", "boundary/inputs")
+            if k not in f
+        ]
+        if missing:
+            raise DatasetError(f"{path}: not an euler-ball collocation file (no /{missing[0]})")
+        sets = {
+            "train": PointSet(_t(f["points/inputs"][...])),
+            "initial": PointSet(
+                _t(f["initial/inputs"][...]), {"output": _t(f["initial/outputs"][...])}
+            ),
+            "boundary": PointSet(_t(f["boundary/inputs"][...])),
+        }
+    if n_val:
+        rng = np.random.default_rng(np.random.SeedSequence(seed))
+        sets["val"] = PointSet(_t(sample_ball(sys_, rng, n_val, "interior")))
+    return _problem(
+        sys_, sets, {"kind": "ncl-teacher points", "path": str(path), "seed": prov.get("seed")}
     )
 
 

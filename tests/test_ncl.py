@@ -227,7 +227,7 @@ def test_teacher_trains_with_the_trainer_and_labels_its_field(tmp_path):
     first, last = result.history[0]["train"], result.history[-1]["train"]
     assert last["ncl_initial"] < 0.5 * first["ncl_initial"]
     assert {"ncl_momentum", "ncl_divergence"} <= set(result.history[-1]["val"])
-    files = label_teacher(result.model, problem, tmp_path / "labels", batch_size=50)
+    files = label_teacher(result.checkpoint, problem, tmp_path / "labels", batch_size=50)
     lab = read_labels(files["train"])
     assert lab.points.targets["hessian"].shape == (128, 5, 4, 4)
     d = ncl_derivatives(result.model, lab.points.X, (0, 1, 2))

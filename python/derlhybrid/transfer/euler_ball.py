@@ -322,7 +322,12 @@ def label_teacher(
     (``<out_dir>/<set>.h5``, the contract of :func:`~derlhybrid.transfer.labels.label`):
     ``sets`` maps a set to the orders stored (default: ``train`` with value, 5 × 4
     Jacobian and 5 × 4 × 4 Hessian of (ρ, m, p) — fourth raw derivatives — and ``initial``
-    with the value). ``teacher``: the raw network or a :class:`BallNCL`."""
+    with the value). ``teacher``: the raw network, a :class:`BallNCL`, or a trainer
+    checkpoint of the raw network (its path)."""
+    if isinstance(teacher, str | Path):
+        from ..learn.trainer import load_model
+
+        teacher = load_model(teacher)[0]
     field = teacher if isinstance(teacher, BallNCL) else BallNCL(teacher)
     sets = dict(sets or {"train": (0, 1, 2), "initial": (0,)})
     out = Path(out_dir)

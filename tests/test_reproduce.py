@@ -193,15 +193,15 @@ def test_diverged_runs_are_flagged_not_fatal(tmp_path):
     result = json.loads(reproduce(str(spec), out=out, progress=False, figures=False).read_text())
     by = {r["mode"]: r for r in result["runs"]}
     assert by["derl"]["diverged"] is None
-    assert "best epoch" in by["outl"]["diverged"]
-    assert "training diverged at epoch" in by["sob"]["diverged"]
+    assert "ended far above its best" in by["outl"]["diverged"]
+    assert "stopped by the NaN guard: training diverged at epoch" in by["sob"]["diverged"]
     table = {t["mode"]: t for t in result["table"]}
     assert table["outl"]["diverged"] == [30] and table["derl"]["diverged"] == []
     (check,) = result["checks"]
     assert check["diverged"] == ["outl"]
     md = (out / "results.md").read_text()
     assert "| OUTL † |" in md and "| SOB † |" in md and "| DERL |" in md
-    assert "† OUTL, seed 30: diverged" in md and "(outl diverged †)" in md
+    assert "† OUTL, seed 30: ended far above its best" in md and "(outl diverged †)" in md
     # a rerun does not retrain the run the NaN guard stopped
     marker = out / "runs" / "g-sob-s30" / "diverged.json"
     ckpt = out / "runs" / "g-sob-s30" / "checkpoint.pt"

@@ -330,7 +330,8 @@ def divergence(info: dict) -> str | None:
         return f"final training loss is {final}"
     if best > 0 and final > DIVERGED_FACTOR * best:
         return (
-            f"final training loss {final:.3g} is {final / best:.3g}× its best epoch's ({best:.3g})"
+            f"ended far above its best: final training loss {final:.3g} is "
+            f"{final / best:.3g}× its best epoch's ({best:.3g})"
         )
     return None
 
@@ -357,7 +358,7 @@ def _run_one(run: Run | PipelineRun, data: Path, out: Path, progress: bool) -> d
         try:
             train(TrainConfig.from_dict(cfg), rdir, progress=progress)
         except TrainingDiverged as exc:
-            stopped = str(exc)
+            stopped = f"stopped by the NaN guard: {exc}"
             rdir.mkdir(parents=True, exist_ok=True)
             _atomic_write(marker, json.dumps({"reason": stopped}))
     train_s = time.perf_counter() - t0
@@ -534,7 +535,7 @@ def _markdown(spec, scale, table, checks, rows, meta) -> str:
             if t["diverged"]:
                 label += " †"
                 flagged += [
-                    f"† {t['label']}, seed {r['seed']}: diverged — {r['diverged'].rstrip('.')}."
+                    f"† {t['label']}, seed {r['seed']}: {r['diverged'].rstrip('.')}."
                     for r in rows
                     if r["group"] == gname and r["mode"] == t["mode"] and r.get("diverged")
                 ]

@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from .._tables import deep_merge as _merge
+
 GROUP_KEYS = {
     "kind",
     "phases",
@@ -84,16 +86,6 @@ PHASE_KEYS = {
 }
 _STAGE_TABLES = ("data", "model", "objective", "train", "label")
 _INIT_LABELS = {"new": "new", "extend": "extend"}
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def _hash(obj) -> str:

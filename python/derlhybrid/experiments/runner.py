@@ -22,7 +22,6 @@ metrics are recomputed only when the checkpoint is newer. Outputs are written at
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .._tables import deep_merge as _merge
 from .pipelines import GROUP_KEYS, PipelineRun, plan_group, validate_group
 
 SPECS = Path(__file__).with_name("specs")
@@ -84,17 +84,6 @@ class ReproduceError(ValueError):
 
 # ------------------------------------------------------------------------------------------
 # the spec
-def _merge(base: dict, over: dict) -> dict:
-    """Deep merge: tables merge, everything else replaces."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def load_spec(name: str) -> dict:
     """The validated spec of experiment ``name`` (a name of :data:`EXPERIMENTS` or a path)."""
     path = Path(name)

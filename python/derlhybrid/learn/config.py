@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._tables import read_toml
 from .losses import MODES, TERMS, WEIGHT_GROUPS
 from .models import MLPConfig
 
@@ -244,13 +244,7 @@ class TrainConfig:
     @classmethod
     def from_toml(cls, path) -> TrainConfig:
         p = Path(path)
-        try:
-            with p.open("rb") as fh:
-                values = tomllib.load(fh)
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {p}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config {p} is not valid TOML: {exc}") from None
+        values = read_toml(p, "config", ConfigError)
         cfg = cls.from_dict(values, where=str(p))
         data_path = Path(cfg.data.path)
         if not data_path.is_absolute():  # relative to the config file

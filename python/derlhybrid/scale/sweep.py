@@ -33,7 +33,6 @@ import json
 import math
 import os
 import re
-import tomllib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from .._tables import read_toml
 from ..learn.config import ConfigError, TrainConfig
 
 SEARCHERS = ("optuna", "hyperopt")
@@ -203,13 +203,7 @@ class SweepConfig:
     @classmethod
     def from_toml(cls, path) -> SweepConfig:
         p = Path(path)
-        try:
-            with p.open("rb") as fh:
-                values = tomllib.load(fh)
-        except OSError as exc:
-            raise ConfigError(f"cannot read sweep config {p}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"sweep config {p} is not valid TOML: {exc}") from None
+        values = read_toml(p, "sweep config", ConfigError)
         return cls.from_dict(values, source=str(p), folder=p.parent)
 
     @classmethod

@@ -21,7 +21,6 @@ and runs the rest.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime as _dt
 import json
@@ -30,7 +29,6 @@ import os
 import re
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._tables import deep_merge as _merge
+from .._tables import read_toml
 from ..data.store import DatasetError, open_dataset
 from ..learn.checkpoint import CheckpointError, load_checkpoint
 from ..learn.config import ConfigError, DataConfig, TrainConfig
@@ -242,17 +242,6 @@ SELECTION_KEYS = ("region", "boundary_region", "parameter_sets")
 DISTILL_KEYS = tuple(f.name for f in dataclasses.fields(DistillSource))
 
 
-def _merge(base: Mapping, over: Mapping) -> dict:
-    """``over`` on top of ``base``, tables merged key by key (lists replaced)."""
-    out = copy.deepcopy(dict(base))
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def _unknown(values: Mapping, known, where: str) -> None:
     bad = sorted(set(values) - set(known))
     if bad:
@@ -403,13 +392,7 @@ class Pipeline:
     @classmethod
     def from_toml(cls, path) -> Pipeline:
         p = Path(path)
-        try:
-            with p.open("rb") as fh:
-                values = tomllib.load(fh)
-        except OSError as exc:
-            raise ConfigError(f"cannot read pipeline config {p}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"pipeline config {p} is not valid TOML: {exc}") from None
+        values = read_toml(p, "pipeline config", ConfigError)
         return cls.from_dict(values, where=str(p), base=p.parent)
 
 

@@ -164,6 +164,10 @@ def test_objective_errors_are_one_line(files):
         build_objective(ac, terms=[{"term": "nope"}])
     with pytest.raises(ValueError, match="unknown option"):
         build_objective(ac, terms=[{"term": "hessian_projection", "sigmaa": 1}])
+    # a term on points the problem lacks is refused, not skipped at every step
+    assert "periodic" not in ac.sets and ac.periodic is None
+    with pytest.raises(ValueError, match="reads the 'periodic' points, which this problem"):
+        build_objective(ac, terms=[{"term": "output"}, {"term": "periodic"}])
 
 
 def test_periodic_term_measures_the_mismatch():

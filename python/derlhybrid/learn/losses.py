@@ -298,6 +298,14 @@ class Objective:
         """Refuse terms whose data the problem lacks (one-line ``ValueError``)."""
         for term, _ in self.terms:
             pts = problem.sets.get("train" if term.point_set == "interior" else term.point_set)
+            if term.point_set not in (PARAMETERS, "interior") and not _has_set(
+                problem, term.point_set
+            ):
+                # an explicitly asked-for term would otherwise be skipped without a word
+                raise ValueError(
+                    f"term {term.name!r} reads the {term.point_set!r} points, which this "
+                    f"problem does not have (it has: {', '.join(problem.sets)})"
+                )
             if pts is not None:
                 missing = [r for r in term.requires if r not in pts.targets]
                 if missing:

@@ -1,8 +1,9 @@
 """The SIMD lane path of ``solve_ensemble`` (``rhs_lanes=``) and the vectorisable ``sin``.
 
 The lane kernels are checked three ways: built without FMA and given a right-hand side that
-computes exactly what the scalar one computes, they reproduce the scalar path bit for bit
-(same steps, same rejections, same statuses, same numbers), which ties them to scipy's DOP853
+computes exactly what the scalar one computes, they reproduce the scalar path step for step
+(same steps, same rejections, same statuses, numbers to rounding — see ``_same``), which
+ties them to scipy's DOP853
 through ``tests/test_ode.py``; as shipped (FMA, vectorised ``sin``) they agree with the scalar
 path to rounding and with ``solve_ivp(DOP853, rtol=atol=1e-13)`` within the tolerance; and
 lanes refill correctly when trajectories need very different numbers of steps or fail.
@@ -92,11 +93,21 @@ def _exact(rhs_lanes, y0, t_eval, params, **kw):
 
 
 def _same(a, b):
+    """The same algorithm: every status, step and rejection equal, and the numbers equal to
+    rounding (1e-13 of the solution's scale). They are bit for bit in most builds, but not
+    in every one: the same source of the lane driver, compiled under another module name
+    (the name is a hash that covers the install path), has given values that differ by
+    rounding — 1 ulp in the pendulum test (537 of 22 274 entries, max 1.2e-16), up to 7e-15
+    after ~100 steps of the fast oscillators — with identical step and rejection counts,
+    so LLVM's code for the lanes is not a fixed function of the arithmetic we write."""
     np.testing.assert_array_equal(a.status, b.status)
     np.testing.assert_array_equal(a.n_steps, b.n_steps)
     np.testing.assert_array_equal(a.n_rejected, b.n_rejected)
-    np.testing.assert_array_equal(a.states, b.states)
-    np.testing.assert_array_equal(a.derivatives, b.derivatives)
+    for x, ref in ((a.states, b.states), (a.derivatives, b.derivatives)):
+        ok = np.isfinite(ref)
+        np.testing.assert_array_equal(np.isfinite(x), ok)
+        scale = np.abs(ref[ok]).max(initial=1.0)
+        np.testing.assert_allclose(x[ok], ref[ok], rtol=0, atol=1e-13 * scale)
 
 
 def _ulps(x, ref):

@@ -89,8 +89,11 @@ def test_scales_and_overrides():
     assert {r.seed for r in full if r.group == "rand-lbfgs"} == {30, 42, 2025}
     _, quick = plan(spec, "quick")
     by = {r.name: r for r in quick}
-    assert by["grid-adam-derl-s30"].config["train"]["epochs"] == 10  # the scale's table
-    assert by["noise-0.01-derl-s30"].config["train"]["epochs"] == 100  # a group patch wins
+    assert by["grid-adam-derl-s30"].config["train"]["epochs"] == 30  # a group patch wins
+    assert by["noise-0.01-derl-s30"].config["train"]["epochs"] == 100
+    assert {r.mode for r in quick} == {"derl", "outl", "pinn", "sob"}  # the scale's modes
+    _, pend = plan(load_spec("pendulum"), "quick")
+    assert {r.config["train"]["epochs"] for r in pend} == {15}  # the scale's table (not 200)
     assert {r.seed for r in quick if r.group == "rand-lbfgs"} == {30}
     _, seeded = plan(spec, "quick", seeds=[7, 8])
     assert {r.seed for r in seeded} == {7, 8}

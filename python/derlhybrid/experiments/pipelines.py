@@ -92,6 +92,13 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
 
 
+def run_row(run, data: Path) -> dict[str, Any]:
+    """The keys every row of ``results.json`` starts with: which run it is and its data
+    (a :class:`~derlhybrid.experiments.runner.Run` or a :class:`PipelineRun`)."""
+    keys = ("name", "group", "mode", "label", "seed", "dataset", "variant")
+    return {**{k: getattr(run, k) for k in keys}, "data": str(data)}
+
+
 @dataclass
 class PipelineRun:
     """One pipeline of a ``kind = "stages"`` group: its stage tables (data paths and
@@ -500,15 +507,8 @@ def run_one(run: PipelineRun, data: Path, out: Path, divergence) -> dict:
     shared_s = sum(float(infos[n].get("training_seconds", 0.0)) for n in shared)
     epochs = sum(int(i.get("epochs") or 0) for i in infos.values())
     return {
-        "name": run.name,
-        "group": run.group,
-        "mode": run.mode,
-        "label": run.label,
-        "seed": run.seed,
-        "dataset": run.dataset,
-        "variant": run.variant,
+        **run_row(run, data),
         "kind": "stages",
-        "data": str(data),
         "checkpoint": str(pdir / evaluated[-1] / CHECKPOINT) if evaluated else str(ckpts[-1]),
         "config": {"stages": stages},
         "stages": names,

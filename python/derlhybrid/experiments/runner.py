@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import __version__
 from .._tables import deep_merge as _merge
-from .pipelines import GROUP_KEYS, PipelineRun, plan_group, validate_group
+from .pipelines import GROUP_KEYS, PipelineRun, plan_group, run_row, validate_group
 
 SPECS = Path(__file__).with_name("specs")
 EXPERIMENTS = tuple(sorted(p.stem for p in SPECS.glob("*.toml")))
@@ -203,16 +203,15 @@ def plan(
         key = g["dataset"]
         datasets[key] = dict(sc.get("datasets", {}).get(key) or spec["datasets"][key])
         variant = g.get("variant") or None
+        group_seeds = seeds or g.get("seeds") or sc.get("seeds") or [30]
         if g.get("kind") == "stages":
-            runs += plan_group(
-                g, defaults, seeds or g.get("seeds") or sc.get("seeds") or [30], sc.get("modes")
-            )
+            runs += plan_group(g, defaults, group_seeds, sc.get("modes"))
             continue
         for mode_key, mv in g["modes"].items():
             if "modes" in sc and mode_key not in sc["modes"]:
                 continue
             mode = mv.get("mode", mode_key)
-            for seed in seeds or g.get("seeds") or sc.get("seeds") or [30]:
+            for seed in group_seeds:
                 cfg: dict[str, Any] = {
                     "data": _merge(defaults.get("data", {}), g.get("data", {})),
                     "model": _merge(defaults.get("model", {}), g.get("model", {})),
@@ -365,14 +364,7 @@ def _run_one(run: Run | PipelineRun, data: Path, out: Path, progress: bool) -> d
         metrics = evaluate(ckpt, data, options=opts)
         write_metrics(mpath, metrics)
     return {
-        "name": run.name,
-        "group": run.group,
-        "mode": run.mode,
-        "label": run.label,
-        "seed": run.seed,
-        "dataset": run.dataset,
-        "variant": run.variant,
-        "data": str(data),
+        **run_row(run, data),
         "checkpoint": str(ckpt),
         "config": cfg,
         "epochs": info.get("epochs"),

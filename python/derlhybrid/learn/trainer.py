@@ -470,6 +470,8 @@ def _train(
     run = _Run(config, problem, device, extras)
     ckpt_path = out / CHECKPOINT
     start = 0
+    # the extras as the checkpoint stores them (JSON round trip: what a resume compares)
+    record = json.loads(json.dumps(dict(extras.record), default=str))
     if ckpt_path.exists():
         if not resume:
             raise CheckpointError(
@@ -489,7 +491,6 @@ def _train(
                 f"{ckpt_path} was written with another configuration ({why} differ): "
                 f"choose another --out or restore that configuration"
             )
-        record = json.loads(json.dumps(dict(extras.record), default=str))
         if ckpt.get("extras", {}) != record:
             raise CheckpointError(
                 f"{ckpt_path} was written with other additions to its configuration "
@@ -505,8 +506,8 @@ def _train(
         "problem": problem.describe(),
         "objective": run.objective.describe(),
     }
-    if extras.record:
-        base["extras"] = json.loads(json.dumps(dict(extras.record), default=str))
+    if record:
+        base["extras"] = record
     show = config.train.progress if progress is None else progress
     bar = None
     if show and start < config.train.epochs:

@@ -502,6 +502,27 @@ def test_example_pipeline_is_valid():
     assert pipe.stages[0].config.data.path.endswith("allen-cahn-paper.h5")
 
 
+def test_replay_fraction_follows_the_students_init(allen):
+    """paper.md §10: replay a random 20 % of the old points when extending, all of them
+    with a fresh student (the reference's "PINN full"); an explicit fraction wins."""
+
+    def fractions(init, extra=None):
+        replay = {"source": "a", "mode": "pinn", **(extra or {})}
+        pipe = Pipeline.from_dict(
+            {
+                "stages": [
+                    {"name": "a", "data": {"path": str(allen)}},
+                    {"name": "b", "data": {"path": str(allen)}, "init": init, "distill": [replay]},
+                ]
+            }
+        )
+        return [d.fraction for d in pipe.stages[1].distill]
+
+    assert fractions("extend") == [0.2]
+    assert fractions("new") == [1.0]
+    assert fractions("new", {"fraction": 0.3}) == [0.3]
+
+
 STAGE_A = '[[stages]]\nname = "a"\ndata = { path = "X" }\n'
 
 

@@ -13,9 +13,10 @@ w (one weight for the whole mode, as the paper's λ_sys):
 ``hessian``     mean ‖Hû − Hû_T‖² entrywise                        (HessianTerm)
 ``der+hesl``    derivative + hessian
 ``sob+hesl``    output + derivative + randomised Hessian projection (HessianProjectionTerm)
-``pinn``        mean |N[û]|², the PDE residual on a seeded random fraction (default 0.2) of
-                the old points ("PINN with replay"; fraction 1 with a fresh student is the
-                paper's "PINN full")                                 (ResidualTerm)
+``pinn``        mean |N[û]|², the PDE residual on a seeded random fraction of the old
+                points ("PINN with replay"; in a pipeline the default is 0.2 for an
+                ``extend`` stage and 1 for a ``new`` one, the paper's "PINN full")
+                                                                     (ResidualTerm)
 ``forgetting``  nothing (naive fine-tuning)
 ==============  ===========================================================================
 

@@ -294,6 +294,10 @@ def _stage_from_dict(values: Mapping, index: int, base: Path | None) -> Stage:
             s["labels"] = str(base / s["labels"])
         if "mode" not in s:
             raise ConfigError(f'{where}: distill[{k}]: mode = "…" is required')
+        if s["mode"] == "pinn" and "fraction" not in s:
+            # paper.md §10: a continual (extend) student replays a random 20 % of the old
+            # points; a fresh (new) one all of them — the reference's "PINN full"
+            s["fraction"] = 1.0 if values.get("init", "new") == "new" else 0.2
         try:
             distill.append(DistillSource(**s))
         except (TypeError, ValueError) as exc:

@@ -51,8 +51,13 @@ def test_smoke_end_to_end_and_resume(name, smoke):
     # trained in this call (a first stage shared by several pipelines is linked into them)
     assert any(r["stages_trained_this_call"] for r in result["runs"])
     md = (out / "results.md").read_text()
+    scale = spec.get("scales", {}).get("smoke", {})
     for g in {r.group for r in runs}:
-        assert f"## {next(x['label'] for x in spec['groups'] if x['name'] == g)}" in md
+        label = next(x["label"] for x in spec["groups"] if x["name"] == g)
+        label = scale.get("patch", {}).get(g, {}).get("label", label)  # the scale's own label
+        assert f"## {label}" in md
+    for note in scale.get("notes", []):
+        assert f"- Scale smoke: {note}" in md
     for fig in spec["figures"]:
         pngs = sorted((out / "figures").glob(f"{fig}-*.png"))
         assert len(pngs) == len({r.group for r in runs}), fig

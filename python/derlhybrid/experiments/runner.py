@@ -75,6 +75,19 @@ _GROUP_KEYS = {
     "label",
     *GROUP_KEYS,  # kind = "stages" (pipelines.py)
 }
+_SCALE_KEYS = {
+    "datasets",
+    "data",
+    "model",
+    "objective",
+    "train",
+    "evaluate",
+    "groups",
+    "modes",
+    "seeds",
+    "patch",
+    "notes",
+}
 _MODE_KEYS = {"mode", "label", "weights", "lr", "model", "objective", "train", "data"}
 
 
@@ -136,6 +149,9 @@ def load_spec(name: str) -> dict:
     for scale, sv in spec.get("scales", {}).items():
         if scale not in SCALES:
             raise ReproduceError(f"{path}: unknown scale {scale!r}")
+        bad = set(sv) - _SCALE_KEYS
+        if bad:
+            raise ReproduceError(f"{path}: scales.{scale}: unknown key {sorted(bad)[0]!r}")
         for gname in sv.get("groups", []):
             if gname not in by_name:
                 raise ReproduceError(f"{path}: scales.{scale}: unknown group {gname!r}")
@@ -499,13 +515,16 @@ def _markdown(spec, scale, table, checks, rows, meta) -> str:
         f"{meta['seconds']:.0f} s in this call.",
         "",
     ]
-    for note in spec.get("notes", []):
+    sc = spec.get("scales", {}).get(scale, {}) if scale != "full" else {}
+    notes = [*spec.get("notes", []), *(f"Scale {scale}: {n}" for n in sc.get("notes", []))]
+    for note in notes:
         lines.append(f"- {note}")
-    if spec.get("notes"):
+    if notes:
         lines.append("")
     groups = list(dict.fromkeys(t["group"] for t in table))
     for gname in groups:
         g = next((g for g in spec["groups"] if g["name"] == gname), {})
+        g = _merge(g, sc.get("patch", {}).get(gname, {}))
         lines += [f"## {g.get('label', gname)}", ""]
         header = ["method", "seeds"] + [c["title"] for c in cols] + ["train s"]
         lines.append("| " + " | ".join(header) + " |")

@@ -84,6 +84,29 @@ def test_first_stage_is_trained_once_and_shared(smoke):
     assert full["stages"] == ["full"]
 
 
+def test_parallel_jobs_give_the_serial_results(smoke, tmp_path):
+    """--jobs 2 trains the pipelines in two spawned processes (one thread each) after the
+    shared first stage: the same runs, stages and numbers as the serial run."""
+    _, serial = smoke("allen-cahn-transfer-space")
+    par = json.loads(
+        reproduce(
+            "allen-cahn-transfer-space",
+            scale="smoke",
+            out=tmp_path,
+            progress=False,
+            figures=False,
+            jobs=2,
+        ).read_text()
+    )
+    assert [r["name"] for r in par["runs"]] == [r["name"] for r in serial["runs"]]
+    assert [r["stages"] for r in par["runs"]] == [r["stages"] for r in serial["runs"]]
+    assert len(list((tmp_path / "runs" / "_shared").iterdir())) == 1
+    for a, b in zip(par["table"], serial["table"], strict=True):
+        assert a["mode"] == b["mode"]
+        for key, st in b["stats"].items():  # one thread vs several: reduction order only
+            assert a["stats"][key]["mean"] == pytest.approx(st["mean"], rel=1e-6), key
+
+
 def test_distillation_teacher_is_the_reference(smoke):
     _, result = smoke("kdv-distill")
     rows = {r["mode"]: r["metrics"]["metrics"] for r in result["runs"]}

@@ -236,13 +236,14 @@ def _kdv(req, system, progress):
         x = np.linspace(-1.0, 1.0, 401)
         w.create("variants/paper_grid/x", None, data=x)
         w.create("variants/paper_grid/u", None, data=u, attrs={"axes": "t, x"})
-        init_x = np.concatenate([np.stack([np.zeros(401), x], 1), np.stack([np.ones(401), x], 1)])
+        t_final = np.full(401, t[-1])  # t = 1 unless the system's t_end says otherwise
+        init_x = np.concatenate([np.stack([np.zeros(401), x], 1), np.stack([t_final, x], 1)])
         w.create("initial/inputs", None, data=init_x, attrs={"columns": ["t", "x"]})
         w.create(
             "initial/outputs",
             None,
             data=np.concatenate([u[0], u[-1]])[:, None],
-            attrs={"note": "t = 0 and t = 1 (the final-time data, as in the paper)"},
+            attrs={"note": f"t = 0 and t = {t[-1]:g} (the final-time data, as in the paper)"},
         )
         bc = np.concatenate([np.stack([t, -np.ones_like(t)], 1), np.stack([t, np.ones_like(t)], 1)])
         w.create(

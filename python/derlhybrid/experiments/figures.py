@@ -1100,6 +1100,8 @@ def transfer_error_maps(runs: list[RunInfo], out_dir: Path) -> list[Path]:
             extent = (a[0], a[-1], b[0], b[-1])
             img = _error_map(ax, err, extent, norm, cmap, names[0], names[1], aspect="auto")
             _draw_boxes(ax, _regions(lr.run), names[0], names[1], dom)
+            ax.set_xlim(extent[0], extent[1])  # the boxes' lines add no margin
+            ax.set_ylim(extent[2], extent[3])
             rel = (_final(lr.run).get("global") or {}).get("u", {}).get("rel_l2")
             ax.set_title(f"{lr.run.label}\nglobal rel. L² {_fmt(_num(rel))}", fontsize=9)
         for k in range(len(panels), nrows * ncols):

@@ -24,12 +24,14 @@ def test_every_experiment_of_the_paper_has_a_spec():
 
 
 # the multi-stage experiments (kind = "stages") have their own end-to-end tests with resume
-# and per-phase checks: tests/test_reproduce_transfer.py
+# and per-phase checks: tests/test_reproduce_transfer.py; the NCL study (kind = "ncl"):
+# tests/test_reproduce_ncl.py
 PIPELINES = (
     "kdv-distill",
     "kdv-transfer",
     "allen-cahn-transfer-space",
     "allen-cahn-transfer-param",
+    "ncl-ball",
 )
 
 

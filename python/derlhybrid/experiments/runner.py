@@ -40,6 +40,8 @@ import numpy as np
 
 from .. import __version__
 from .._tables import deep_merge as _merge
+from . import ncl as _ncl
+from .ncl import NCLRun
 from .pipelines import GROUP_KEYS, PipelineRun, plan_group, run_row, validate_group
 
 SPECS = Path(__file__).with_name("specs")
@@ -74,6 +76,7 @@ _GROUP_KEYS = {
     "modes_from",
     "label",
     *GROUP_KEYS,  # kind = "stages" (pipelines.py)
+    *_ncl.GROUP_KEYS,  # kind = "ncl" (ncl.py)
 }
 _SCALE_KEYS = {
     "datasets",
@@ -135,13 +138,22 @@ def load_spec(name: str) -> dict:
             g["modes"] = _merge(src["modes"], g.get("modes", {}))
         if not g.get("modes"):
             raise ReproduceError(f"{path}: group {g['name']!r} has no modes")
-        if g.get("kind", "runs") not in ("runs", "stages"):
+        if g.get("kind", "runs") not in ("runs", "stages", "ncl"):
             raise ReproduceError(
-                f"{path}: group {g['name']!r}: kind must be 'runs' or 'stages', got {g['kind']!r}"
+                f"{path}: group {g['name']!r}: kind must be 'runs', 'stages' or 'ncl', "
+                f"got {g['kind']!r}"
             )
         if g.get("kind") == "stages":
             validate_group(path, g, ReproduceError)
             continue
+        if g.get("kind") == "ncl":
+            _ncl.validate_group(path, g, ReproduceError)
+            continue
+        bad = set(g) & (_ncl.GROUP_KEYS - {"kind"})
+        if bad:
+            raise ReproduceError(
+                f"{path}: group {g['name']!r}: {sorted(bad)[0]!r} needs kind = 'ncl'"
+            )
         for m, mv in g["modes"].items():
             bad = set(mv) - _MODE_KEYS
             if bad:
@@ -222,6 +234,9 @@ def plan(
         group_seeds = seeds or g.get("seeds") or sc.get("seeds") or [30]
         if g.get("kind") == "stages":
             runs += plan_group(g, defaults, group_seeds, sc.get("modes"))
+            continue
+        if g.get("kind") == "ncl":
+            runs += _ncl.plan_group(g, defaults, group_seeds, sc.get("modes"), ReproduceError)
             continue
         for mode_key, mv in g["modes"].items():
             if "modes" in sc and mode_key not in sc["modes"]:
@@ -340,11 +355,13 @@ def divergence(info: dict) -> str | None:
     return None
 
 
-def _run_one(run: Run | PipelineRun, data: Path, out: Path, progress: bool) -> dict:
+def _run_one(run: Run | PipelineRun | NCLRun, data: Path, out: Path, progress: bool) -> dict:
     if isinstance(run, PipelineRun):
         from .pipelines import run_one
 
         return run_one(run, data, out, divergence)
+    if isinstance(run, NCLRun):
+        return _ncl.run_one(run, data, out, divergence)
     from ..learn.config import TrainConfig
     from ..learn.evaluate import evaluate
     from ..learn.metrics import write_metrics
@@ -475,28 +492,46 @@ def _aggregate(rows: list[dict], columns: list[dict]) -> list[dict]:
 
 
 def _checks(spec, table, scale) -> list[dict]:
+    """The claims of ``[[checks]]``: ``lower`` below ``than`` on ``column`` (group means),
+    or, with ``below = <number>``, ``lower`` (a mode, or ``"*"``: every method of the
+    group, their largest mean) below that bound."""
     out = []
     by = {(t["group"], t["mode"]): t for t in table}
     for c in spec.get("checks", []):
-        a, b = by.get((c["group"], c["lower"])), by.get((c["group"], c["than"]))
-        if a is None or b is None:
-            continue
-        va = a["stats"].get(c["column"], {}).get("mean")
-        vb = b["stats"].get(c["column"], {}).get("mean")
+        bound = c.get("below")
+        if bound is not None:
+            modes = (
+                [t["mode"] for t in table if t["group"] == c["group"]]
+                if c.get("lower", "*") == "*"
+                else [c["lower"]]
+            )
+            rows = [by.get((c["group"], m)) for m in modes]
+            if not modes or None in rows:
+                continue
+            vals = [r["stats"].get(c["column"], {}).get("mean") for r in rows]
+            va = None if None in vals else max(vals)
+            vb = float(bound)
+            pair = modes
+        else:
+            a, b = by.get((c["group"], c["lower"])), by.get((c["group"], c["than"]))
+            if a is None or b is None:
+                continue
+            va = a["stats"].get(c["column"], {}).get("mean")
+            vb = b["stats"].get(c["column"], {}).get("mean")
+            pair = [c["lower"], c["than"]]
         holds = va is not None and vb is not None and math.isfinite(va) and va < vb
         out.append(
             {
                 "claim": c["claim"],
                 "group": c["group"],
                 "column": c["column"],
-                "lower": c["lower"],
-                "than": c["than"],
+                "lower": c.get("lower", "*"),
+                "than": c.get("than") if bound is None else None,
+                "below": bound,
                 "values": [va, vb],
                 "holds": bool(holds),
                 # a claim decided by a diverged run says little about the method
-                "diverged": sorted(
-                    m for m in (c["lower"], c["than"]) if by[(c["group"], m)]["diverged"]
-                ),
+                "diverged": sorted(m for m in set(pair) if by[(c["group"], m)]["diverged"]),
                 "expected_at_smoke": bool(c.get("smoke", False)),
                 "scale": scale,
             }
@@ -578,10 +613,12 @@ def _markdown(spec, scale, table, checks, rows, meta) -> str:
             verdict = "yes" if c["holds"] else "**no**"
             if c.get("diverged"):
                 verdict += f" ({', '.join(c['diverged'])} diverged †)"
-            lines.append(
-                f"| {c['claim']} | {c['lower']} {_fmt(va)} vs {c['than']} {_fmt(vb)} "
-                f"({c['column']}) | {verdict} |"
-            )
+            if c.get("below") is not None:
+                who = "largest of all" if c["lower"] == "*" else c["lower"]
+                ours = f"{who} {_fmt(va)} vs bound {_fmt(vb)}"
+            else:
+                ours = f"{c['lower']} {_fmt(va)} vs {c['than']} {_fmt(vb)}"
+            lines.append(f"| {c['claim']} | {ours} ({c['column']}) | {verdict} |")
         lines.append("")
     figs = meta.get("figures", [])
     if figs:
@@ -651,6 +688,11 @@ def reproduce(
         for key, shared in shared_first_stages(pipes, paths).items():
             bar.set_postfix_str(f"{shared[0].group} {shared[0].stages[0]['name']} (shared)")
             run_shared(key, shared, paths[shared[0].dataset], out)
+    # the NCL teachers: each trained and labelled once, before their students
+    ncls = [r for r in runs if isinstance(r, NCLRun)]
+    if ncls:
+        bar.set_postfix_str(f"{ncls[0].group} teacher (shared)")
+        _ncl.prepare_teachers(ncls, paths, out)
     if jobs == 1:
         rows = []
         for run in runs:
@@ -665,6 +707,10 @@ def reproduce(
             if isinstance(run, PipelineRun):
                 for st in run.stages:
                     st.setdefault("train", {})["threads"] = 1
+            elif isinstance(run, NCLRun):
+                for cfg in (run.teacher, run.student):
+                    if cfg is not None:
+                        cfg["train"]["threads"] = 1
             else:
                 run.config["train"]["threads"] = 1
         done: dict[str, dict] = {}

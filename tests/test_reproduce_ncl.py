@@ -87,7 +87,6 @@ def test_rerun_trains_and_evaluates_nothing(smoke):
     )
     assert {p: p.stat().st_mtime_ns for p in files} == before
     assert not any(r["trained_this_call"] for r in again["runs"])
-    assert all(r["train_seconds_this_call"] < 5 for r in again["runs"])
     assert again["table"] == result["table"]
 
 
@@ -95,18 +94,7 @@ def test_other_figures_leave_ncl_rows_out(smoke, tmp_path, caplog):
     from derlhybrid.experiments.figures import FIGURES, RunInfo
 
     _, result = smoke
-    infos = [
-        RunInfo(
-            name=r["name"],
-            label=r["label"],
-            mode=r["mode"],
-            group=r["group"],
-            data=Path(r["data"]),
-            checkpoint=Path(r["checkpoint"]),
-            metrics=r["metrics"],
-        )
-        for r in result["runs"]
-    ]
+    infos = [RunInfo.from_row(r) for r in result["runs"]]
     with caplog.at_level(logging.WARNING, logger="derlhybrid.experiments.figures"):
         for name, fig in FIGURES.items():
             if name != "ncl_slices":

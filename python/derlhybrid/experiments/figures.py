@@ -93,6 +93,19 @@ class RunInfo:
     checkpoint: Path  # derlhybrid checkpoint
     metrics: dict  # derlhybrid.learn.evaluate.evaluate(checkpoint, data, ...)
 
+    @classmethod
+    def from_row(cls, r: dict) -> RunInfo:
+        """From a row of ``results.json``."""
+        return cls(
+            name=r["name"],
+            label=r["label"],
+            mode=r["mode"],
+            group=r["group"],
+            data=Path(r["data"]),
+            checkpoint=Path(r["checkpoint"]),
+            metrics=r["metrics"],
+        )
+
 
 # ---------------------------------------------------------------------------------------------
 # plumbing

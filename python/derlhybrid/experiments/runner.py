@@ -734,15 +734,7 @@ def reproduce(
         from .figures import FIGURES, RunInfo
 
         infos = [
-            RunInfo(
-                name=r["name"],
-                label=r["label"],
-                mode=r["mode"],
-                group=r["group"],
-                data=Path(r["data"]),
-                checkpoint=Path(r["checkpoint"]),
-                metrics=r["metrics"],
-            )
+            RunInfo.from_row(r)
             for r in rows
             if r["mode"] != "hnn" and Path(r["checkpoint"]).exists()
         ]

@@ -107,6 +107,19 @@ def test_parallel_jobs_give_the_serial_results(smoke, tmp_path):
             assert a["stats"][key]["mean"] == pytest.approx(st["mean"], rel=1e-6), key
 
 
+def test_loss_curves_follow_every_stage(smoke):
+    from derlhybrid.experiments.figures import RunInfo, _stage_losses
+
+    out, result = smoke("kdv-transfer")
+    for r in result["runs"]:
+        stages = _stage_losses(RunInfo.from_row(r))
+        assert [s for s, _ in stages] == r["stages"]
+        for stage, loss in stages:  # one total loss per epoch, as train.json records it
+            info = json.loads((out / "runs" / r["name"] / stage / "train.json").read_text())
+            assert len(loss) == info["epochs"]
+            assert loss[-1] == pytest.approx(info["final"]["train"]["loss"], rel=1e-12)
+
+
 def test_distillation_teacher_is_the_reference(smoke):
     _, result = smoke("kdv-distill")
     rows = {r["mode"]: r["metrics"]["metrics"] for r in result["runs"]}

@@ -1035,6 +1035,66 @@ def transfer_phase_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     return _per_group("transfer_phase_errors", runs, out_dir, draw)
 
 
+def _stage_losses(run: RunInfo) -> list[tuple[str, np.ndarray]]:
+    """(stage, total training loss per epoch) of each evaluated stage of a pipeline run,
+    from the stages' checkpoints (their ``history``)."""
+    from ..learn.checkpoint import load_checkpoint
+
+    m = run.metrics.get("metrics") if isinstance(run.metrics, dict) else None
+    order = (m or {}).get("stages_order") or []
+    pdir = Path(run.checkpoint).parent.parent
+    out = []
+    for stage in order:
+        ckpt = pdir / stage / "checkpoint.pt"
+        if not ckpt.is_file():
+            continue
+        hist = load_checkpoint(ckpt).get("history") or []
+        loss = [((h.get("train") or {}).get("loss", math.nan)) for h in hist]
+        out.append((stage, np.asarray(loss, dtype=float)))
+    return out
+
+
+def transfer_loss_curves(runs: list[RunInfo], out_dir: Path) -> list[Path]:
+    """Multi-stage experiments: each method's total training loss per epoch across its
+    stages, one after the other (log scale), a dot at the first epoch of each later stage —
+    where a stage starts from the previous weights (extend) or afresh (new), and how far
+    each phase trains down."""
+
+    def draw(group, group_runs, path):
+        chosen = [r for r in _first_per_label(group_runs) if not _is_ncl(r)]
+        curves = [(r, _stage_losses(r)) for r in chosen]
+        curves = [(r, c) for r, c in curves if c]
+        if not curves:
+            return False
+        fig = _figure(9.0, 4.6)
+        ax = fig.add_subplot()
+        vals = []
+        colors = _cmap("tab20")
+        for k, (r, stages) in enumerate(curves):
+            start, xs, ys, firsts = 0, [], [], []
+            for _, loss in stages:
+                xs.append(start + np.arange(1, len(loss) + 1))
+                ys.append(loss)
+                if start and len(loss):
+                    firsts.append((start + 1, loss[0]))
+                start += len(loss)
+            x, y = np.concatenate(xs), np.concatenate(ys)
+            c = colors(k % 20)
+            ax.plot(x, y, lw=1.2, color=c, label=r.label, ls="--" if "(new)" in r.label else "-")
+            if firsts:
+                ax.plot(*zip(*firsts, strict=True), "o", color=c, ms=4)
+            vals += [v for v in y.tolist() if math.isfinite(v)]
+        _log_or_linear(ax, vals)
+        ax.set_xlabel("epoch (stages one after the other)")
+        ax.set_ylabel("total training loss")
+        ax.legend(fontsize=7, ncols=2)
+        ax.set_title(f"Training loss across the stages — {group}")
+        _save(fig, path)
+        return True
+
+    return _per_group("transfer_loss_curves", runs, out_dir, draw)
+
+
 def _kdv_error_grid(lr: _Loaded, path: Path):
     from ..data.store import open_dataset
     from ..transfer.regions import kdv_grid
@@ -1331,5 +1391,6 @@ FIGURES: dict[str, Callable[[list[RunInfo], Path], list[Path]]] = {
     "kovasznay_errors": kovasznay_errors,
     "transfer_phase_errors": transfer_phase_errors,
     "transfer_error_maps": transfer_error_maps,
+    "transfer_loss_curves": transfer_loss_curves,
     "ncl_slices": ncl_slices,
 }

@@ -123,7 +123,7 @@ def test_spec_errors_are_one_line(tmp_path):
         load_spec(str(bad))
     bad.write_text(
         '[datasets.a]\nsystem = "pendulum"\n[[groups]]\nname = "g"\ndataset = "a"\n'
-        '[groups.modes]\nderl = {}\n[scales.quick]\nby_init = {}\n'
+        "[groups.modes]\nderl = {}\n[scales.quick]\nby_init = {}\n"
     )
     with pytest.raises(ReproduceError, match=r"scales\.quick: unknown key 'by_init'"):
         load_spec(str(bad))

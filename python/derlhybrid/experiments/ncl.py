@@ -49,7 +49,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import hashlib
 import json
 import os
 import time
@@ -58,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from .._tables import deep_merge as _merge
+from .pipelines import _hash  # the 8-character key of the shared first stages
 
 GROUP_KEYS = {"kind", "teacher", "student"}
 #: every key an ncl group may have (the runner's common ones that apply, and GROUP_KEYS)
@@ -254,10 +254,6 @@ def plan_group(g: dict, defaults: dict, seeds: list[int], modes: list[str] | Non
 
 # ------------------------------------------------------------------------------------------
 # running
-
-
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def teacher_dir(run: NCLRun, data: Path, out: Path) -> Path:

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .._io import write_text_atomic
+
 FORMAT = "derlhybrid-dataset"
 #: format of the shard files of a sharded generation (``derl generate --engine ray``): rows
 #: of a dataset that the stitched file maps with HDF5 virtual datasets; never opened alone
@@ -94,13 +96,12 @@ class ChunkStore:
             self.resumed = True
         else:
             self.dir.mkdir()
-            tmp = meta.with_suffix(".tmp")
-            tmp.write_text(
+            write_text_atomic(
+                meta,
                 json.dumps(
                     {"config_hash": self.hash, "config": dict(config)}, sort_keys=True, default=str
-                )
+                ),
             )
-            os.replace(tmp, meta)
             self.resumed = False
 
     def _file(self, k: int, name: str) -> Path:

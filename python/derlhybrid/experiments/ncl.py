@@ -50,12 +50,12 @@ import contextlib
 import copy
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._io import write_text_atomic
 from .._tables import deep_merge as _merge
 from .pipelines import _hash  # the 8-character key of the shared first stages
 
@@ -274,10 +274,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _atomic_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1))
 
 
 def _finished(rdir: Path, epochs: int) -> bool:

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import write_text_atomic
 from .._tables import deep_merge as _merge
 
 GROUP_KEYS = {
@@ -459,10 +460,7 @@ def run_one(run: PipelineRun, data: Path, out: Path, divergence) -> dict:
             ran = [r.name for r in results if not r.skipped]
         except TrainingDiverged as exc:
             stopped = str(exc)
-            pdir.mkdir(parents=True, exist_ok=True)
-            tmp = marker.with_name(marker.name + ".tmp")
-            tmp.write_text(json.dumps({"reason": stopped}))
-            os.replace(tmp, marker)
+            write_text_atomic(marker, json.dumps({"reason": stopped}))
     train_s = time.perf_counter() - t0
     finished = [n for n in names if _done(pdir / n)]
     infos = {}

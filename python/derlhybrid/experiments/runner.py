@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .._io import write_text_atomic
 from .._tables import deep_merge as _merge
 from . import ncl as _ncl
 from .ncl import NCLRun
@@ -317,12 +318,6 @@ def _dataset(out: Path, key: str, request: dict, progress: bool) -> Path:
     return path
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _get(d: Any, dotted: str):
     for part in dotted.split("."):
         if not isinstance(d, dict) or part not in d:
@@ -381,7 +376,7 @@ def _run_one(run: Run | PipelineRun | NCLRun, data: Path, out: Path, progress: b
         except TrainingDiverged as exc:
             stopped = f"stopped by the NaN guard: {exc}"
             rdir.mkdir(parents=True, exist_ok=True)
-            _atomic_write(marker, json.dumps({"reason": stopped}))
+            write_text_atomic(marker, json.dumps({"reason": stopped}))
     train_s = time.perf_counter() - t0
     info = json.loads((rdir / "train.json").read_text()) if (rdir / "train.json").exists() else {}
     diverged = stopped or divergence(info)
@@ -765,6 +760,7 @@ def reproduce(
     }
     from ..learn.metrics import to_jsonable
 
-    _atomic_write(out / "results.json", json.dumps(to_jsonable(result), indent=1, allow_nan=True))
-    _atomic_write(out / "results.md", _markdown(spec, scale, table, checks, rows, meta))
+    text = json.dumps(to_jsonable(result), indent=1, allow_nan=True)
+    write_text_atomic(out / "results.json", text)
+    write_text_atomic(out / "results.md", _markdown(spec, scale, table, checks, rows, meta))
     return out / "results.json"

@@ -30,13 +30,14 @@ import importlib.util
 import inspect
 import os
 import sys
-import tempfile
 import threading
 import types as pytypes
 from pathlib import Path
 
 import numba
 import numpy as np
+
+from .._io import write_text_atomic
 
 _LOCK = threading.RLock()
 _DEFAULT = Path("~") / ".cache" / "derlhybrid"
@@ -132,21 +133,6 @@ def _key(source: str, rhs) -> str:
     return h.hexdigest()[:24]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # (mkstemp's 0o600 otherwise)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _import_file(name: str, path: Path) -> pytypes.ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
@@ -181,7 +167,7 @@ def load(prefix: str, header: str, body: str, rhs) -> dict:
                 folder.mkdir(parents=True, exist_ok=True)
                 path = folder / f"{mod_id}.py"
                 if not (path.is_file() and path.read_text(encoding="utf-8") == text):
-                    _write_atomic(path, text)
+                    write_text_atomic(path, text)
             except OSError:
                 pass  # not writable: in memory below
             else:

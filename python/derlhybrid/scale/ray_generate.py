@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._io import write_text_atomic
 from ..data.generate import (
     GenerateRequest,
     TrajectoryPlan,
@@ -200,9 +201,9 @@ def _claim_folder(folder: Path, req: GenerateRequest, n_shards: int) -> None:
                 f"rerun with --shards {have.get('n_shards')} to resume, or pass --overwrite"
             )
         return
-    tmp = folder / f"{RUN_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({**want, "config": req.as_config()}, sort_keys=True, default=str))
-    os.replace(tmp, meta)
+    write_text_atomic(
+        meta, json.dumps({**want, "config": req.as_config()}, sort_keys=True, default=str)
+    )
 
 
 def _shard_in_worker(

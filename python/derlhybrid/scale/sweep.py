@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import write_text_atomic
 from .._tables import read_toml
 from ..learn.config import ConfigError, TrainConfig
 
@@ -402,10 +403,7 @@ def _claim(out: Path, sweep: SweepConfig) -> None:
                 f"{out} holds a sweep of another configuration; choose another --out or delete it"
             )
         return
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = meta.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"config_hash": want, "sweep": sweep.to_dict()}, indent=2))
-    os.replace(tmp, meta)
+    write_text_atomic(meta, json.dumps({"config_hash": want, "sweep": sweep.to_dict()}, indent=2))
 
 
 def sweep(
@@ -514,7 +512,7 @@ def _write_best(sw: SweepConfig, out: Path, results) -> dict[str, Any]:
         f"{best['value']:.6g} at epoch {best['epoch']} (trial {best['trial']}).\n"
         f"# Train it: derl train {best_toml.name}\n\n"
     )
-    _atomic_write(best_toml, header + dump_toml(tables))
+    write_text_atomic(best_toml, header + dump_toml(tables))
     TrainConfig.from_toml(best_toml)  # ready to run: it must read back as a training config
     summary = {
         "metric": sw.metric,
@@ -523,8 +521,8 @@ def _write_best(sw: SweepConfig, out: Path, results) -> dict[str, Any]:
         "config": str(best_toml),
         **best,
     }
-    _atomic_write(out / "best.json", json.dumps(summary, indent=2, sort_keys=True))
-    _atomic_write(out / "trials.json", json.dumps(trials, indent=2, sort_keys=True))
+    write_text_atomic(out / "best.json", json.dumps(summary, indent=2, sort_keys=True))
+    write_text_atomic(out / "trials.json", json.dumps(trials, indent=2, sort_keys=True))
     return summary
 
 
@@ -553,12 +551,6 @@ def _params(sw: SweepConfig, config: dict[str, Any]) -> dict[str, Any]:
         v = config[d.key]
         out[d.key] = v.item() if isinstance(v, np.generic) else v
     return out
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # -- TOML out --------------------------------------------------------------------------

@@ -25,7 +25,6 @@ import dataclasses
 import datetime as _dt
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._io import write_text_atomic
 from .._tables import deep_merge as _merge
 from .._tables import read_toml
 from ..data.store import DatasetError, open_dataset
@@ -541,9 +541,7 @@ def _now() -> str:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
 def _comparable(stage: Stage) -> dict[str, Any]:

@@ -9,6 +9,7 @@ writers each use their own temporary file, and the last rename wins.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -35,3 +36,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
             pass
         raise
     return path
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> Path:
+    """:func:`write_text_atomic` of ``obj`` as JSON: indent 2, sorted keys, ``str`` of what
+    JSON cannot hold (paths, dates) — the format of the trainer's and the stages' records."""
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str))

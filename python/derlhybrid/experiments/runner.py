@@ -375,7 +375,6 @@ def _run_one(run: Run | PipelineRun | NCLRun, data: Path, out: Path, progress: b
             train(TrainConfig.from_dict(cfg), rdir, progress=progress)
         except TrainingDiverged as exc:
             stopped = f"stopped by the NaN guard: {exc}"
-            rdir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(marker, json.dumps({"reason": stopped}))
     train_s = time.perf_counter() - t0
     info = json.loads((rdir / "train.json").read_text()) if (rdir / "train.json").exists() else {}

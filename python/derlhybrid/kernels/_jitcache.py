@@ -164,7 +164,6 @@ def load(prefix: str, header: str, body: str, rhs) -> dict:
                 return vars(sys.modules[mod_id])
             try:
                 folder = cache_dir()
-                folder.mkdir(parents=True, exist_ok=True)
                 path = folder / f"{mod_id}.py"
                 if not (path.is_file() and path.read_text(encoding="utf-8") == text):
                     write_text_atomic(path, text)

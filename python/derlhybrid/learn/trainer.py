@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import write_text_atomic
+from .._io import write_json_atomic as _write_json
 from ..data.store import DatasetError
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -577,10 +577,6 @@ def _train(
         start_epoch=start,
         seconds=summary["seconds"],
     )
-
-
-def _write_json(path: Path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
 def load_model(path, map_location="cpu") -> tuple[MLP, dict[str, Any]]:

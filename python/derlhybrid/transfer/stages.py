@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import write_text_atomic
+from .._io import write_json_atomic as _write_json
 from .._tables import deep_merge as _merge
 from .._tables import read_toml
 from ..data.store import DatasetError, open_dataset
@@ -538,10 +538,6 @@ class StageResult:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def _write_json(path: Path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
 def _comparable(stage: Stage) -> dict[str, Any]:

@@ -11,12 +11,17 @@ same memory, which Julia indexes at native speed — so NumPy axis ``a`` is Juli
 juliacall's environment defaults are set before it is imported; Julia is loaded into its
 own module (``DERLHybrid``), never ``Main``. Loading never downloads Julia: the backend is
 only tried when an executable is already present (see ``backends.status``), and with
-``offline=True`` (``auto`` selection) juliapkg may not fetch packages either.
+``offline=True`` (``auto`` selection) juliapkg may not fetch packages either — for that one
+load only (``juliapkg.offline``), never through ``os.environ``, which Ray and subprocess
+workers would inherit. A failed offline load is remembered for ``auto`` only: an explicit
+``backend="julia"`` later in the same process tries again, online.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 
 import numpy as np
 
@@ -37,22 +42,82 @@ JULIA_GENERATORS = ("solve_ensemble!", "solve_kdv!", "solve_continuity!")
 JULIA_ODE_SYSTEMS = ("pendulum",)
 
 
-def _set_juliacall_defaults(exe: str, offline: bool) -> None:
-    # Respect anything the user already set; these are defaults only.
+#: Dataset provenance of the julia backend's ODE ensembles (``generator`` of an HDF5 file):
+#: the same method as the python backend's DOP853 with another step-size controller, so the
+#: steps (and ``n_steps``) differ and the results agree to the tolerances, not to rounding.
+#: The controller values are OrdinaryDiffEq's defaults for ``DP8()`` (OrdinaryDiffEqCore's
+#: ``PIController`` with OrdinaryDiffEqHighOrderRK's ``beta1_default``, ``beta2_default``,
+#: ``qmin_default``, ``qmax_default`` and the generic ``gamma_default``).
+ENSEMBLE_PROVENANCE = {
+    "method": (
+        "DP8 (OrdinaryDiffEq's Dormand–Prince 8(5,3), Hairer's DOP853) via DERLKernels.jl, "
+        "EnsembleThreads, per-trajectory adaptive steps, dense output at the saved times"
+    ),
+    "step_controller": (
+        "OrdinaryDiffEq's PIController defaults for DP8: beta1 = 1/8, beta2 = 0, safety "
+        "gamma = 0.9, step factor in [qmin, qmax] = [1/3, 6], OrdinaryDiffEq's initial step; "
+        "not the python backend's SciPy-style DOP853 "
+        "controller (safety 0.9, factor in [0.2, 10], no growth after a rejection, SciPy's "
+        "initial step): steps differ, results agree to the tolerances"
+    ),
+    "n_rejected": "OrdinaryDiffEq's count of rejected steps (sol.stats.nreject)",
+}
+
+
+def _set_juliacall_defaults(exe: str) -> None:
+    """juliacall's and juliapkg's options, read when juliacall is imported.
+
+    Defaults only (anything the user set wins), and only ones that a worker process may
+    inherit unchanged: the same Julia, the same runtime options. Offline resolution is not
+    one of them (see :func:`_import_juliacall`)."""
     os.environ.setdefault("PYTHON_JULIAPKG_EXE", exe)  # use the Julia found, never download
     os.environ.setdefault("PYTHON_JULIACALL_HANDLE_SIGNALS", "yes")  # needed beside torch
     os.environ.setdefault("PYTHON_JULIACALL_THREADS", "auto")
     os.environ.setdefault("PYTHON_JULIACALL_AUTOLOAD_IPYTHON_EXTENSION", "no")
+
+
+def _import_module(name: str):
+    """``importlib.import_module`` (one seam for the tests, which fake juliapkg/juliacall)."""
+    return importlib.import_module(name)
+
+
+def _import_juliacall(offline: bool):
+    """Import juliacall, which resolves the Julia environment with juliapkg and starts Julia.
+
+    With ``offline``, juliapkg resolves offline (no registry, no package installs) for this
+    import only: its ``offline`` state is set and then restored, and ``os.environ`` is not
+    touched, so processes started later (Ray workers, subprocesses) resolve as the user
+    configured them. Without it the user's setting (``PYTHON_JULIAPKG_OFFLINE``) applies."""
+    juliapkg = _import_module("juliapkg")
+    before = juliapkg.offline(None)  # None: read the state, change nothing
     if offline:
-        os.environ.setdefault("PYTHON_JULIAPKG_OFFLINE", "yes")
+        juliapkg.offline(True)
+    try:
+        return _import_module("juliacall")
+    finally:
+        if offline:
+            juliapkg.offline(before)
+
+
+#: Why the offline load (``auto`` selection) failed in this process, if it did: ``auto`` does
+#: not try again, an explicit ``backend="julia"`` does (online).
+_auto_error: str | None = None
+#: Whether that offline attempt started Julia (imported juliacall) before failing: then the
+#: online retry resolves the environment again, installing what offline mode could not.
+_started_offline = False
 
 
 def load(offline: bool = False):
     """Start Julia (once per process) and load DERLKernels; returns the Julia module.
 
+    ``offline=True`` (``auto`` selection) lets juliapkg resolve offline only; its failure is
+    cached for ``auto`` and does not refuse a later ``load()``. A failed ``load()`` is cached
+    and refuses later loads of this process with its reason.
+
     Never after a fork: a forked child inherits the parent's started runtime without its
     threads, and using it hangs or crashes. Worker processes (Ray's, ``multiprocessing``
     with ``spawn``) start their own Julia once each."""
+    global _auto_error, _started_offline
     if _julia_state.module is not None:
         if _julia_state.pid != os.getpid():
             raise BackendUnavailable(
@@ -61,30 +126,43 @@ def load(offline: bool = False):
                 "with 'spawn' (Ray workers are) so that each starts Julia once"
             )
         return _julia_state.module
+    if offline and _auto_error is not None:
+        raise BackendUnavailable(f"julia backend unavailable: {_auto_error}")
     st = status("julia")
     if not st.available:
         raise BackendUnavailable(f"julia backend unavailable: {st.detail}")
-    _set_juliacall_defaults(julia_executable(), offline)
+    _set_juliacall_defaults(julia_executable())
     try:
-        import juliacall
-
+        juliacall = _import_juliacall(offline)
+        if not offline and _started_offline:
+            # An offline attempt started Julia without installing DERLKernels: resolve (and
+            # install) online now; the running Julia finds what Pkg adds to its project.
+            _import_module("juliapkg").resolve(force=True)
         jl = juliacall.newmodule(JULIA_MODULE)
         jl.seval("using DERLKernels")
         _julia_state.module = jl.DERLKernels
         _julia_state.pid = os.getpid()
     except Exception as exc:  # juliacall raises many types; keep one clear line
         first = (str(exc).strip().splitlines() or [""])[0][:300]
-        _julia_state.load_error = (
+        error = (
             f"Julia is present but loading DERLKernels failed ({type(exc).__name__}: "
-            f"{first}); a source checkout (pip install -e .) provides julia/DERLKernels"
+            f"{first}); see docs/julia.md"
         )
-        raise BackendUnavailable(f"julia backend unavailable: {_julia_state.load_error}") from None
+        if offline:
+            _auto_error = f"{error} (offline, as backend 'auto' loads; backend='julia' retries)"
+            _started_offline = _started_offline or "juliacall" in sys.modules
+            raise BackendUnavailable(f"julia backend unavailable: {_auto_error}") from None
+        _julia_state.load_error = error
+        raise BackendUnavailable(f"julia backend unavailable: {error}") from None
     return _julia_state.module
 
 
 def fornberg_weights(x0: float, xs: np.ndarray, order: int) -> np.ndarray:
-    """Python allocates ``w``; ``DERLKernels.fornberg_weights!`` fills it."""
-    nodes = np.ascontiguousarray(xs, dtype=np.float64)
+    """Python allocates ``w``; ``DERLKernels.fornberg_weights!`` fills it.
+
+    The nodes are flattened in C order first, as the python reference does (an N-d node
+    array gives one weight per node, in ``np.ravel`` order)."""
+    nodes = np.ascontiguousarray(xs, dtype=np.float64).ravel()
     w = np.empty(nodes.size, dtype=np.float64)
     load().fornberg_weights_b(w, float(x0), nodes, int(order))
     return w
@@ -128,6 +206,7 @@ def solve_ensemble(
     atol,
     out_states: np.ndarray,
     out_derivatives: np.ndarray,
+    out_rejected: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Integrate the ODE system ``system_name`` from every initial state with DP8 in Julia.
 
@@ -139,6 +218,9 @@ def solve_ensemble(
     fills ``out_states`` and ``out_derivatives`` (C-contiguous float64, ``(n_traj, n_t,
     n_state)``) in place. Returns ``(n_steps, status)``, int64 arrays of ``n_traj``: accepted
     steps, and ``kernels.ode``'s status codes (0 ok; a failed trajectory's rows are NaN).
+    ``out_rejected``, a C-contiguous int64 ``(n_traj,)`` buffer, receives the rejected steps.
+    The step-size controller is OrdinaryDiffEq's, not the python backend's:
+    :data:`ENSEMBLE_PROVENANCE` says how they differ, for a dataset's provenance.
     """
     if system_name not in JULIA_ODE_SYSTEMS:
         raise ValueError(
@@ -167,6 +249,18 @@ def solve_ensemble(
         raise ValueError("solve_ensemble: out_states and out_derivatives must not overlap")
     n_steps = np.zeros(n_traj, dtype=np.int64)
     status = np.zeros(n_traj, dtype=np.int64)
+    if out_rejected is not None:
+        if not (
+            isinstance(out_rejected, np.ndarray)
+            and out_rejected.dtype == np.int64
+            and out_rejected.shape == (n_traj,)
+            and out_rejected.flags.c_contiguous
+            and out_rejected.flags.writeable
+        ):
+            raise ValueError(
+                f"solve_ensemble: out_rejected must be a writeable C-contiguous int64 array of "
+                f"shape ({n_traj},) (n_traj)"
+            )
     # transposed views: Julia sees (n_state, n_t, n_traj), (n_state, n_traj), (n_par, m)
     load().solve_ensemble_b(
         states.T,
@@ -179,6 +273,7 @@ def solve_ensemble(
         p.T,
         rtol=_tolerance(rtol),
         atol=_tolerance(atol),
+        n_rejected=out_rejected,
     )
     return n_steps, status
 

@@ -17,7 +17,13 @@ using LinearAlgebra: mul!
 using Logging: NullLogger, with_logger
 using OrdinaryDiffEqHighOrderRK: DP8
 using PrecompileTools: @setup_workload, @compile_workload
-using SciMLBase: SciMLBase, EnsembleProblem, EnsembleThreads, ODEProblem, ReturnCode, remake,
+using SciMLBase:
+    SciMLBase,
+    EnsembleProblem,
+    EnsembleThreads,
+    ODEProblem,
+    ReturnCode,
+    remake,
     solve
 
 include("stencils.jl")
@@ -26,8 +32,10 @@ include("ode.jl")
 include("pde.jl")
 include("precompile.jl")
 
-export fornberg_weights!, fornberg_weights,
-    derivative!, derivative,
+export fornberg_weights!,
+    fornberg_weights,
+    derivative!,
+    derivative,
     solve_ensemble!,
     solve_kdv!,
     solve_continuity!

@@ -21,14 +21,16 @@ end
 function _uniform_axis(name, xs::AbstractVector, minimum_points::Int)
     x = collect(Float64, xs)
     n = length(x)
-    n >= minimum_points || throw(ArgumentError(
-        "$name must be a 1-D array of at least $minimum_points points, got $n"))
+    n >= minimum_points ||
+        throw(ArgumentError(
+            "$name must be a 1-D array of at least $minimum_points points, got $n",
+        ))
     all(isfinite, x) || throw(ArgumentError("$name must be finite"))
     d = diff(x)
     all(>(0), d) || throw(ArgumentError("$name must be strictly increasing"))
     h = (x[end] - x[1]) / (n - 1)
     spread = maximum(d) - minimum(d)
-    spread <= 1e-9 * h ||
+    spread <= 1.0e-9 * h ||
         throw(ArgumentError("$name must be uniformly spaced (steps differ by $spread)"))
     return x, h
 end
@@ -37,8 +39,10 @@ function _times(t_eval::AbstractVector)
     t = collect(Float64, t_eval)
     isempty(t) && throw(ArgumentError("t_eval must be a non-empty 1-D array"))
     all(isfinite, t) || throw(ArgumentError("t_eval must be finite"))
-    all(>(0), diff(t)) || throw(ArgumentError(
-        "t_eval must be strictly increasing (t_eval[1] is the initial time)"))
+    all(>(0), diff(t)) ||
+        throw(ArgumentError(
+            "t_eval must be strictly increasing (t_eval[1] is the initial time)",
+        ))
     return t
 end
 
@@ -46,12 +50,14 @@ _optional_step(name, dt) = dt === nothing ? nothing : _positive(name, dt)
 
 """Equal substeps per output interval, each at most `h_max` (1e-9 slack so that an interval
 that is a whole multiple of `h_max` is not split once more by rounding)."""
-_substeps(dts::AbstractVector{Float64}, h_max::Float64) =
-    [max(1, ceil(Int, d / h_max * (1 - 1e-9))) for d in dts]
+_substeps(dts::AbstractVector{Float64}, h_max::Float64) = [
+    max(1, ceil(Int, d / h_max * (1 - 1.0e-9)))
+    for d in dts
+]
 
 function _check_buffer(name, buf, expected::Tuple)
-    size(buf) == expected || throw(ArgumentError(
-        "$name has size $(size(buf)), expected $expected"))
+    size(buf) == expected ||
+        throw(ArgumentError("$name has size $(size(buf)), expected $expected"))
     return buf
 end
 
@@ -68,7 +74,10 @@ const CONTOUR_POINTS = 64
 """
 function _etdrk4_coefficients(lin::Vector{ComplexF64}, h::Float64, contour_points::Int)
     M = contour_points
-    r = [cis(2pi * (j - 0.5) / M) for j in 1:M]   # Python's exp(2i pi (j + 0.5) / M), j = 0..M-1
+    r = [
+        cis(2pi * (j - 0.5) / M)
+        for j in 1:M
+    ] # Python's exp(2i pi (j + 0.5) / M), j = 0..M-1
     m = length(lin)
     Q, f1, f2, f3 = (Vector{ComplexF64}(undef, m) for _ in 1:4)
     for i in 1:m
@@ -91,26 +100,34 @@ function _etdrk4_coefficients(lin::Vector{ComplexF64}, h::Float64, contour_point
 end
 
 """ETDRK4 for KdV on one periodic grid of `n` points (Python's `_KdVETDRK4`)."""
-struct KdVETDRK4{PF,PB}
+struct KdVETDRK4{PF, PB}
     n::Int
-    lin::Vector{ComplexF64}      # i nu k^3
-    g::Vector{ComplexF64}        # -i k / 2 (the nonlinear term's factor)
-    cache::Dict{Float64,NTuple{6,Vector{ComplexF64}}}
-    u::Vector{Float64}           # physical-space work array (the plans' real array)
-    s::Vector{ComplexF64}        # copy of the spectrum fed to the inverse transform
-    fwd::PF                      # rfft plan on u (unnormalised, as numpy.fft.rfft)
-    bwd::PB                      # irfft plan on s (normalised by 1/n, as numpy.fft.irfft)
+    lin::Vector{ComplexF64} # i nu k^3
+    g::Vector{ComplexF64}   # -i k / 2 (the nonlinear term's factor)
+    cache::Dict{Float64, NTuple{6, Vector{ComplexF64}}}
+    u::Vector{Float64}    # physical-space work array (the plans' real array)
+    s::Vector{ComplexF64} # copy of the spectrum fed to the inverse transform
+    fwd::PF               # rfft plan on u (unnormalised, as numpy.fft.rfft)
+    bwd::PB               # irfft plan on s (normalised by 1/n, as numpy.fft.irfft)
 end
 
 function KdVETDRK4(n::Int, period::Float64, nu::Float64)
     k = [(2pi / period) * m for m in 0:(n ÷ 2)]
-    iseven(n) && (k[end] = 0.0)  # odd derivatives have no Nyquist component
-    lin = [im * nu * kk^3 for kk in k]  # u_t = -nu u_xxx  ->  (i nu k^3) u_hat
-    g = [-0.5im * kk for kk in k]       # -(u^2 / 2)_x  ->  -(i k / 2) FFT(u^2)
+    iseven(n) && (k[end] = 0.0)        # odd derivatives have no Nyquist component
+    lin = [im * nu * kk^3 for kk in k] # u_t = -nu u_xxx  ->  (i nu k^3) u_hat
+    g = [-0.5im * kk for kk in k]      # -(u^2 / 2)_x  ->  -(i k / 2) FFT(u^2)
     u = zeros(Float64, n)
     s = zeros(ComplexF64, n ÷ 2 + 1)
-    return KdVETDRK4(n, lin, g, Dict{Float64,NTuple{6,Vector{ComplexF64}}}(), u, s,
-                     plan_rfft(u), plan_irfft(s, n))
+    return KdVETDRK4(
+        n,
+        lin,
+        g,
+        Dict{Float64, NTuple{6, Vector{ComplexF64}}}(),
+        u,
+        s,
+        plan_rfft(u),
+        plan_irfft(s, n),
+    )
 end
 
 """`out = rfft(u0)`."""
@@ -145,13 +162,18 @@ end
 Fill `frames[:, k]` with the solution at `t[k]` from the spectrum `v0`, taking `steps[k]`
 equal ETDRK4 steps in interval `k` (Python's `_KdVETDRK4.run` + `_etdrk4_run`).
 """
-function _run!(frames::AbstractMatrix, S::KdVETDRK4, v0::Vector{ComplexF64},
-               t::Vector{Float64}, steps::Vector{Int})
+function _run!(
+    frames::AbstractMatrix,
+    S::KdVETDRK4,
+    v0::Vector{ComplexF64},
+    t::Vector{Float64},
+    steps::Vector{Int},
+)
     dts = diff(t)
     hs = dts ./ steps
     # intervals whose step agrees to 1e-12 share one coefficient set (that of the first)
-    hkey = isempty(hs) ? hs : round.(hs ./ maximum(hs); digits=12)
-    first_h = Dict{Float64,Float64}()
+    hkey = isempty(hs) ? hs : round.(hs ./ maximum(hs); digits = 12)
+    first_h = Dict{Float64, Float64}()
     for (key, h) in zip(hkey, hs)
         get!(first_h, key, h)
     end
@@ -182,8 +204,12 @@ Steps per output interval for a max-norm time-integration error of about `tol` (
 estimate of a run's error is `max|u_h - u_{h/2}| / 15`; the pilot stops at the first
 estimate within `1e4 tol` and takes `h_final = h (tol / estimate)^(1/4) / 1.1`.
 """
-function _choose_steps(S::KdVETDRK4, v0::Vector{ComplexF64}, t::Vector{Float64},
-                       tol::Float64)
+function _choose_steps(
+    S::KdVETDRK4,
+    v0::Vector{ComplexF64},
+    t::Vector{Float64},
+    tol::Float64,
+)
     dts = diff(t)
     h = min(maximum(dts), (t[end] - t[1]) / 64)
     cur = Matrix{Float64}(undef, S.n, length(t))
@@ -191,16 +217,18 @@ function _choose_steps(S::KdVETDRK4, v0::Vector{ComplexF64}, t::Vector{Float64},
     have_prev = false
     while true
         steps = _substeps(dts, h)
-        sum(steps) > 4_000_000 && throw(ArgumentError(
-            "solve_kdv: tol=$tol is not reachable with the pilot's steps (rounding); raise " *
-            "tol or pass dt"))
+        sum(steps) > 4_000_000 &&
+            throw(ArgumentError(
+                "solve_kdv: tol=$tol is not reachable with the pilot's steps (rounding); raise " *
+                    "tol or pass dt",
+            ))
         _run!(cur, S, v0, t, steps)
         if !all(isfinite, cur)
             have_prev = false
         elseif have_prev
             est = maximum(abs(c - p) for (c, p) in zip(cur, prev)) / 15
             est <= tol && return steps
-            if est <= 1e4 * tol && est <= 1e-3 * max(1.0, maximum(abs, cur))
+            if est <= 1.0e4 * tol && est <= 1.0e-3 * max(1.0, maximum(abs, cur))
                 return _substeps(dts, h * (tol / est)^0.25 / 1.1)
             end
             cur, prev = prev, cur
@@ -225,14 +253,23 @@ contour-integral coefficients; each output interval is split into equal steps of
 `dt`, or, with `dt=nothing`, steps chosen by pilot runs for a max-norm time error of about
 `tol`. Mirrors Python's `kernels.pde.solve_kdv` (`dealias=False`, 64 contour points).
 """
-function solve_kdv!(out::AbstractMatrix, nu::Real, x::AbstractVector, t_eval::AbstractVector,
-                    u0::AbstractVector; tol::Real=1e-10, dt=nothing)
+function solve_kdv!(
+    out::AbstractMatrix,
+    nu::Real,
+    x::AbstractVector,
+    t_eval::AbstractVector,
+    u0::AbstractVector;
+    tol::Real = 1.0e-10,
+    dt = nothing,
+)
     nuf = _positive("solve_kdv: nu", nu)
     xs, hx = _uniform_axis("solve_kdv: x", x, 4)
     t = _times(t_eval)
     n = length(xs)
-    length(u0) == n && all(isfinite, u0) || throw(ArgumentError(
-        "solve_kdv: u0 must be finite with x's length $n, got length $(length(u0))"))
+    length(u0) == n && all(isfinite, u0) ||
+        throw(ArgumentError(
+            "solve_kdv: u0 must be finite with x's length $n, got length $(length(u0))",
+        ))
     dtf = _optional_step("solve_kdv: dt", dt)
     tolf = _positive("solve_kdv: tol", tol)
     _check_buffer("solve_kdv!: out", out, (n, length(t)))
@@ -253,7 +290,14 @@ end
 The KdV soliton `3c sech²(√(c/nu)/2 (x - x0 - c t))` (`c = speed > 0`); with `period`, the
 nearest periodic image (Python's `kernels.pde.kdv_soliton`).
 """
-function kdv_soliton(t::Real, x::Real; nu::Real, speed::Real, x0::Real=0.0, period=nothing)
+function kdv_soliton(
+    t::Real,
+    x::Real;
+    nu::Real,
+    speed::Real,
+    x0::Real = 0.0,
+    period = nothing,
+)
     nuf = _positive("kdv_soliton: nu", nu)
     c = _positive("kdv_soliton: speed", speed)
     xi = x - x0 - c * t
@@ -273,7 +317,7 @@ const CONTINUITY_METHODS = ("mol", "upwind-fv")
 rigid_rotation(x::Real, y::Real) = (-y, x)
 
 # out[j, i, k] = r[i, j]: `out` is Python's (n_t, n_x, n_y) buffer seen as (n_y, n_x, n_t)
-function _write_frame!(out::AbstractArray{<:Any,3}, k::Int, r::Matrix{Float64})
+function _write_frame!(out::AbstractArray{<:Any, 3}, k::Int, r::Matrix{Float64})
     nx, ny = size(r)
     @inbounds for i in 1:nx, j in 1:ny
         out[j, i, k] = r[i, j]
@@ -293,8 +337,10 @@ end
 function _max_symbol(w::AbstractVector{Float64})
     W = length(w)
     s = (0:(W - 1)) .- (W - 1) / 2
-    return maximum(abs(sum(w[q] * cis(s[q] * th) for q in 1:W))
-                   for th in range(0.0, pi; length=2049))
+    return maximum(
+        abs(sum(w[q] * cis(s[q] * th) for q in 1:W))
+        for th in range(0.0, pi; length = 2049)
+    )
 end
 
 # d = D r along dimension `dim` (1: x, 2: y) of an (n_x, n_y) matrix, with a prebuilt operator
@@ -332,12 +378,12 @@ end
 function _mol_rhs!(dr::Matrix{Float64}, A::MOLOperator, r::Matrix{Float64})
     u, v, div, w1, w2, w3 = A.u, A.v, A.div, A.w1, A.w2, A.w3
     @. w1 = u * r
-    _along!(w2, w1, A.opx, 1)     # Dx(u r)
-    _along!(w3, r, A.opx, 1)      # Dx r
+    _along!(w2, w1, A.opx, 1) # Dx(u r)
+    _along!(w3, r, A.opx, 1)  # Dx r
     @. dr = w2 + u * w3
     @. w1 = v * r
-    _along!(w2, w1, A.opy, 2)     # Dy(v r)
-    _along!(w3, r, A.opy, 2)      # Dy r
+    _along!(w2, w1, A.opy, 2) # Dy(v r)
+    _along!(w3, r, A.opy, 2)  # Dy r
     @. dr = -0.5 * (dr + w2 + v * w3 + div * r)
     return dr
 end
@@ -352,10 +398,13 @@ function _solve_mol!(out, x, y, hx, hy, t, rho0, accuracy, cfl, dt)
     sx = _max_symbol(opx.w_int .* hx)
     sy = _max_symbol(opy.w_int .* hy)
     rate = maximum(abs(u[i, j]) * sx / hx + abs(v[i, j]) * sy / hy for i in 1:nx, j in 1:ny)
-    dt_stable = rate > 0 ? 2 * sqrt(2) / rate : Inf  # RK4 on the imaginary axis
-    dt === nothing || dt <= dt_stable ||
-        throw(ArgumentError("solve_continuity: dt=$dt exceeds the RK4 stability limit " *
-                            "$dt_stable of this grid and velocity; lower dt"))
+    dt_stable = rate > 0 ? 2 * sqrt(2) / rate : Inf # RK4 on the imaginary axis
+    dt === nothing ||
+        dt <= dt_stable ||
+        throw(ArgumentError(
+            "solve_continuity: dt=$dt exceeds the RK4 stability limit " *
+                "$dt_stable of this grid and velocity; lower dt",
+        ))
     h_max = dt === nothing ? cfl * dt_stable : dt
     r = _read_field(rho0, nx, ny)
     _write_frame!(out, 1, r)
@@ -364,7 +413,8 @@ function _solve_mol!(out, x, y, hx, hy, t, rho0, accuracy, cfl, dt)
     k1, k2, k3, k4, w = (similar(r) for _ in 1:5)
     for k in eachindex(steps)
         h = dts[k] / steps[k]
-        for _ in 1:steps[k]  # classical RK4
+        for _ in 1:steps[k]
+            # classical RK4
             _mol_rhs!(k1, A, r)
             @. w = r + k1 * (h / 2)
             _mol_rhs!(k2, A, w)
@@ -384,7 +434,8 @@ function _solve_upwind!(out, x, y, hx, hy, t, rho0, cfl, dt, paper_edges::Bool)
     # face velocities at face midpoints (paper.md §6.2): x-face i lies between cells i, i+1
     uf = [rigid_rotation(x[i] + hx / 2, y[j])[1] for i in 1:(nx - 1), j in 1:ny]
     vf = [rigid_rotation(x[i], y[j] + hy / 2)[2] for i in 1:nx, j in 1:(ny - 1)]
-    if paper_edges  # the paper's outermost ring of cells takes no part (held at 0)
+    if paper_edges
+        # the paper's outermost ring of cells takes no part (held at 0)
         uf[[1, end], :] .= 0.0
         uf[:, [1, end]] .= 0.0
         vf[:, [1, end]] .= 0.0
@@ -399,14 +450,17 @@ function _solve_upwind!(out, x, y, hx, hy, t, rho0, cfl, dt, paper_edges::Bool)
     outflow[:, 2:end] .+= max.(-vf, 0.0) ./ hy
     rate = maximum(outflow)
     dt_stable = rate > 0 ? 1 / rate : Inf
-    dt === nothing || dt <= dt_stable * (1 + 1e-12) ||
-        throw(ArgumentError("solve_continuity: dt=$dt breaks the upwind CFL limit " *
-                            "$dt_stable (dt * max cell outflow rate must be <= 1); lower dt"))
+    dt === nothing ||
+        dt <= dt_stable * (1 + 1.0e-12) ||
+        throw(ArgumentError(
+            "solve_continuity: dt=$dt breaks the upwind CFL limit " *
+                "$dt_stable (dt * max cell outflow rate must be <= 1); lower dt",
+        ))
     h_max = dt === nothing ? cfl * dt_stable : dt
     dts = diff(t)
     steps = _substeps(dts, h_max)
     hs = dts ./ steps
-    copyto!(view(out, :, :, 1), rho0)  # frame 1 is rho0 as given, even with paper_edges
+    copyto!(view(out, :, :, 1), rho0) # frame 1 is rho0 as given, even with paper_edges
     rho = _read_field(rho0, nx, ny)
     if paper_edges && length(t) > 1
         rho[[1, end], :] .= 0.0
@@ -419,7 +473,7 @@ function _solve_upwind!(out, x, y, hx, hy, t, rho0, cfl, dt, paper_edges::Bool)
     for k in eachindex(steps)
         h = hs[k]
         # face coefficients change with the step (consecutive equal steps share them)
-        if !(abs(h - h_coef) <= 1e-12 * h_coef)
+        if !(abs(h - h_coef) <= 1.0e-12 * h_coef)
             h_coef = h
             @. cxp = h / hx * max(uf, 0.0)
             @. cxm = h / hx * min(uf, 0.0)
@@ -446,10 +500,12 @@ function _upwind_step!(new, rho, cxp, cxm, cyp, cym)
     @inbounds for j in 1:ny, i in 1:nx
         r = rho[i, j]
         d = 0.0
-        if i < nx  # face i+1/2
+        if i < nx
+            # face i+1/2
             d -= cxp[i, j] * r + cxm[i, j] * rho[i + 1, j]
         end
-        if i > 1   # face i-1/2
+        if i > 1
+            # face i-1/2
             d += cxp[i - 1, j] * rho[i - 1, j] + cxm[i - 1, j] * r
         end
         if j < ny
@@ -482,19 +538,31 @@ at 0 after `t_eval[1]`. A given `dt` is the largest step (output intervals are s
 equal steps) and is refused beyond the stability limit. Mirrors Python's
 `kernels.pde.solve_continuity` (`velocity=rigid_rotation`, `boundary="periodic"`).
 """
-function solve_continuity!(out::AbstractArray{<:Any,3}, x::AbstractVector, y::AbstractVector,
-                           t_eval::AbstractVector, rho0::AbstractMatrix;
-                           method::AbstractString="mol", accuracy::Integer=6, cfl::Real=0.5,
-                           dt=nothing, paper_edges::Bool=false)
-    method in CONTINUITY_METHODS || throw(ArgumentError(
-        "solve_continuity: method must be one of $CONTINUITY_METHODS, got $(repr(method))"))
+function solve_continuity!(
+    out::AbstractArray{<:Any, 3},
+    x::AbstractVector,
+    y::AbstractVector,
+    t_eval::AbstractVector,
+    rho0::AbstractMatrix;
+    method::AbstractString = "mol",
+    accuracy::Integer = 6,
+    cfl::Real = 0.5,
+    dt = nothing,
+    paper_edges::Bool = false,
+)
+    method in CONTINUITY_METHODS ||
+        throw(ArgumentError(
+            "solve_continuity: method must be one of $CONTINUITY_METHODS, got $(repr(method))",
+        ))
     xs, hx = _uniform_axis("solve_continuity: x", x, 3)
     ys, hy = _uniform_axis("solve_continuity: y", y, 3)
     t = _times(t_eval)
     nx, ny = length(xs), length(ys)
-    (size(rho0) == (ny, nx) && all(isfinite, rho0)) || throw(ArgumentError(
-        "solve_continuity: rho0 must be finite with size $((ny, nx)) (length(y), length(x)), " *
-        "got size $(size(rho0))"))
+    (size(rho0) == (ny, nx) && all(isfinite, rho0)) ||
+        throw(ArgumentError(
+            "solve_continuity: rho0 must be finite with size $((ny, nx)) (length(y), length(x)), " *
+                "got size $(size(rho0))",
+        ))
     cflf = _positive("solve_continuity: cfl", cfl)
     cflf <= 1 || throw(ArgumentError("solve_continuity: cfl must be in (0, 1], got $cflf"))
     dtf = _optional_step("solve_continuity: dt", dt)
@@ -502,10 +570,12 @@ function solve_continuity!(out::AbstractArray{<:Any,3}, x::AbstractVector, y::Ab
     if method == "upwind-fv"
         return _solve_upwind!(out, xs, ys, hx, hy, t, rho0, cflf, dtf, paper_edges)
     end
-    paper_edges && throw(ArgumentError(
-        "solve_continuity: paper_edges applies to method='upwind-fv' only"))
+    paper_edges &&
+        throw(ArgumentError(
+            "solve_continuity: paper_edges applies to method='upwind-fv' only",
+        ))
     p = _check_int("solve_continuity: accuracy", accuracy, 2)
-    iseven(p) || throw(ArgumentError(
-        "solve_continuity: accuracy must be even (central), got $p"))
+    iseven(p) ||
+        throw(ArgumentError("solve_continuity: accuracy must be even (central), got $p"))
     return _solve_mol!(out, xs, ys, hx, hy, t, rho0, p, cflf, dtf)
 end

@@ -12,7 +12,7 @@ const SYSTEMS = (
     "continuity" => (width = 0.05, half_size = 1.5, t_end = 10.0),
     "kdv" => (nu = 0.0025, t_end = 1.0),
     "allen-cahn" => (lam = 0.01,),
-    "allen-cahn-exp" => (shift = 0.7, lam_low = 0.0, lam_high = 3.141592653589793),  # π
+    "allen-cahn-exp" => (shift = 0.7, lam_low = 0.0, lam_high = 3.141592653589793), # π
     "allen-cahn-multi" => (diffusion_coef = 0.1,),
     "kovasznay" => (Re = 50.0,),
     "euler-ball" => (t_end = 0.5, radius = 1.0),
@@ -30,7 +30,9 @@ function default_parameters(name::AbstractString)
     for (n, defaults) in SYSTEMS
         n == name && return defaults
     end
-    throw(ArgumentError("unknown system $(repr(name)); systems: $(join(system_names(), ", "))"))
+    throw(ArgumentError(
+        "unknown system $(repr(name)); systems: $(join(system_names(), ", "))",
+    ))
 end
 
 # ------------------------------------------------------------------------------------------
@@ -52,17 +54,12 @@ end
 # Systems Julia solves: `name => (rhs = f!, n_state = n)`; every name is a Python ODE system
 # (checked by tools/check_julia.py).
 # ------------------------------------------------------------------------------------------
-const ODE_SYSTEMS = (
-    "pendulum" => (rhs = pendulum_rhs!, n_state = 2),
-)
+const ODE_SYSTEMS = ("pendulum" => (rhs = pendulum_rhs!, n_state = 2),)
 
 # PDE systems Julia solves: `name => generator`, the in-place solver of pde.jl that fills
 # the system's frames (Python calls it through kernels/_julia.py); every name is a Python
 # PDE system (checked by tools/check_julia.py).
-const PDE_SYSTEMS = (
-    "kdv" => "solve_kdv!",
-    "continuity" => "solve_continuity!",
-)
+const PDE_SYSTEMS = ("kdv" => "solve_kdv!", "continuity" => "solve_continuity!")
 
 """
     ode_system(name) -> (rhs = f!, n_state = n)
@@ -73,8 +70,10 @@ function ode_system(name::AbstractString)
     for (n, spec) in ODE_SYSTEMS
         n == name && return spec
     end
-    default_parameters(name)  # an unknown name gets the list of all systems
+    default_parameters(name) # an unknown name gets the list of all systems
     solved = join(map(first, ODE_SYSTEMS), ", ")
-    throw(ArgumentError("system $(repr(name)) has no Julia ODE solver; ODE systems solved " *
-                        "here: $solved"))
+    throw(ArgumentError(
+        "system $(repr(name)) has no Julia ODE solver; ODE systems solved " *
+            "here: $solved",
+    ))
 end

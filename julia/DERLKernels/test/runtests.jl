@@ -5,4 +5,6 @@ using DERLKernels, Test
     include("systems.jl")
     include("ode.jl")
     include("pde.jl")
+    include("strided.jl")
+    include("threads.jl")
 end

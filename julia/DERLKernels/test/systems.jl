@@ -1,13 +1,27 @@
 # The systems table and the right-hand sides: the table's shape (Python's registry is
 # compared with it by tools/check_julia.py) and the pendulum's vector field.
 
-using DERLKernels: SYSTEMS, ODE_SYSTEMS, default_parameters, ode_system, pendulum_rhs!,
+using DERLKernels:
+    SYSTEMS,
+    ODE_SYSTEMS,
+    default_parameters,
+    ode_system,
+    pendulum_rhs!,
     system_names
 
 @testset "SYSTEMS table" begin
     names = system_names()
-    @test names == ("pendulum", "continuity", "kdv", "allen-cahn", "allen-cahn-exp",
-                    "allen-cahn-multi", "kovasznay", "euler-ball")
+    @test names ==
+        (
+            "pendulum",
+            "continuity",
+            "kdv",
+            "allen-cahn",
+            "allen-cahn-exp",
+            "allen-cahn-multi",
+            "kovasznay",
+            "euler-ball",
+        )
     @test allunique(names)
     for (name, defaults) in SYSTEMS
         @test defaults isa NamedTuple
@@ -26,8 +40,8 @@ end
         @test spec.n_state >= 1
         @test ode_system(name) === spec
     end
-    @test_throws ArgumentError ode_system("kdv")      # in the table, not an ODE solved here
-    @test_throws ArgumentError ode_system("lorenz")   # unknown
+    @test_throws ArgumentError ode_system("kdv")    # in the table, not an ODE solved here
+    @test_throws ArgumentError ode_system("lorenz") # unknown
 end
 
 @testset "pendulum_rhs!: vector field and its conserved energy" begin
@@ -36,14 +50,14 @@ end
     for (θ, ω) in ((0.3, -0.7), (-pi / 4, 1.5), (0.0, 0.0), (2.0, 0.1))
         @test pendulum_rhs!(dy, [θ, ω], [b, g, l, m], 0.0) === nothing
         @test dy[1] == ω
-        @test dy[2] ≈ -(g / l) * sin(θ) - (b / m) * ω rtol=1e-15
+        @test dy[2] ≈ -(g / l) * sin(θ) - (b / m) * ω rtol = 1.0e-15
         # b = 0: dE/dt = ω ω' + (g/l) sin θ θ' = 0 for E = ω²/2 − (g/l) cos θ
-        pendulum_rhs!(dy, (θ, ω), (0.0, g, l, m), 1.0)  # tuples work too
-        @test abs(ω * dy[2] + (g / l) * sin(θ) * dy[1]) <= 1e-15
+        pendulum_rhs!(dy, (θ, ω), (0.0, g, l, m), 1.0) # tuples work too
+        @test abs(ω * dy[2] + (g / l) * sin(θ) * dy[1]) <= 1.0e-15
     end
     # p = (b, g, l, m) in Python's order: only b/m and g/l matter
     pendulum_rhs!(dy, [0.3, -0.7], [1.0, 19.62, 20.0, 2.0], 0.0)
     ref = zeros(2)
     pendulum_rhs!(ref, [0.3, -0.7], [b, g, l, m], 0.0)
-    @test dy ≈ ref rtol=1e-15
+    @test dy ≈ ref rtol = 1.0e-15
 end

@@ -34,7 +34,7 @@ import torch
 
 from .._io import write_json_atomic as _write_json
 from ..data.store import DatasetError
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, stale_temporaries
 from .config import TrainConfig
 from .losses import Objective, StepContext, Term, build_objective
 from .models import MLP, MLPConfig
@@ -43,6 +43,8 @@ from .problems import PointSet, Problem, StreamingSet, StreamPolicy, load_proble
 __all__ = ["RunExtras", "TrainResult", "TrainingDiverged", "resolve_device", "train"]
 
 CHECKPOINT = "checkpoint.pt"
+# what a resumed run reads from its checkpoint
+_RESUME_KEYS = ("config", "system", "problem", "epoch", "model_state", "rng", "history")
 EVAL_CHUNK = 8192
 
 
@@ -478,6 +480,12 @@ def _train(
                 f"{ckpt_path} exists: resume it (drop --no-resume) or choose another --out"
             )
         ckpt = load_checkpoint(ckpt_path, map_location=device)
+        missing = [k for k in _RESUME_KEYS if k not in ckpt]
+        if missing:
+            raise CheckpointError(
+                f"{ckpt_path} is not a checkpoint of derl train (no {missing[0]!r}): "
+                "choose another --out"
+            )
         was = (ckpt["system"], ckpt["problem"]["inputs"], ckpt["problem"]["outputs"])
         now = (problem.system.describe(), list(problem.inputs), list(problem.outputs))
         if json.loads(json.dumps(was)) != json.loads(json.dumps(now)):
@@ -496,9 +504,17 @@ def _train(
                 f"{ckpt_path} was written with other additions to its configuration "
                 f"(distillation, EWC or initial weights): choose another --out"
             )
-        run.load(ckpt)
+        try:
+            run.load(ckpt)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"{ckpt_path} cannot be resumed: its training state is incomplete or "
+                f"damaged ({type(exc).__name__}); choose another --out"
+            ) from None
         start = run.epoch
     out.mkdir(parents=True, exist_ok=True)
+    for tmp in stale_temporaries(ckpt_path):  # left by a run killed while saving
+        tmp.unlink(missing_ok=True)
     base = {
         "config": config.to_dict(),
         "model_config": run.model.config.to_dict(),

@@ -180,6 +180,25 @@ def test_cli_train_and_evaluate(data, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
+    ("setting", "flag", "shown"),
+    [("false", [], False), ("true", ["--no-progress"], False), ("true", [], True)],
+)
+def test_cli_train_honours_train_progress(data, tmp_path, capfd, setting, flag, shown):
+    # train.progress = false in the config silences the bar; --no-progress overrides true
+    cfg = _write(
+        tmp_path,
+        f'[data]\npath = "{data["allen-cahn"]}"\n[model]\nwidth = 4\ndepth = 1\n'
+        f'[objective]\nmode = "derl"\n[train]\nepochs = 2\nbatch_size = 100\n'
+        f"progress = {setting}\n",
+    )
+    assert main(["train", cfg, "--out", str(tmp_path / "run"), *flag]) == 0
+    out, err = capfd.readouterr()
+    bar = "epoch/s" in err or "s/epoch" in err or "2/2" in err
+    assert bar == shown, err
+    assert out.startswith("epoch 2: ")
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         ('[data]\npath = "X"\n[trian]\nepochs = 1\n', "unknown key 'trian'"),

@@ -112,7 +112,9 @@ def _cmd_train(args) -> int:
             {**cfg.to_dict(), "train": {**cfg.to_dict()["train"], **overrides}}
         )
     out = Path(args.out) if args.out else Path(args.config).with_suffix("")
-    result = train(cfg, out, resume=not args.no_resume, progress=not args.no_progress)
+    # --no-progress turns the bar off; otherwise the config's train.progress decides
+    progress = False if args.no_progress else None
+    result = train(cfg, out, resume=not args.no_resume, progress=progress)
     final = result.history[-1] if result.history else None
     if result.start_epoch and result.start_epoch >= cfg.train.epochs:
         print(f"{out}: already trained for {result.start_epoch} epochs (raise train.epochs)")
@@ -343,12 +345,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _os_error(exc: OSError) -> str:
+    """One line for an operating-system or HDF5 error: what failed, on which file."""
+    if isinstance(exc, PermissionError):
+        what = f"permission denied: {exc.filename}" if exc.filename else str(exc)
+        return f"{what} (check the folder's permissions, or choose another --out)"
+    if exc.strerror and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    # h5py's errors carry no file name, e.g. "Can't read data (wrong B-tree signature)"
+    text = " ".join(str(exc).split())
+    return f"{text} (a damaged or unreadable file? regenerate it, or check the disk)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, BackendUnavailable, DatasetError) as exc:
         print(f"derl: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, permissions, a damaged HDF5 file (h5py raises OSError)
+        if isinstance(exc, BrokenPipeError):  # e.g. `derl inspect f.h5 | head`
+            sys.stderr.close()
+            return 0
+        print(f"derl: error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
         from .learn.trainer import TrainingDiverged

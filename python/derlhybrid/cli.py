@@ -129,14 +129,22 @@ def _cmd_evaluate(args) -> int:
     import json
 
     from .learn.evaluate import evaluate
-    from .learn.metrics import write_metrics
+    from .learn.metrics import non_finite_paths, write_metrics
 
     options = {k: v for k, v in (("grid", args.grid), ("variant", args.variant)) if v}
     result = evaluate(args.checkpoint, args.data, options=options, device=args.device)
+    bad = non_finite_paths(result)
     if args.out:
         print(f"wrote {write_metrics(args.out, result)}")
     else:
         print(json.dumps(result, indent=2, sort_keys=True))
+    if bad:  # the data were checked when loaded: the network's outputs are not finite
+        print(
+            f"derl: warning: {len(bad)} value(s) are not finite (NaN or inf), e.g. {bad[0]}: "
+            "the network's predictions are not finite there (a diverged run?); they are "
+            "written as null and listed under non_finite",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -29,7 +29,13 @@ def parse_scheme(text: str) -> tuple[str, int]:
             f"empirical scheme must be central:N, forward:N, backward:N or cubic-forward, "
             f"got {text!r}"
         )
-    return m.group(1), int(m.group(2))
+    scheme, accuracy = m.group(1), int(m.group(2))
+    if accuracy < 1 or (scheme == "central" and accuracy % 2):
+        raise ValueError(
+            f"empirical scheme {text!r}: central stencils have even accuracy (central:2, "
+            "central:4, ...), forward/backward any accuracy >= 1"
+        )
+    return scheme, accuracy
 
 
 def along_trajectories(states, t, *, scheme="forward", accuracy=1, out=None):

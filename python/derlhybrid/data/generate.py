@@ -21,7 +21,14 @@ from .. import __version__
 from ..kernels import backends, derivative
 from ..systems import FieldSystem, ODESystem, get_system
 from .empirical import along_trajectories, cubic_forward_samples, on_grid, parse_scheme
-from .store import ChunkStore, DatasetError, DatasetWriter, check_target
+from .store import (
+    ChunkStore,
+    DatasetError,
+    DatasetWriter,
+    check_target,
+    output_lock,
+    partial_path,
+)
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 CHUNK_BYTES = 32 * 2**20  # per output buffer of one generation chunk
@@ -39,7 +46,7 @@ class GenerateRequest:
     n_points: int | None = None
     n_parameter_sets: int | None = None
     n_boundary: int | None = None
-    seed: int = 0
+    seed: int | None = None  # None: 0, or the preset's own seed (30 for most of the paper's)
     t_end: float | None = None
     n_times: int | None = None
     rtol: float = 1e-10
@@ -58,6 +65,7 @@ class GenerateRequest:
     n_empirical_samples: int | None = None
 
     def validate(self) -> None:
+        _check_types(self)
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be float32 or float64, got {self.dtype!r}")
         for name in ("rtol", "atol"):
@@ -78,8 +86,8 @@ class GenerateRequest:
             raise ValueError("chunk_trajectories must be >= 1")
         if len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1) > 1e-9:
             raise ValueError(f"split fractions must be 3 non-negatives summing to 1: {self.split}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise ValueError(f"--seed must be an integer in [0, 2**63), got {self.seed}")
         if self.empirical is not None:
             parse_scheme(self.empirical)
         if not (isinstance(self.fd_step, int | float) and 0 < self.fd_step < math.inf):
@@ -93,6 +101,78 @@ class GenerateRequest:
         d.pop("out")
         d["split"] = list(self.split)
         return d
+
+
+#: the kind of value each request field takes (``None`` allowed where the default is None)
+_FIELD_KINDS = {
+    "system": str,
+    "out": str,
+    "params": dict,
+    "n_trajectories": int,
+    "n_points": int,
+    "n_parameter_sets": int,
+    "n_boundary": int,
+    "seed": int,
+    "t_end": float,
+    "n_times": int,
+    "rtol": float,
+    "atol": float,
+    "backend": str,
+    "dtype": str,
+    "overwrite": bool,
+    "compression": str,
+    "chunk_trajectories": int,
+    "split": tuple,
+    "allow_failures": bool,
+    "preset": str,
+    "empirical": str,
+    "method": str,
+    "fd_step": float,
+    "n_empirical_samples": int,
+}
+_KIND_WORDS = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    dict: "a table",
+    tuple: "a list of 3 numbers",
+}
+
+
+def _describe(v) -> str:
+    kind = {bool: "a boolean", str: "a string", int: "an integer", float: "a number"}.get(
+        type(v), f"a {type(v).__name__}"
+    )
+    return f"{v!r} ({kind})"
+
+
+def _check_types(req: GenerateRequest) -> None:
+    """Refuse a value of the wrong type before anything is done with it (a TOML string
+    ``"false"`` is not false: it is truthy; ``"20"`` is not 20)."""
+    if set(_FIELD_KINDS) != {f.name for f in dataclasses.fields(req)}:  # pragma: no cover
+        raise AssertionError("_FIELD_KINDS is out of date")
+    for f in dataclasses.fields(req):
+        v, kind = getattr(req, f.name), _FIELD_KINDS[f.name]
+        if v is None and f.default is None:
+            continue
+        if kind is float:
+            ok = isinstance(v, int | float) and not isinstance(v, bool)
+        elif kind is int:
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        elif kind is tuple:
+            ok = (
+                isinstance(v, tuple | list)
+                and len(v) == 3
+                and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+            )
+        else:
+            ok = isinstance(v, kind)
+        if not ok:
+            raise ValueError(
+                f"generate: {f.name} must be {_KIND_WORDS[kind]}, got {_describe(v)}"
+                + (" — write it without quotes in a TOML --config" if isinstance(v, str) else "")
+            )
 
 
 def request_from_cli(args) -> GenerateRequest:
@@ -117,7 +197,12 @@ def request_from_cli(args) -> GenerateRequest:
                 f"--config {args.config}: unknown key {unknown[0]!r}; "
                 f"keys: {', '.join(sorted(known))}"
             )
-        values["params"] = {k: str(v) for k, v in dict(values.get("params", {})).items()}
+        if not isinstance(values.get("params", {}), dict):
+            raise ValueError(
+                f"--config {args.config}: params must be a table ([params] name = value), "
+                f"got {values['params']!r}"
+            )
+        values["params"] = {k: str(v) for k, v in values.get("params", {}).items()}
     for f in dataclasses.fields(GenerateRequest):  # every option the command line has
         v = getattr(args, f.name, None)
         if v is not None and f.name not in ("params", "overwrite"):
@@ -163,14 +248,39 @@ def _splits(n: int, fractions) -> dict[str, np.ndarray]:
 
 
 def generate(req: GenerateRequest, *, progress: bool = True) -> Path:
-    """Run a generation request; returns the path of the completed file."""
+    """Run a generation request; returns the path of the completed file.
+
+    Everything that can be checked without solving is checked before the work folder
+    exists; the run holds an exclusive lock on the output for its whole length (a second
+    run on the same ``--out`` stops at once); a failed run that finished no chunk leaves no
+    work folder behind; nothing at the final name changes unless the run completes."""
     req.validate()
     system = get_system(req.system, req.params)
-    if req.preset is not None:
-        from .presets import apply_preset
+    if req.preset is None and req.seed is None:
+        req = dataclasses.replace(req, seed=0)
+    out = Path(req.out)
+    check_target(out, req.overwrite)
+    with output_lock(out):
+        existed = partial_path(out).exists()
+        try:
+            if req.preset is not None:
+                from .presets import apply_preset
 
-        return apply_preset(req, system, progress=progress)
-    return generate_for(req, system, progress=progress)
+                return apply_preset(req, system, progress=progress)
+            return generate_for(req, system, progress=progress)
+        except BaseException:
+            _discard_new_empty_work(out, existed)
+            raise
+
+
+def _discard_new_empty_work(out: Path, existed: bool) -> None:
+    """After a failure: remove the ``.partial`` folder this run created if it holds no
+    finished chunk (a folder that existed before, or finished work, is kept for a resume)."""
+    work = partial_path(out)
+    if not existed and work.is_dir() and not any(work.glob("chunk*.done")):
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def generate_for(
@@ -766,6 +876,8 @@ def _generate_grid(req: GenerateRequest, system, progress: bool, finalize=None) 
             raise ValueError(f"kdv: --method must be etdrk4, got {req.method!r}")
         n_x = req.n_points or 400
         n_t = req.n_times or 201
+        if n_x < 4:
+            raise ValueError(f"kdv: --n-points must be >= 4 (periodic grid points), got {n_x}")
         axes = {"x": pde.periodic_grid(n_x)}
         field_name, inputs = "u", ("t", "x")
         method = "Fourier pseudo-spectral (no duplicated endpoint), ETDRK4, tol = rtol"

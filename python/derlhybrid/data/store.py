@@ -7,8 +7,12 @@ Contract (documented in ``docs/datasets.md``):
   (JSON), ``generator`` (JSON: method, tolerances, grid, FD scheme...), ``backend``,
   ``package_version``, ``seed``, ``created`` (UTC ISO 8601), ``config`` (JSON of the whole
   request), ``config_hash`` and ``complete``;
-* a file is written under ``<name>.writing`` and renamed to ``<name>`` only once
-  ``complete`` is set, so a file at the final name is always whole;
+* a file is written under a temporary name of its own (``<name>.<pid>-<random>.writing``,
+  created exclusively, so no other process can truncate it) and renamed to ``<name>`` only
+  once ``complete`` is set, so a file at the final name is always whole;
+* a generation holds an exclusive lock (``fcntl.flock`` on ``<name>.lock``) from before it
+  looks at the work folder until the file is in place, so a second run on the same output
+  stops at once with one line instead of sharing the work;
 * long generations compute in chunks kept in ``<name>.partial/`` (one ``.npy`` file per
   array per chunk, each renamed into place when whole); a run killed at any instant is
   resumed by rerunning the same request, which computes only the missing chunks.
@@ -16,11 +20,15 @@ Contract (documented in ``docs/datasets.md``):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+import secrets
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,20 +89,20 @@ class ChunkStore:
         self.dir = partial_path(path)
         self.hash = config_hash(config)
         meta = self.dir / "request.json"
-        if self.dir.exists() and overwrite:
-            self.remove()
         if self.dir.exists():
             try:
                 old = json.loads(meta.read_text())
             except (OSError, ValueError):
                 old = {}
             if old.get("config_hash") != self.hash:
-                raise DatasetError(
-                    f"{self.dir} holds unfinished work of a different request; delete it or "
-                    "pass --overwrite to start again"
-                )
-            self.resumed = True
-        else:
+                if not overwrite:
+                    raise DatasetError(
+                        f"{self.dir} holds unfinished work of a different request; delete it "
+                        "or pass --overwrite to start again"
+                    )
+                self.remove()  # --overwrite wipes only work that this request cannot reuse
+        self.created = not self.dir.exists()
+        if self.created:
             self.dir.mkdir()
             write_text_atomic(
                 meta,
@@ -102,7 +110,7 @@ class ChunkStore:
                     {"config_hash": self.hash, "config": dict(config)}, sort_keys=True, default=str
                 ),
             )
-            self.resumed = False
+        self.resumed = not self.created
 
     def _file(self, k: int, name: str) -> Path:
         return self.dir / f"chunk{k:07d}.{name}.npy"
@@ -113,11 +121,20 @@ class ChunkStore:
     def pending(self, n_chunks: int) -> list[int]:
         return [k for k in range(n_chunks) if not self.done(k)]
 
+    def n_done(self) -> int:
+        return sum(1 for _ in self.dir.glob("chunk*.done")) if self.dir.is_dir() else 0
+
     def save(self, k: int, **arrays: np.ndarray) -> None:
         for name, arr in arrays.items():
-            tmp = self.dir / f"chunk{k:07d}.{name}.tmp.npy"
-            np.save(tmp, arr)
-            os.replace(tmp, self._file(k, name))
+            # a temporary name of this write's own (created exclusively), renamed when whole
+            fd, tmp = tempfile.mkstemp(prefix=f"chunk{k:07d}.{name}.", suffix=".tmp", dir=self.dir)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    np.save(fh, arr)
+                os.replace(tmp, self._file(k, name))
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         (self.dir / f"chunk{k:07d}.done").touch()  # written last: the chunk is whole
 
     def load(self, k: int, name: str) -> np.ndarray:
@@ -127,6 +144,15 @@ class ChunkStore:
         import shutil
 
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def discard_if_empty(self) -> bool:
+        """After a failed run: remove the work folder this run created if no chunk of it
+        finished (nothing is lost, and the next request — perhaps a different one — is not
+        blocked by an empty ``.partial``). Returns whether it was removed."""
+        if self.created and self.n_done() == 0:
+            self.remove()
+            return True
+        return False
 
 
 class DatasetWriter:
@@ -152,10 +178,14 @@ class DatasetWriter:
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}")
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".writing")
         self.compression = compression_options(compression)
         check_target(self.path, overwrite)
-        self.file = _h5py().File(self.tmp, "w")
+        self.tmp = writing_path(self.path)
+        try:
+            self.file = _h5py().File(self.tmp, "w-")  # "w-": fails rather than truncates
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
         a = self.file.attrs
         a["format"] = fmt
         a["format_version"] = FORMAT_VERSION
@@ -225,6 +255,82 @@ class DatasetWriter:
         else:
             self.abort()
         return False
+
+
+def writing_path(path: Path) -> Path:
+    """A fresh temporary name beside ``path`` (``<name>.<pid>-<random>.writing``), unique to
+    this write: two writers never share one, so neither can truncate the other's file."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.writing")
+
+
+def stale_writing_files(path: Path) -> list[Path]:
+    """Temporary files of earlier, killed writes of ``path`` (call under :func:`output_lock`:
+    then no live writer owns any of them)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f"{glob_escape(path.name)}.*.writing"))
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
+def lock_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p.with_name(p.name + ".lock")
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive lock on the output ``path`` for a whole generation (``fcntl.flock``
+    on ``<name>.lock``, released by the kernel if the process dies): a second run on the
+    same output raises :class:`DatasetError` at once instead of sharing its work files.
+    Temporary files of earlier, killed writes are removed once the lock is held."""
+    import fcntl
+
+    lock = lock_path(path)
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise DatasetError(
+                f"cannot lock {path}: cannot create {lock} ({exc.strerror}); choose a writable "
+                "output folder"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = ""
+            with contextlib.suppress(OSError, ValueError):
+                holder = f" (pid {int(lock.read_text().split()[0])})"
+            raise DatasetError(
+                f"another run is writing {path}{holder}; wait for it to finish, or choose "
+                "another --out"
+            ) from None
+        # the lock file may have been removed (by the previous holder) between our open and
+        # our flock: then we hold a lock on a name nobody else sees; take it again
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        for stale in stale_writing_files(Path(path)):
+            stale.unlink(missing_ok=True)
+        yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()  # while still held: a waiter re-checks the name (above)
+        os.close(fd)
 
 
 def check_target(path: Path, overwrite: bool) -> None:
@@ -314,3 +420,63 @@ def provenance(f) -> dict[str, Any]:
             v = v.item()
         out[k] = v
     return out
+
+
+@contextlib.contextmanager
+def damaged_file_errors(path) -> Iterator[None]:
+    """Turn what h5py raises on a damaged or incomplete file while reading it (``OSError``
+    such as "wrong B-tree signature", ``KeyError`` for a missing dataset) into
+    one-line :class:`DatasetError` errors that name the file."""
+    try:
+        yield
+    except KeyError as exc:
+        what = " ".join(str(exc.args[0] if exc.args else exc).split())
+        raise DatasetError(
+            f"{path} lacks a dataset this reader needs ({what}); the file is incomplete or "
+            "of another layout: regenerate it"
+        ) from None
+    except OSError as exc:
+        if exc.filename or isinstance(exc, PermissionError):
+            raise  # an operating-system error on some file: the caller's message says it
+        what = " ".join(str(exc).split())
+        raise DatasetError(f"{path} is damaged ({what}); regenerate it") from None
+
+
+def check_indices(idx, n: int, file, dataset: str) -> np.ndarray:
+    """``idx`` as int64 if every entry lies in ``[0, n)``; else one line naming the
+    file, the dataset and the first bad entry."""
+    idx = np.asarray(idx)
+    if idx.dtype.kind not in "iu" or idx.ndim != 1:
+        raise DatasetError(
+            f"{file}: {dataset} must be a 1-d array of integer indices, got {idx.dtype} "
+            f"of shape {idx.shape}; regenerate the file"
+        )
+    bad = (idx < 0) | (idx >= n)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DatasetError(
+            f"{file}: {dataset} holds index {int(idx[i])} (entry {i}), outside the {n} rows "
+            "it indexes; regenerate the file"
+        )
+    return idx.astype(np.int64, copy=False)
+
+
+def check_finite(values, file, dataset: str, *, rows=None, unit: str = "row") -> None:
+    """Refuse non-finite values read from ``dataset`` of ``file``: one line naming the
+    file, the dataset and the first bad row (``rows[i]`` is the file's row index of the
+    ``i``-th row of ``values``; ``unit`` names what a row is, e.g. ``"trajectory"``)."""
+    a = np.asarray(values)
+    if a.dtype.kind not in "fc" or a.size == 0:
+        return
+    flat = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1)
+    bad = ~np.isfinite(flat).all(axis=1)
+    if not bad.any():
+        return
+    i = int(np.argmax(bad))
+    row = int(rows[i]) if rows is not None else i
+    col = int(np.argmax(~np.isfinite(flat[i])))
+    v = flat[i, col]
+    raise DatasetError(
+        f"{file}: {dataset} holds a non-finite value ({v}) in {unit} {row} "
+        f"({int(bad.sum())} {unit}s in all); regenerate the file or leave those {unit}s out"
+    )

@@ -297,15 +297,19 @@ def _hash(obj) -> str:
 
 def _dataset(out: Path, key: str, request: dict, progress: bool) -> Path:
     from ..data.generate import GenerateRequest, generate
-    from ..data.store import open_dataset
+    from ..data.store import DatasetError, open_dataset
 
     path = out / "data" / f"{key}-{_hash(request)}.h5"
     if path.exists():
+        # a file at the final name was written whole (atomic writer): one that cannot be
+        # opened was damaged or moved since (e.g. its shard folder); it is not ours to delete
         try:
             with open_dataset(path):
                 return path
-        except Exception:  # an unreadable leftover: regenerate it
-            path.unlink()
+        except DatasetError as exc:
+            raise ReproduceError(
+                f"dataset {key!r}: {exc} — delete {path} to have it generated again"
+            ) from None
     path.parent.mkdir(parents=True, exist_ok=True)
     req = dict(request)
     fields = {f.name for f in dataclasses.fields(GenerateRequest)}

@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.store import DatasetError, open_dataset
+from ..data.store import (
+    DatasetError,
+    check_finite,
+    check_indices,
+    damaged_file_errors,
+    open_dataset,
+)
 from . import metrics as M
 from .checkpoint import CheckpointError
 from .derivatives import input_derivatives
@@ -42,14 +48,25 @@ def make_predict(model: torch.nn.Module, engine: str = "auto") -> Callable:
 
 
 def _pendulum(predict, problem: Problem, f, options) -> dict:
-    split = "test" if "splits/test" in f else None
-    idx = np.sort(f["splits/test"][...]) if split else slice(None)
-    return M.evaluate_pendulum(
-        predict,
-        problem.system,
+    n = f["trajectories/states"].shape[0]
+    idx = np.arange(n)
+    if "splits/test" in f:
+        idx = np.sort(check_indices(f["splits/test"][...], n, f.filename, "/splits/test"))
+    if "trajectories/status" in f:  # failed trajectories (NaN rows) are not test cases
+        idx = idx[f["trajectories/status"][...][idx] == 0]
+    t, y0, states = (
         f["trajectories/t"][...],
         f["trajectories/initial_states"][idx],
         f["trajectories/states"][idx],
+    )
+    for name, a in (("t", t), ("initial_states", y0), ("states", states)):
+        check_finite(a, f.filename, f"/trajectories/{name}", rows=None if a is t else idx)
+    return M.evaluate_pendulum(
+        predict,
+        problem.system,
+        t,
+        y0,
+        states,
         form=problem.form,
         phase_grid=options.get("phase_grid", 250),
     )
@@ -64,7 +81,8 @@ def _allen_cahn(predict, problem: Problem, f, options) -> dict:
     values = f["parameters/values"][...]
     for name in ("train", "val", "test"):
         if f"parameters/{name}" in f:
-            sets = values[np.sort(f[f"parameters/{name}"][...])]
+            ix = check_indices(f[f"parameters/{name}"][...], len(values), f.filename, name)
+            sets = values[np.sort(ix)]
             out[name] = M.evaluate_allen_cahn(predict, system, n=n, parameter_sets=sets)
     if "parameters/test_values" in f:
         sets = f["parameters/test_values"][...]
@@ -82,6 +100,8 @@ def _continuity(predict, problem, f, options) -> dict:
     stride = int(options.get("frame_stride", 10))
     t = f["grid/t"][...][::stride]
     rho = f["fields/rho"][::stride]
+    frames = np.arange(0, len(f["grid/t"]), stride)
+    check_finite(rho, f.filename, "/fields/rho", rows=frames, unit="frame")
     return M.evaluate_continuity(
         predict, problem.system, rho, t, f["grid/x"][...], f["grid/y"][...]
     )
@@ -167,6 +187,6 @@ def evaluate(checkpoint, data, *, options: dict | None = None, device="cpu") -> 
     }
     evaluator = EVALUATORS.get(problem.system.name)
     if evaluator is not None:
-        with open_dataset(data) as f:
+        with open_dataset(data) as f, damaged_file_errors(data):
             result["metrics"] = evaluator(make_predict(model, engine), problem, f, options)
     return M.to_jsonable(result)

@@ -805,6 +805,13 @@ def _finite_copy(obj: Any, path: str, bad: list[str]) -> Any:
     return obj
 
 
+def non_finite_paths(metrics: Mapping[str, Any]) -> list[str]:
+    """The '/'-joined key paths of the non-finite numbers in ``metrics``."""
+    bad: list[str] = []
+    _finite_copy(to_jsonable(metrics), "", bad)
+    return bad
+
+
 def write_metrics(path, metrics: Mapping[str, Any]) -> Path:
     """Write ``metrics`` as JSON at ``path``, atomically (a temporary file in the same folder,
     then ``os.replace``): sorted keys, indent 2. NumPy values are converted

@@ -34,7 +34,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data.store import DatasetError, open_dataset, provenance
+from ..data.store import (
+    DatasetError,
+    check_finite,
+    check_indices,
+    damaged_file_errors,
+    open_dataset,
+    provenance,
+)
 from ..systems import get_system
 from ..systems.base import FieldSystem, ODESystem, System
 from .derivatives import Derivatives
@@ -259,18 +266,28 @@ def _flow_residual(system: ODESystem, form: str, n_q: int):
 
 def _split_indices(f, n: int) -> dict[str, np.ndarray]:
     if "splits" in f:
-        return {k: f[f"splits/{k}"][...] for k in f["splits"]}
+        return {
+            k: check_indices(f[f"splits/{k}"][...], n, f.filename, f"/splits/{k}")
+            for k in f["splits"]
+        }
     return {"train": np.arange(n)}
 
 
 def _trajectory_block(
-    arrays, idx: np.ndarray, form: str, n_q: int, times: np.ndarray | None = None
+    arrays, idx: np.ndarray, form: str, n_q: int, times: np.ndarray | None = None, file=None
 ) -> PointSet:
     """The flow-map points of the trajectories ``idx`` (sorted): (t, y0) → targets; with
-    ``times`` only those time indices of each trajectory (trajectory-major rows)."""
+    ``times`` only those time indices of each trajectory (trajectory-major rows). Values
+    that are not finite are refused, naming the dataset and the trajectory."""
     t_all, y0_all, y_all, dy_all = arrays
     ns = y0_all.shape[1]
     y, dy = y_all[idx], dy_all[idx]
+    for src, a, default in (
+        (y_all, y, "/trajectories/states"),
+        (dy_all, dy, "/trajectories/derivatives"),
+        (y0_all, y0_all[idx], "/trajectories/initial_states"),
+    ):  # an h5py dataset knows its name; an array read ahead of time does not
+        check_finite(a, file, getattr(src, "name", default), rows=idx, unit="trajectory")
     if times is not None:
         y, dy, t_all = y[:, times], dy[:, times], np.asarray(t_all)[..., times]
     t = t_all[idx] if getattr(t_all, "ndim", 1) == 2 else np.broadcast_to(t_all, y.shape[:2])
@@ -331,11 +348,13 @@ def _load_trajectories(
             per_block = max(1, stream.block_bytes // (rows_per_traj * row_bytes))
 
             def load(g, units, form=form, n_q=n_q):
-                return _trajectory_block(_trajectory_arrays(g, variant), units, form, n_q)
+                return _trajectory_block(
+                    _trajectory_arrays(g, variant), units, form, n_q, file=g.filename
+                )
 
             sets[split] = StreamingSet(f.filename, idx, rows_per_traj, load, per_block)
         else:
-            sets[split] = _trajectory_block(arrays, idx, form, n_q)
+            sets[split] = _trajectory_block(arrays, idx, form, n_q, file=f.filename)
     return _flow_problem(system, form, n_q, sets)
 
 
@@ -384,11 +403,13 @@ def _interpolate_sets(f, form: str, n_q: int, stream: StreamPolicy) -> dict[str,
     train, val = splits.get("train", empty), splits.get("val", empty)
     keep, gap = np.flatnonzero(mask), np.flatnonzero(~mask)
     sets = {
-        name: _trajectory_block(arrays, idx, form, n_q, keep)
+        name: _trajectory_block(arrays, idx, form, n_q, keep, file=f.filename)
         for name, idx in (("train", train), ("val", val))
         if name in splits
     }
-    sets["test"] = _trajectory_block(arrays, np.union1d(train, val), form, n_q, gap)
+    sets["test"] = _trajectory_block(
+        arrays, np.union1d(train, val), form, n_q, gap, file=f.filename
+    )
     X_a = np.concatenate([np.full((len(train), 1), t[anchor]), y0_all[train]], axis=1)
     sets["initial"] = PointSet(_t(X_a), {"state": _t(arrays[2][train, anchor])})
     return sets
@@ -415,6 +436,7 @@ def _point_arrays(f, group: str, system: FieldSystem) -> dict[str, np.ndarray]:
     for key in ("inputs", "outputs", "jacobian", "hessian", "forcing"):
         if f"{group}/{key}" in f:
             out[key] = f[f"{group}/{key}"][...]
+            check_finite(out[key], f.filename, f"/{group}/{key}")
     return out
 
 
@@ -454,9 +476,10 @@ def _load_points(f, system: FieldSystem, variant: str | None) -> Problem:
 def _add_condition_sets(f, sets):
     for name in ("initial", "boundary"):
         if f"{name}/inputs" in f and f"{name}/outputs" in f:
-            sets[name] = PointSet(
-                _t(f[f"{name}/inputs"][...]), {"output": _t(f[f"{name}/outputs"][...])}
-            )
+            X, u = f[f"{name}/inputs"][...], f[f"{name}/outputs"][...]
+            check_finite(X, f.filename, f"/{name}/inputs")
+            check_finite(u, f.filename, f"/{name}/outputs")
+            sets[name] = PointSet(_t(X), {"output": _t(u)})
 
 
 def _field_problem(system: FieldSystem, sets, periodic=None) -> Problem:
@@ -486,7 +509,9 @@ def _load_grid(f, system: FieldSystem, variant: str | None) -> Problem:
     mesh = np.meshgrid(*axes, indexing="ij")
     X = np.stack([m.ravel() for m in mesh], axis=1)
     (field_name,) = list(f["fields"])
-    u = f[f"fields/{field_name}"][...].reshape(-1, 1)
+    u = f[f"fields/{field_name}"][...]
+    check_finite(u, f.filename, f"/fields/{field_name}", unit="frame")
+    u = u.reshape(-1, 1)
     group = "empirical" if variant == "empirical" else "derivatives"
     cols = []
     for c in system.coordinates:
@@ -494,7 +519,9 @@ def _load_grid(f, system: FieldSystem, variant: str | None) -> Problem:
         if key not in f:
             cols = None
             break
-        cols.append(f[key][...].reshape(-1))
+        col = f[key][...]
+        check_finite(col, f.filename, f"/{key}", unit="frame")
+        cols.append(col.reshape(-1))
     tg = {"output": _t(u)}
     if cols is not None:
         tg["jacobian"] = _t(np.stack(cols, axis=-1)[:, None, :])
@@ -552,7 +579,7 @@ def load_problem(
 ) -> Problem:
     """Read a dataset file into a :class:`Problem` (float64 CPU tensors; move them with
     :meth:`Problem.to`). ``system`` defaults to the one the file records."""
-    with open_dataset(path) as f:
+    with open_dataset(path) as f, damaged_file_errors(path):
         prov = provenance(f)
         file_system = get_system(prov["system"], prov.get("system_parameters") or {})
         if system is None:

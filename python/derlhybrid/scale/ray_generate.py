@@ -54,6 +54,7 @@ from ..data.store import (
     DatasetWriter,
     check_target,
     config_hash,
+    output_lock,
 )
 from ..systems import ODESystem, get_system
 
@@ -121,7 +122,10 @@ def _shard_done(path: Path, expected_hash: str) -> bool:
 
 
 def _check_request(req: GenerateRequest):
+    """Validate ``req`` for a sharded run; returns ``(request with its seed resolved, system)``."""
     req.validate()
+    if req.seed is None:
+        req = dataclasses.replace(req, seed=0)
     if req.preset is not None:
         raise ValueError(
             "--engine ray does not run --preset (the paper's datasets are small): drop one of them"
@@ -132,7 +136,7 @@ def _check_request(req: GenerateRequest):
             f"--engine ray shards ODE trajectory ensembles; {system.name!r} data are generated "
             "in one process: drop --engine ray"
         )
-    return system
+    return req, system
 
 
 def generate_shard(
@@ -147,7 +151,7 @@ def generate_shard(
     runs). Resumes its finished chunks; a complete shard file is left as it is. Returns
     ``{"path", "rows", "seconds", "pid", "skipped"}``."""
     t0 = time.perf_counter()
-    system = _check_request(req)
+    req, system = _check_request(req)
     plan = plan_trajectories(req, system, backend)
     if not 0 <= index < n_shards <= plan.n:
         raise ValueError(f"shard {index} of {n_shards} does not exist for {plan.n} trajectories")
@@ -177,6 +181,18 @@ def generate_shard(
         write_rows(plan, w, work, rows)
     work.remove()
     return {**info, "seconds": time.perf_counter() - t0, "skipped": False}
+
+
+def _same_run(folder: Path, req: GenerateRequest, n_shards: int) -> bool:
+    """Whether ``folder`` holds shards of this very request and shard count."""
+    try:
+        have = json.loads((folder / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return (have.get("config_hash"), have.get("n_shards")) == (
+        config_hash(req.as_config()),
+        n_shards,
+    )
 
 
 def _claim_folder(folder: Path, req: GenerateRequest, n_shards: int) -> None:
@@ -281,12 +297,18 @@ def generate_sharded(
     """``derl generate ... --engine ray``: shards on Ray, stitched into ``req.out``. Returns
     the path of the completed file. Equal, array for array, to :func:`generate` of the same
     request."""
-    from ._ray import connect, require
 
     engine = engine or RayEngine()
-    system = _check_request(req)
+    req, system = _check_request(req)
     out = Path(req.out).absolute()  # the workers' working folder may be another one
     check_target(out, req.overwrite)
+    with output_lock(out):  # one run per output, from the claim of the folder to the stitch
+        return _generate_sharded(req, system, out, engine, progress)
+
+
+def _generate_sharded(req, system, out: Path, engine: RayEngine, progress: bool) -> Path:
+    from ._ray import connect, require
+
     n = req.n_trajectories or 1000  # as plan_trajectories counts them
     if engine.shards is not None and engine.shards > n:
         raise ValueError(f"--shards {engine.shards} exceeds the {n} trajectories")
@@ -301,8 +323,8 @@ def generate_sharded(
         n_shards = engine.shards or min(
             plan.n, engine.workers or max(1, cpus // engine.worker_cpus)
         )
-        if req.overwrite and folder.is_dir():
-            shutil.rmtree(folder)
+        if req.overwrite and folder.is_dir() and not _same_run(folder, req, n_shards):
+            shutil.rmtree(folder)  # --overwrite wipes only shards this request cannot reuse
         _claim_folder(folder, req, n_shards)
         names = [shard_name(i, n_shards) for i in range(n_shards)]
         rows = shard_rows(plan.n, n_shards)

@@ -7,8 +7,11 @@ indexing with a seeded permutation (no ``DataLoader``: its per-sample collation 
 than a step of a small MLP). Every ``checkpoint_every`` epochs the whole state — weights,
 optimizer, scheduler, random generators, history — goes to ``out_dir/checkpoint.pt``
 (atomically); rerunning the same command resumes from it and gives the same weights, bit for
-bit, as an uninterrupted run. A non-finite loss stops training with one line that names the
-term and keeps the last good checkpoint.
+bit, as an uninterrupted run. A larger ``epochs`` extends a run, again bit for bit as a run
+of that length from the start, except under a cosine schedule of the Adam optimizer, whose
+every learning rate depends on the total: that is refused (:func:`_extensible`). A
+non-finite loss stops training with one line that names the term and keeps the last good
+checkpoint.
 
 Seeds: one root ``numpy.random.SeedSequence(seed)`` spawns the seeds of the weight
 initialisation, of the batch order and of the random terms (Hessian projections).
@@ -409,6 +412,25 @@ def _resumable(saved: dict, now: dict) -> str | None:
     return None
 
 
+def _extensible(saved: dict, now: TrainConfig) -> str | None:
+    """Why a checkpoint cannot be continued to ``now.train.epochs`` exactly (None if it
+    can). A cosine schedule of the Adam optimizer spans ``train.epochs``: its learning rate
+    at every epoch depends on that total, so a run of another length differs from the first
+    epoch on and no continuation can equal it. Step and exponential schedules do not depend
+    on the total, and with ``adam+lbfgs`` the cosine spans ``adam_epochs`` (compared by
+    :func:`_resumable`), so those extend exactly."""
+    t = now.train
+    was = saved.get("train", {}).get("epochs")
+    if t.optimizer != "adam" or t.schedule.kind != "cosine" or was == t.epochs:
+        return None
+    return (
+        f"its cosine schedule spans train.epochs = {was} (the learning rate of every epoch "
+        f"depends on that total), so it cannot be continued to {t.epochs} epochs exactly: "
+        f"keep train.epochs = {was}, or train {t.epochs} epochs from the start in another "
+        "--out (step and exponential schedules can be extended)"
+    )
+
+
 def _fmt(v: float) -> str:
     return f"{v:.3e}"
 
@@ -504,6 +526,9 @@ def _train(
                 f"{ckpt_path} was written with other additions to its configuration "
                 f"(distillation, EWC or initial weights): choose another --out"
             )
+        why = _extensible(ckpt["config"], config)
+        if why:
+            raise CheckpointError(f"{ckpt_path}: {why}")
         try:
             run.load(ckpt)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:

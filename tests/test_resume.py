@@ -1,0 +1,209 @@
+"""Resume is exact: a run interrupted after a checkpoint and rerun ends with the weights,
+optimizer state, scheduler state and random generators of an uninterrupted run, bit for
+bit, for Adam under every schedule, for L-BFGS and for Adam then L-BFGS; a run extended
+with more epochs equals a run of that length from the start where the schedule allows it,
+and a cosine schedule, which does not, is refused with one line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from derlhybrid.cli import main
+from derlhybrid.data.generate import GenerateRequest, generate
+from derlhybrid.learn.checkpoint import CheckpointError, load_checkpoint
+from derlhybrid.learn.config import TrainConfig
+from derlhybrid.learn.trainer import train
+
+SCHEDULES = {
+    "constant": {"kind": "constant"},
+    "step": {"kind": "step", "step_size": 2, "gamma": 0.5},
+    "exponential": {"kind": "exponential", "gamma": 0.7},
+    "cosine": {"kind": "cosine", "min_lr": 1e-4},
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("resume-data")
+    return generate(
+        GenerateRequest(
+            system="allen-cahn", out=str(d / "a.h5"), n_points=200, n_boundary=11, seed=2
+        ),
+        progress=False,
+    )
+
+
+def _cfg(data, epochs, **train_kw):
+    train_kw = {
+        "epochs": epochs,
+        "batch_size": 32,
+        "lr": 1e-2,
+        "progress": False,
+        "val_every": 0,
+        **train_kw,
+    }
+    return TrainConfig.from_dict(
+        {
+            "data": {"path": str(data)},
+            "model": {"width": 8, "depth": 2, "dtype": "float64"},
+            "objective": {"mode": "derl"},
+            "train": train_kw,
+        }
+    )
+
+
+class _Killed(Exception):
+    """Stands for a kill after the checkpoint of an epoch."""
+
+
+def _interrupted(cfg, out, at: int) -> None:
+    """Train as ``cfg`` says into ``out``, dying once epoch ``at`` is checkpointed."""
+
+    def die(record, model):
+        if record["epoch"] == at:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(cfg, out, on_epoch=die)
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == at
+
+
+def _same(a, b, where="checkpoint"):
+    """Equal to the bit: tensors by ``torch.equal`` (and dtype), containers entry by entry,
+    numbers by ``==``."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, where
+        assert torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for k in a:
+            _same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, list | tuple):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}[{i}]")
+    else:
+        assert type(a) is type(b) and a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _assert_identical(straight, resumed, out_a, out_b):
+    """Every parameter, the optimizer, scheduler and generator states and the losses of
+    every epoch of two runs are the same to the bit."""
+    pa, pb = dict(straight.model.named_parameters()), dict(resumed.model.named_parameters())
+    assert pa.keys() == pb.keys()
+    for name in pa:
+        assert torch.equal(pa[name], pb[name]), f"parameter {name} differs"
+    a, b = load_checkpoint(out_a / "checkpoint.pt"), load_checkpoint(out_b / "checkpoint.pt")
+    for key in ("epoch", "model_state", "adam", "lbfgs", "scheduler", "rng"):
+        _same(a[key], b[key], key)
+    assert [h["train"] for h in a["history"]] == [h["train"] for h in b["history"]]
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_adam_resumes_exactly_under_every_schedule(data, tmp_path, schedule):
+    cfg = _cfg(data, 5, schedule=SCHEDULES[schedule])
+    straight = train(cfg, tmp_path / "straight")
+    _interrupted(cfg, tmp_path / "killed", at=2)
+    resumed = train(cfg, tmp_path / "killed")
+    assert resumed.start_epoch == 2
+    _assert_identical(straight, resumed, tmp_path / "straight", tmp_path / "killed")
+    if schedule != "constant":  # the schedule did act: the learning rate moved
+        lrs = load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["scheduler"]["_last_lr"]
+        assert lrs[0] != 1e-2
+
+
+@pytest.mark.parametrize("schedule", ["constant", "step", "exponential"])
+def test_adam_extends_exactly_when_the_schedule_ignores_the_total(data, tmp_path, schedule):
+    # `derl train --epochs 5` on a finished 2-epoch run = a 5-epoch run from the start
+    straight = train(_cfg(data, 5, schedule=SCHEDULES[schedule]), tmp_path / "straight")
+    train(_cfg(data, 2, schedule=SCHEDULES[schedule]), tmp_path / "extended")
+    extended = train(_cfg(data, 5, schedule=SCHEDULES[schedule]), tmp_path / "extended")
+    assert extended.start_epoch == 2
+    _assert_identical(straight, extended, tmp_path / "straight", tmp_path / "extended")
+
+
+def test_extending_a_cosine_schedule_is_refused(data, tmp_path, capsys):
+    # the cosine of a 2-epoch run is not the start of a 5-epoch run's: no extension can be
+    # exact, so it is refused, naming the fix; the checkpoint is left as it was
+    out = tmp_path / "cos"
+    train(_cfg(data, 2, schedule=SCHEDULES["cosine"]), out)
+    before = (out / "checkpoint.pt").read_bytes()
+    with pytest.raises(CheckpointError, match=r"cosine schedule spans train\.epochs = 2"):
+        train(_cfg(data, 5, schedule=SCHEDULES["cosine"]), out)
+    # also a killed run resumed with another total
+    _interrupted(_cfg(data, 5, schedule=SCHEDULES["cosine"]), tmp_path / "k", at=2)
+    with pytest.raises(CheckpointError, match="cannot be continued to 4 epochs exactly"):
+        train(_cfg(data, 4, schedule=SCHEDULES["cosine"]), tmp_path / "k")
+    # through derl train --epochs: one line, exit 2
+    toml = tmp_path / "cos.toml"
+    toml.write_text(
+        f'[data]\npath = "{data}"\n[model]\nwidth = 8\ndepth = 2\ndtype = "float64"\n'
+        '[objective]\nmode = "derl"\n[train]\nepochs = 2\nbatch_size = 32\nlr = 1e-2\n'
+        'val_every = 0\nschedule = { kind = "cosine", min_lr = 1e-4 }\n'
+    )
+    argv = ["train", str(toml), "--out", str(out), "--no-progress", "--epochs", "5"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "keep train.epochs = 2" in err and "another --out" in err
+    assert (out / "checkpoint.pt").read_bytes() == before
+    # the same total resumes (nothing to do here: the run is finished)
+    assert main(argv[:-2]) == 0
+
+
+@pytest.mark.parametrize("batch", ["full", "mini"])
+def test_lbfgs_resumes_exactly(data, tmp_path, batch):
+    cfg = _cfg(data, 4, optimizer="lbfgs", lbfgs={"lr": 0.5, "max_iter": 5, "batch": batch})
+    straight = train(cfg, tmp_path / "straight")
+    _interrupted(cfg, tmp_path / "killed", at=2)
+    resumed = train(cfg, tmp_path / "killed")
+    _assert_identical(straight, resumed, tmp_path / "straight", tmp_path / "killed")
+    assert load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["lbfgs"]["state"]
+
+
+@pytest.mark.parametrize(("at", "phase"), [(1, "adam"), (2, "adam"), (3, "lbfgs")])
+def test_adam_then_lbfgs_resumes_exactly(data, tmp_path, at, phase):
+    # killed in the Adam phase, at its last epoch, and in the L-BFGS phase; the cosine of
+    # the Adam phase spans adam_epochs
+    cfg = _cfg(
+        data,
+        5,
+        optimizer="adam+lbfgs",
+        adam_epochs=2,
+        schedule=SCHEDULES["cosine"],
+        lbfgs={"lr": 0.5, "max_iter": 5},
+    )
+    straight = train(cfg, tmp_path / "straight")
+    assert [h["phase"] for h in straight.history] == ["adam"] * 2 + ["lbfgs"] * 3
+    _interrupted(cfg, tmp_path / "killed", at=at)
+    assert load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["history"][-1]["phase"] == phase
+    resumed = train(cfg, tmp_path / "killed")
+    _assert_identical(straight, resumed, tmp_path / "straight", tmp_path / "killed")
+
+
+def test_adam_then_lbfgs_with_a_cosine_extends_exactly(data, tmp_path):
+    # more epochs lengthen the L-BFGS phase only: the cosine spans adam_epochs, unchanged
+    kw = {
+        "optimizer": "adam+lbfgs",
+        "adam_epochs": 2,
+        "schedule": SCHEDULES["cosine"],
+        "lbfgs": {"lr": 0.5, "max_iter": 5},
+    }
+    straight = train(_cfg(data, 5, **kw), tmp_path / "straight")
+    train(_cfg(data, 3, **kw), tmp_path / "extended")
+    extended = train(_cfg(data, 5, **kw), tmp_path / "extended")
+    _assert_identical(straight, extended, tmp_path / "straight", tmp_path / "extended")
+
+
+def test_a_killed_save_leaves_no_temporary_file_after_the_rerun(data, tmp_path):
+    cfg = _cfg(data, 2)
+    _interrupted(cfg, tmp_path / "run", at=1)
+    stale = tmp_path / "run" / ".checkpoint.pt.x1y2z3.tmp"  # as a kill mid-save leaves it
+    stale.write_bytes(b"half a checkpoint")
+    train(cfg, tmp_path / "run")
+    assert not stale.exists()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "checkpoint.pt",
+        "train.json",
+    ]

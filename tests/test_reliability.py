@@ -116,13 +116,13 @@ def test_temporary_names_are_unique_and_stale_ones_go_under_the_lock(tmp_path):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('overwrite = "false"', "overwrite must be true or false, got 'false'"),
-        ('allow_failures = "false"', "allow_failures must be true or false"),
-        ('n_trajectories = "20"', "n_trajectories must be an integer, got '20'"),
-        ("n_trajectories = 2.5", "n_trajectories must be an integer"),
-        ("seed = true", "seed must be an integer, got True"),
-        ('rtol = "1e-8"', "rtol must be a number"),
-        ("split = [0.5, 0.5]", "split must be a list of 3 numbers"),
+        ('overwrite = "false"', "generate.overwrite must be true or false, got 'false'"),
+        ('allow_failures = "false"', "generate.allow_failures must be true or false"),
+        ('n_trajectories = "20"', "generate.n_trajectories must be an integer, got '20'"),
+        ("n_trajectories = 2.5", "generate.n_trajectories must be an integer, got 2.5"),
+        ("seed = true", "generate.seed must be an integer, got True"),
+        ('rtol = "1e-8"', "generate.rtol must be a number, got '1e-8' (a string) (write it"),
+        ("split = [0.5, 0.5]", "generate.split must be a list of 3 numbers"),
         ("params = 3", "params must be a table ([params] name = value), got 3"),
     ],
 )

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .._typecheck import check_fields
 from ..kernels import backends, derivative
 from ..systems import FieldSystem, ODESystem, get_system
 from .empirical import along_trajectories, cubic_forward_samples, on_grid, parse_scheme
@@ -103,76 +104,11 @@ class GenerateRequest:
         return d
 
 
-#: the kind of value each request field takes (``None`` allowed where the default is None)
-_FIELD_KINDS = {
-    "system": str,
-    "out": str,
-    "params": dict,
-    "n_trajectories": int,
-    "n_points": int,
-    "n_parameter_sets": int,
-    "n_boundary": int,
-    "seed": int,
-    "t_end": float,
-    "n_times": int,
-    "rtol": float,
-    "atol": float,
-    "backend": str,
-    "dtype": str,
-    "overwrite": bool,
-    "compression": str,
-    "chunk_trajectories": int,
-    "split": tuple,
-    "allow_failures": bool,
-    "preset": str,
-    "empirical": str,
-    "method": str,
-    "fd_step": float,
-    "n_empirical_samples": int,
-}
-_KIND_WORDS = {
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    bool: "true or false",
-    dict: "a table",
-    tuple: "a list of 3 numbers",
-}
-
-
-def _describe(v) -> str:
-    kind = {bool: "a boolean", str: "a string", int: "an integer", float: "a number"}.get(
-        type(v), f"a {type(v).__name__}"
-    )
-    return f"{v!r} ({kind})"
-
-
 def _check_types(req: GenerateRequest) -> None:
     """Refuse a value of the wrong type before anything is done with it (a TOML string
     ``"false"`` is not false: it is truthy; ``"20"`` is not 20)."""
-    if set(_FIELD_KINDS) != {f.name for f in dataclasses.fields(req)}:  # pragma: no cover
-        raise AssertionError("_FIELD_KINDS is out of date")
-    for f in dataclasses.fields(req):
-        v, kind = getattr(req, f.name), _FIELD_KINDS[f.name]
-        if v is None and f.default is None:
-            continue
-        if kind is float:
-            ok = isinstance(v, int | float) and not isinstance(v, bool)
-        elif kind is int:
-            ok = isinstance(v, int) and not isinstance(v, bool)
-        elif kind is tuple:
-            ok = (
-                isinstance(v, tuple | list)
-                and len(v) == 3
-                and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
-            )
-        else:
-            ok = isinstance(v, kind)
-        if not ok:
-            raise ValueError(
-                f"generate: {f.name} must be {_KIND_WORDS[kind]}, got {_describe(v)}"
-                + (" — write it without quotes in a TOML --config" if isinstance(v, str) else "")
-            )
+    values = {f.name: getattr(req, f.name) for f in dataclasses.fields(req)}
+    check_fields(GenerateRequest, values, "generate")
 
 
 def request_from_cli(args) -> GenerateRequest:

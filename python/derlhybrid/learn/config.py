@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .._tables import read_toml
+from .._typecheck import check_fields
 from .losses import MODES, TERMS, WEIGHT_GROUPS
 from .models import MLPConfig
 
@@ -229,6 +230,7 @@ class TrainConfig:
         model = dict(values.get("model", {}))
         allowed = {f.name for f in dataclasses.fields(MLPConfig)} - {"n_in", "n_out"}
         _no_unknown(model, allowed, "model")
+        check_fields(MLPConfig, model, "model", ConfigError)
         try:  # validate now (sizes come from the data later)
             MLPConfig(n_in=1, n_out=1, **model)
         except (TypeError, ValueError) as exc:
@@ -268,6 +270,7 @@ def _build(cls, values, where: str):
     if not isinstance(values, dict):
         raise ConfigError(f"[{where}] must be a table, got {type(values).__name__}")
     _no_unknown(values, {f.name for f in dataclasses.fields(cls)}, where)
+    check_fields(cls, values, where, ConfigError)  # types first: "3" is not 3, "no" not false
     try:
         return cls(**values)
     except TypeError as exc:

@@ -222,3 +222,20 @@ def test_rejected_steps_and_provenance(monkeypatch):
     assert "DP8" in prov["method"] and "DOP853" in prov["method"]
     assert "beta1 = 1/8" in prov["step_controller"] and "[0.2, 10]" in prov["step_controller"]
     assert "nreject" in prov["n_rejected"]
+
+
+def test_a_julia_generation_records_dp8_and_its_step_controller():
+    # issue 18, defect 6: the file says which solver and controller made it (no Julia is
+    # started: planning only builds the provenance)
+    from derlhybrid.data.generate import GenerateRequest, plan_trajectories
+    from derlhybrid.kernels._julia import ENSEMBLE_PROVENANCE
+    from derlhybrid.systems import get_system
+
+    req = GenerateRequest(system="pendulum", out="x.h5", n_trajectories=2, n_times=3, seed=0)
+    system = get_system("pendulum", {})
+    julia = plan_trajectories(req, system, backend="julia").attrs["generator"]
+    python = plan_trajectories(req, system, backend="python").attrs["generator"]
+    for key, text in ENSEMBLE_PROVENANCE.items():
+        assert julia[key] == text
+    assert julia["method"].startswith("DP8") and "PIController" in julia["step_controller"]
+    assert python["method"].startswith("DOP853") and "step_controller" not in python

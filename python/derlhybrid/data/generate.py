@@ -151,7 +151,7 @@ def request_from_cli(args) -> GenerateRequest:
         raise ValueError("give a SYSTEM (e.g. `derl generate pendulum --out p.h5`) or --config")
     if not values.get("out"):
         raise ValueError("--out FILE is required")
-    if "split" in values:
+    if isinstance(values.get("split"), list):
         values["split"] = tuple(values["split"])
     return GenerateRequest(**values)
 
@@ -363,12 +363,11 @@ def plan_trajectories(
     # one ~4 s; cached on disk by kernels/_jitcache.py) and later processes load it in
     # ~0.2 s, so it pays off from the first chunk (docs/ode.md, "Compile cost").
     lanes = backend == "python" and system.rhs_lanes_kernel is not None
+    from ..kernels._julia import ENSEMBLE_PROVENANCE  # a constant: starts no Julia
+
     generator = {
         "method": (
-            "DP8 (OrdinaryDiffEq's Dormand–Prince 8(5,3), Hairer's DOP853) via DERLKernels.jl, "
-            "EnsembleThreads, per-trajectory adaptive steps, dense output at the saved times"
-            if backend == "julia"
-            else "DOP853 (Dormand–Prince 8(5,3)), per-trajectory adaptive steps, "
+            "DOP853 (Dormand–Prince 8(5,3)), per-trajectory adaptive steps, "
             "7th-order dense output at the saved times"
             + (", 16 trajectories per thread in lockstep over SIMD lanes" if lanes else "")
         ),
@@ -383,6 +382,8 @@ def plan_trajectories(
             else "numpy Generator(PCG64(SeedSequence(seed)))"
         ),
     }
+    if backend == "julia":  # its own solver and step controller, recorded as such
+        generator.update(ENSEMBLE_PROVENANCE)
     attrs = _common_attrs(req, system, generator, backend)
     attrs["state_names"] = list(system.state_names)
     emp = None if req.empirical is None else parse_scheme(req.empirical)
@@ -479,10 +480,18 @@ def solve_rows(
         a, b = ranges[k]
         m = b - a
         if plan.backend == "julia":  # pragma: no cover - needs Julia
+            n_rejected = np.zeros(m, dtype=np.int64)
             n_steps, status = backends.module("julia").solve_ensemble(
-                system.name, plan.y0[a:b], t, p, req.rtol, req.atol, buf_s[:m], buf_d[:m]
+                system.name,
+                plan.y0[a:b],
+                t,
+                p,
+                req.rtol,
+                req.atol,
+                buf_s[:m],
+                buf_d[:m],
+                out_rejected=n_rejected,
             )
-            n_rejected = np.full_like(n_steps, -1)  # not reported by the julia backend
             res = EnsembleResult(t, buf_s[:m], buf_d[:m], n_steps, n_rejected, status)
         else:
             res = solve_ensemble(

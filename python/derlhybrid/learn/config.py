@@ -224,6 +224,11 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any], where: str = "config") -> TrainConfig:
         values = dict(values)
         _no_unknown(values, {f.name for f in dataclasses.fields(cls)}, where)
+        for name in ("data", "model", "objective", "train"):
+            if name in values and not isinstance(
+                values[name], dict | DataConfig | ObjectiveConfig | TrainingConfig
+            ):
+                raise ConfigError(f"{where}: [{name}] must be a table, got {values[name]!r}")
         if "data" not in values or "path" not in values["data"]:
             raise ConfigError(f'{where}: [data] path = "FILE" is required')
         data = _build(DataConfig, values["data"], "data")

@@ -3,25 +3,36 @@
 The lane kernels are checked three ways: built without FMA and given a right-hand side that
 computes exactly what the scalar one computes, they reproduce the scalar path step for step
 (same steps, same rejections, same statuses, numbers to rounding — see ``_same``), which
-ties them to scipy's DOP853
-through ``tests/test_ode.py``; as shipped (FMA, vectorised ``sin``) they agree with the scalar
-path to rounding and with ``solve_ivp(DOP853, rtol=atol=1e-13)`` within the tolerance; and
-lanes refill correctly when trajectories need very different numbers of steps or fail.
+ties them to scipy's DOP853 through ``tests/test_ode.py``; as shipped (FMA, vectorised
+``sin``) they agree with the scalar path to rounding and with ``solve_ivp(DOP853,
+rtol=atol=1e-13)`` within the tolerance; and lanes refill correctly when trajectories need
+very different numbers of steps or fail. What ``docs/scale-out.md`` promises is checked
+with ``array_equal``: neither threads, chunks, a trajectory's lane, the install path nor
+what else a process compiled before changes a bit of the lane path.
 
 Each new ``rhs_lanes`` compiles the lane driver (seconds): four are compiled here, once
-per machine (the drivers are cached on disk, ``tests/test_ode_cache.py``).
+per machine (the drivers are cached on disk, ``tests/test_ode_cache.py``), and the pendulum's
+once more in each of two fresh processes (``test_two_nodes_...``, ~30 s).
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numba
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from derlhybrid.kernels import ode, ode_lanes
+import derlhybrid
+from derlhybrid.kernels import _jitcache, ode, ode_lanes
 from derlhybrid.kernels.ode import (
     STATUS_MAX_STEPS,
     STATUS_NON_FINITE,
@@ -42,7 +53,9 @@ def pendulum(t, y, p, dy):
     dy[1] = -(p[1] / p[2]) * math.sin(y[0]) - (p[0] / p[3]) * y[1]
 
 
-@numba.njit
+# The lane right-hand sides set ``fastmath`` themselves: otherwise they would take the flags
+# of whichever lane driver (with or without FMA) compiled them first.
+@numba.njit(fastmath=False)
 def pendulum_lanes_libm(t, y, p, dy):  # exactly what ``pendulum`` computes, column by column
     for c in range(y.shape[1]):
         dy[0, c] = y[1, c]
@@ -60,7 +73,7 @@ def poly(t, y, p, dy):
         dy[i] = acc
 
 
-@numba.njit
+@numba.njit(fastmath=False)
 def poly_lanes(t, y, p, dy):  # the same arithmetic per column
     n = y.shape[0]
     for c in range(y.shape[1]):
@@ -94,12 +107,17 @@ def _exact(rhs_lanes, y0, t_eval, params, **kw):
 
 def _same(a, b):
     """The same algorithm: every status, step and rejection equal, and the numbers equal to
-    rounding (1e-13 of the solution's scale). They are bit for bit in most builds, but not
-    in every one: the same source of the lane driver, compiled under another module name
-    (the name is a hash that covers the install path), has given values that differ by
-    rounding — 1 ulp in the pendulum test (537 of 22 274 entries, max 1.2e-16), up to 7e-15
-    after ~100 steps of the fast oscillators — with identical step and rejection counts,
-    so LLVM's code for the lanes is not a fixed function of the arithmetic we write."""
+    rounding (1e-13 of the solution's scale).
+
+    Not bit for bit, and why: the no-FMA lane kernels and the scalar path compute the same
+    operations, but the scalar path calls ``ode.py``'s ``_rms_scaled`` (its initial step),
+    which sets no ``fastmath``. Numba compiles such a function with the flags of the first
+    caller that compiles it and caches that on disk (``cache=True``, keyed by its
+    signature, not its flags): with FMA when a lane solve compiled it first (the lane
+    kernels called it until they got their own copies, ``ode_lanes._HELPERS``). A checkout
+    whose ``__pycache__`` holds such a copy gives the scalar path other bits (measured here:
+    6 of 222 values, 1 ulp) than a clean one; with fresh caches the two paths are equal bit
+    for bit. Setting the flags of ``ode.py``'s helpers would make this ``array_equal``."""
     np.testing.assert_array_equal(a.status, b.status)
     np.testing.assert_array_equal(a.n_steps, b.n_steps)
     np.testing.assert_array_equal(a.n_rejected, b.n_rejected)
@@ -108,6 +126,12 @@ def _same(a, b):
         np.testing.assert_array_equal(np.isfinite(x), ok)
         scale = np.abs(ref[ok]).max(initial=1.0)
         np.testing.assert_allclose(x[ok], ref[ok], rtol=0, atol=1e-13 * scale)
+
+
+def _bits(a, b):
+    """Bit for bit: every status, step, rejection, state and derivative."""
+    for name in ("status", "n_steps", "n_rejected", "states", "derivatives"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
 
 
 def _ulps(x, ref):
@@ -186,8 +210,8 @@ def _pendulum_states(n, seed):
     return np.column_stack([rng.uniform(-np.pi / 4, np.pi / 4, n), rng.uniform(-1.5, 1.5, n)])
 
 
-def test_lane_path_is_the_scalar_algorithm_bit_for_bit():
-    # no FMA and the same rhs arithmetic: every step, rejection and number as the scalar path
+def test_lane_path_is_the_scalar_algorithm_step_for_step():
+    # no FMA and the same rhs arithmetic: every step and rejection as the scalar path
     y0 = _pendulum_states(37, 11)  # not a multiple of the lane count
     params = np.tile(PENDULUM, (37, 1))
     params[:, 0] = np.linspace(0.0, 1.0, 37)  # per-trajectory damping
@@ -209,7 +233,7 @@ def test_lane_path_is_the_scalar_algorithm_bit_for_bit():
     )
 
 
-def test_lane_refill_with_uneven_trajectories_and_failures_bit_for_bit():
+def test_lane_refill_with_uneven_trajectories_and_failures_step_for_step():
     # y' = A y + c y**2 with very different trajectories side by side: slow and fast
     # oscillators (4 to ~170 steps), blow-ups (y' = y**2 from y0 = 1, at t = 1 < 2), a NaN
     # initial state, and a max_steps that only the fast oscillators exceed
@@ -293,7 +317,8 @@ def test_lane_derivatives_are_rhs_lanes_at_the_saved_states_exactly():
     np.testing.assert_array_equal(res.states[:, 0], y0)
 
 
-def test_lane_results_do_not_depend_on_threads_or_chunks():
+def test_lane_results_do_not_depend_on_threads_chunks_or_lanes():
+    """docs/scale-out.md: chunks, SIMD lanes and threads never change a trajectory's bits."""
     y0 = _pendulum_states(70, 9)
     t = np.linspace(0.0, 10.0, 101)
     whole = solve_ensemble(pendulum, y0, t, PENDULUM, rhs_lanes=pendulum_lanes)
@@ -313,7 +338,95 @@ def test_lane_results_do_not_depend_on_threads_or_chunks():
         single = solve_ensemble(pendulum, y0, t, PENDULUM, rhs_lanes=pendulum_lanes)
     finally:
         numba.set_num_threads(threads)
-    _same(single, whole)
+    _bits(single, whole)
+    # each trajectory in another lane, block and chunk: the same bits, row for row
+    perm = np.random.default_rng(4).permutation(70)
+    moved = solve_ensemble(pendulum, y0[perm], t, PENDULUM, rhs_lanes=pendulum_lanes)
+    np.testing.assert_array_equal(moved.states, whole.states[perm])
+    np.testing.assert_array_equal(moved.derivatives, whole.derivatives[perm])
+    np.testing.assert_array_equal(moved.n_steps, whole.n_steps[perm])
+
+
+def test_generated_module_id_does_not_depend_on_the_install_path(tmp_path, monkeypatch):
+    """Two nodes (or clones) with the same code at different paths name the same generated
+    module, so shards made there run the same compiled source: the id hashes the contents
+    (and file names) of the rhs's module, ``ode.py`` and ``_jitcache.py``, never their
+    paths. It used to hash the paths."""
+    rhs_src = "import numba\n\n\n@numba.njit\ndef rhs(x):\n    return x\n"
+    kernels = Path(_jitcache.__file__).parent
+
+    def key_installed_at(where: str, src: str = rhs_src) -> str:
+        root = tmp_path / where
+        (root / "kernels").mkdir(parents=True)
+        for name in ("ode.py", "_jitcache.py"):
+            shutil.copyfile(kernels / name, root / "kernels" / name)
+        (root / "derl_probe_rhs.py").write_text(src)
+        monkeypatch.syspath_prepend(str(root))
+        monkeypatch.delitem(sys.modules, "derl_probe_rhs", raising=False)
+        rhs = importlib.import_module("derl_probe_rhs").rhs
+        assert _jitcache._reached_files(rhs) == {str(root / "derl_probe_rhs.py")}
+        monkeypatch.setattr(_jitcache, "__file__", str(root / "kernels" / "_jitcache.py"))
+        return _jitcache._key("the generated source", rhs)
+
+    a = key_installed_at("node-a/site-packages")
+    assert key_installed_at("node-b/opt/env/lib") == a
+    # what the id must still see: a change of the rhs's code
+    assert key_installed_at("node-c", rhs_src.replace("return x", "return -x")) != a
+
+
+# One "node": its own copy of the package (another install path), fresh caches, and the
+# scalar solve first or the lane solve first (what a process compiled before must not count).
+_NODE = """
+import json, sys
+import numpy as np
+import derlhybrid
+from derlhybrid.kernels import ode
+from derlhybrid.systems.pendulum import _pendulum_rhs, _pendulum_rhs_lanes
+
+y0 = np.load(sys.argv[1])
+t = np.linspace(0.0, 10.0, 101)
+p = np.array([0.5, 9.81, 10.0, 1.0])
+if sys.argv[3] == "scalar-first":
+    ode.solve_ensemble(_pendulum_rhs, y0[:3], t, p)
+r = ode.solve_ensemble(_pendulum_rhs, y0, t, p, rhs_lanes=_pendulum_rhs_lanes)
+np.savez(sys.argv[2], states=r.states, derivatives=r.derivatives, n_steps=r.n_steps)
+mods = sorted(m for m in sys.modules if m.startswith("_derl_ode_lanes"))
+print(json.dumps({"package": derlhybrid.__file__, "modules": mods}))
+"""
+
+
+def test_two_nodes_with_other_install_paths_and_histories_give_the_same_bits(tmp_path):
+    """A shard is the same file whichever node made it (docs/scale-out.md). Two fresh
+    processes stand for two nodes: one imports the package from another path, and one runs
+    a scalar solve before the lane solve. Before the fix their module names differed (the
+    path) and so did 2205 of 80 800 values, by up to 2e-15 (the order of compiles)."""
+    src = Path(derlhybrid.__file__).parent
+    other = tmp_path / "elsewhere" / "lib"
+    shutil.copytree(src, other / "derlhybrid", ignore=shutil.ignore_patterns("__pycache__"))
+    np.save(tmp_path / "y0.npy", _pendulum_states(200, 11))
+    procs = []
+    for name, pythonpath, order in (
+        ("a", None, "lanes-first"),
+        ("b", str(other), "scalar-first"),
+    ):
+        env = {**os.environ, "DERLHYBRID_CACHE": str(tmp_path / f"cache-{name}")}
+        env["NUMBA_CACHE_DIR"] = str(tmp_path / f"numba-{name}")  # nothing compiled before
+        if pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join([pythonpath, env.get("PYTHONPATH", "")])
+        args = [sys.executable, "-c", _NODE, str(tmp_path / "y0.npy"), str(tmp_path / name)]
+        pipe = subprocess.PIPE
+        procs.append(subprocess.Popen([*args, order], env=env, stdout=pipe, stderr=pipe, text=True))
+    info = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        info.append(json.loads(out.strip().splitlines()[-1]))
+    assert info[1]["package"].startswith(str(other))  # the copy, not this checkout
+    assert not info[0]["package"].startswith(str(tmp_path))
+    assert info[0]["modules"] == info[1]["modules"] and info[0]["modules"]
+    with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 def test_lane_path_reuses_its_compiled_driver():

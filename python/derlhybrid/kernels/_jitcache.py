@@ -13,9 +13,10 @@ generated source (which names the rhs's module and qualified name), the contents
 source files of the rhs and of the Numba functions it reaches through its globals, of
 ``ode.py`` and of this module, and the versions of derlhybrid, Numba, NumPy and Python:
 Numba itself does not notice when a function called by a cached one changes, a new hash
-does. The file is written atomically (temporary file, ``os.replace``), so processes that
-race write the same bytes. Old files are never used again and may be deleted, as may the
-whole folder.
+does. It covers the files' names and contents, never their paths: the same code installed
+at another path (another node of a cluster, another clone) gets the same module id. The
+file is written atomically (temporary file, ``os.replace``), so processes that race write
+the same bytes. Old files are never used again and may be deleted, as may the whole folder.
 
 Falls back to compiling the same source in memory, without an error, when the rhs is not
 importable by module and name (a closure, a function of ``__main__`` or of a module without
@@ -128,8 +129,10 @@ def _key(source: str, rhs) -> str:
     h.update(repr(versions).encode())
     h.update(source.encode())
     files = _reached_files(rhs) | {str(Path(__file__).with_name("ode.py")), __file__}
-    for f in sorted(files):
-        h.update(f"\n{f}:{_digest(f)}".encode())
+    # contents only, never where they are: the same code installed elsewhere (another node,
+    # another clone) gets the same module id, and so the same generated module
+    for entry in sorted(f"{os.path.basename(f)}:{_digest(f)}" for f in files):
+        h.update(f"\n{entry}".encode())
     return h.hexdigest()[:24]
 
 

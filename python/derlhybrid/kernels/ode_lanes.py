@@ -18,10 +18,13 @@ into the trajectory's ``(n_t, n_state)`` rows.
 
 The algorithm is the scalar path's (``ode.py``) operation for operation. Built without FMA
 (``kernels(..., fma=False)``) and given an ``rhs_lanes`` that computes exactly what ``rhs``
-computes, the lane path gives the scalar path's bits (tested: steps, rejections, statuses,
-states, derivatives); as shipped it contracts multiply-adds to FMA (about 10% faster), so
-the two agree to rounding. No operation mixes lanes, so results do not depend on the lane,
-the block, the chunking or the thread count.
+computes, the lane path gives the scalar path's steps, rejections and statuses, and its
+bits where ``ode.py``'s helpers were compiled without FMA (a fresh install; see
+``_HELPERS``); as shipped it contracts multiply-adds to FMA (about 10% faster), so the two
+agree to rounding. No operation mixes lanes, so results do not depend on the lane, the
+block, the chunking or the thread count; every function here sets its own ``fastmath`` and
+error model, so they do not depend on what a process compiled before either (all tested
+with ``array_equal``).
 
 The kernels are generated as Python source per ``(n_state, n_par)`` (the tableau written
 out with its non-zero coefficients as literals, the row offsets as constants, so that LLVM
@@ -40,6 +43,7 @@ not depend on the order of compiles.
 from __future__ import annotations
 
 import functools
+import inspect
 
 import numpy as np
 
@@ -506,7 +510,8 @@ def drive(
 """
 
 
-# What the generated source imports (the scalar path's helpers and constants).
+# What the generated source imports (the scalar path's constants and raw-view helpers, which
+# do no floating-point arithmetic).
 _HEADER = """import math
 
 import numba
@@ -517,15 +522,31 @@ from derlhybrid.kernels.ode import (
     MIN_FACTOR,
     SAFETY,
     _addr,
-    _all_finite,
     _at1,
     _at2,
-    _first_at_or_after,
     _ORDER_ERR,
-    _rms_scaled,
     _voidptr,
 )
 """
+
+# The scalar path's helpers that do arithmetic, copied into the generated module under
+# decorators that set every flag (``fastmath``, ``error_model``) themselves. Called from
+# here as ``ode.py``'s functions, they were compiled with the flags of whichever caller
+# compiled them first in a process (Numba passes a caller's flags to a callee that does not
+# set them) and cached on disk that way: the lane path's bits then depended on whether a
+# scalar solve had run before it on that machine (measured: 2205 of 80 800 pendulum values
+# up to 2e-15 apart, between two fresh processes that ran the solves in another order).
+_HELPERS = (("_leaf", "_all_finite"), ("_leaf", "_rms_scaled"), ("_helper", "_first_at_or_after"))
+
+
+def _helpers_source() -> str:
+    out = []
+    for decorator, name in _HELPERS:
+        lines = inspect.getsource(getattr(_ode, name).py_func).splitlines()
+        while lines[0].startswith("@"):
+            lines.pop(0)
+        out.append("\n".join([f"@{decorator}", *lines]))
+    return "\n\n\n".join(out) + "\n\n\n"
 
 
 @functools.cache
@@ -543,8 +564,10 @@ def kernels(rhs_lanes, n: int, n_par: int, fma: bool = True) -> dict:
         f"NS_N = {_ode._NS * n}",
         # error_model="numpy": no zero-division checks, so the loops over lanes vectorise
         f"_leaf = numba.njit(cache=_CACHE, {leaf})",
-        "_cached_leaf = numba.njit(cache=_CACHE, nogil=True)",
-        "_driver = numba.njit(cache=_CACHE, nogil=True, error_model='numpy')",
+        # every function sets its flags: none depends on which caller compiled it first
+        "_cached_leaf = numba.njit(cache=_CACHE, nogil=True, error_model='numpy', fastmath=False)",
+        "_helper = numba.njit(cache=_CACHE, nogil=True, error_model='numpy', fastmath=False)",
+        "_driver = numba.njit(cache=_CACHE, nogil=True, error_model='numpy', fastmath=False)",
     ]
-    body = "\n".join(decorators) + "\n\n\n" + _source(n, n_par)
+    body = "\n".join(decorators) + "\n\n\n" + _helpers_source() + _source(n, n_par)
     return _jitcache.load(f"ode_lanes_{n}_{n_par}", _HEADER, body, rhs_lanes)

@@ -84,6 +84,73 @@ def test_kovasznay_terms_vanish_on_the_exact_flow(files):
     assert parts["jacobian"].item() < 1e-24 and parts["hessian"].item() < 1e-24
 
 
+# Off the solution: the exact fields plus EPS * g, g(x, y) = x^2 y + x / 2, whose
+# derivatives are written out by hand (g_x = 2xy + 1/2, g_y = x^2, g_xx = 2y, g_xy = 2x,
+# g_yy = 0), so every term has a closed-form value that no code of the package computes.
+EPS = 0.1
+
+
+def _g(X):
+    return X[:, 0] ** 2 * X[:, 1] + 0.5 * X[:, 0]
+
+
+def _g_parts(X: np.ndarray):
+    x, y = X[:, 0], X[:, 1]
+    return _g(X), (2 * x * y + 0.5, x**2), (2 * y, 2 * x, 0 * x)  # g, (g_x, g_y), (xx, xy, yy)
+
+
+def _u_allen(X):
+    return np.sin(math.pi * X[:, 0]) * np.sin(math.pi * X[:, 1])
+
+
+class AllenOff(AllenExact):
+    def forward(self, X):
+        return super().forward(X) + EPS * _g(X)[:, None]
+
+
+class KovasznayOff(KovasznayExact):  # (u, v, p) + EPS * (g, 2 g, 0)
+    def forward(self, X):
+        g = _g(X)
+        return super().forward(X) + EPS * torch.stack([g, 2 * g, 0 * g], -1)
+
+
+def test_allen_cahn_terms_off_the_solution_have_their_closed_form_values(files):
+    """Every term of the DERL, HESL and PINN modes at a field that is not the solution:
+    the means over every entry (PyTorch's MSELoss) of the hand-computed errors."""
+    problem = load_problem(files["allen-cahn"])
+    X = problem.sets["train"].X.numpy()
+    g, (gx, gy), (gxx, gxy, gyy) = _g_parts(X)
+    expected = {
+        "output": EPS**2 * np.mean(g**2),
+        "jacobian": EPS**2 * np.mean(gx**2 + gy**2) / 2,  # (N, 1, 2) entries
+        "hessian": EPS**2 * np.mean(gxx**2 + 2 * gxy**2 + gyy**2) / 4,  # (N, 1, 2, 2)
+        # λΔû − û + û³ − f with λΔu − u + u³ = f and û = u + εg:
+        "residual": np.mean(
+            (0.01 * EPS * (gxx + gyy) - EPS * g + (_u_allen(X) + EPS * g) ** 3 - _u_allen(X) ** 3)
+            ** 2
+        ),
+        "boundary": EPS**2 * np.mean(_g(problem.sets["boundary"].X.numpy()) ** 2),  # u = 0 there
+    }
+    got = {**_parts(problem, AllenOff(), "der+hesl"), **_parts(problem, AllenOff(), "outl+pinn")}
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert value > 1e-4, name  # far from zero: the check cannot pass by vanishing
+        assert got[name].item() == pytest.approx(value, rel=1e-9), name
+
+
+def test_kovasznay_jacobian_and_hessian_off_the_flow_average_every_entry(files):
+    """Three outputs, two inputs: the Jacobian term is the mean over (N, 3, 2) entries and
+    the Hessian term over (N, 3, 2, 2), here with the errors (g, 2g, 0) of the outputs."""
+    problem = load_problem(files["kovasznay"])
+    X = problem.sets["train"].X.numpy()
+    _, (gx, gy), (gxx, gxy, gyy) = _g_parts(X)
+    got = _parts(problem, KovasznayOff(), "der+hesl")
+    jac = EPS**2 * (1 + 4 + 0) * np.mean(gx**2 + gy**2) / 6
+    hess = EPS**2 * (1 + 4 + 0) * np.mean(gxx**2 + 2 * gxy**2 + gyy**2) / 12
+    assert got["jacobian"].item() == pytest.approx(jac, rel=1e-9)
+    assert got["hessian"].item() == pytest.approx(hess, rel=1e-9)
+
+
 def test_hessian_projection_finite_difference_error_is_first_order(files):
     # the paper's (∇û(x + σv) − ∇û(x))/σ differs from Hv by O(σ): measured slope 1
     problem = load_problem(files["allen-cahn"])

@@ -467,3 +467,31 @@ def test_reproduce_keeps_a_dataset_it_cannot_read(tmp_path):
     with pytest.raises(runner.ReproduceError, match=f"delete {path}"):
         runner._dataset(tmp_path, "d", request, progress=False)
     assert path.read_bytes() == b"not an HDF5 file, but somebody's"
+
+
+# -- one run per output: train, stages and reproduce too ----------------------------------
+
+
+def test_train_stages_and_reproduce_refuse_an_output_another_run_holds(trained, tmp_path, capsys):
+    from derlhybrid._io import exclusive_lock
+
+    _, _, cfg = trained
+    run = tmp_path / "run"
+    with exclusive_lock(run):
+        err = _one_line_exit_2(capsys, ["train", str(cfg), "--out", str(run)])
+        assert "another run is writing" in err and not run.exists()
+    pipe = tmp_path / "pipe.toml"
+    pipe.write_text(
+        "[defaults]\nmodel = { width = 4, depth = 1 }\ntrain = { epochs = 1, progress = false }\n"
+        f'[[stages]]\nname = "a"\ndata = {{ path = "{trained[0]}", form = "state" }}\n'
+    )
+    with exclusive_lock(tmp_path / "st"):
+        err = _one_line_exit_2(capsys, ["stages", str(pipe), "--out", str(tmp_path / "st")])
+        assert "another run is writing" in err and not (tmp_path / "st").exists()
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    with exclusive_lock(rep):
+        argv = ["reproduce", "pendulum", "--smoke", "--out", str(rep), "--no-progress"]
+        err = _one_line_exit_2(capsys, argv)
+        assert "another run is writing" in err and list(rep.iterdir()) == []
+    assert main(["train", str(cfg), "--out", str(run)]) == 0  # released: free again

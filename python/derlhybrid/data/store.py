@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
 import hashlib
 import json
 import os
@@ -34,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_text_atomic
+from .._io import exclusive_lock, lock_path, write_text_atomic  # noqa: F401 (lock_path: API)
 
 FORMAT = "derlhybrid-dataset"
 #: format of the shard files of a sharded generation (``derl generate --engine ray``): rows
@@ -277,60 +276,16 @@ def glob_escape(name: str) -> str:
     return glob.escape(name)
 
 
-def lock_path(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    return p.with_name(p.name + ".lock")
-
-
 @contextlib.contextmanager
 def output_lock(path: str | os.PathLike) -> Iterator[Path]:
-    """Hold an exclusive lock on the output ``path`` for a whole generation (``fcntl.flock``
-    on ``<name>.lock``, released by the kernel if the process dies): a second run on the
-    same output raises :class:`DatasetError` at once instead of sharing its work files.
-    Temporary files of earlier, killed writes are removed once the lock is held."""
-    import fcntl
-
-    lock = lock_path(path)
-    while True:
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise DatasetError(
-                f"cannot lock {path}: cannot create {lock} ({exc.strerror}); choose a writable "
-                "output folder"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            holder = ""
-            with contextlib.suppress(OSError, ValueError):
-                holder = f" (pid {int(lock.read_text().split()[0])})"
-            raise DatasetError(
-                f"another run is writing {path}{holder}; wait for it to finish, or choose "
-                "another --out"
-            ) from None
-        # the lock file may have been removed (by the previous holder) between our open and
-        # our flock: then we hold a lock on a name nobody else sees; take it again
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(lock))
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+    """Hold the exclusive lock of the output ``path`` for a whole generation
+    (:func:`derlhybrid._io.exclusive_lock`): a second run on the same output raises
+    :class:`DatasetError` at once instead of sharing its work files. Temporary files of
+    earlier, killed writes are removed once the lock is held."""
+    with exclusive_lock(path, error=DatasetError) as lock:
         for stale in stale_writing_files(Path(path)):
             stale.unlink(missing_ok=True)
         yield lock
-    finally:
-        with contextlib.suppress(OSError):
-            lock.unlink()  # while still held: a waiter re-checks the name (above)
-        os.close(fd)
 
 
 def check_target(path: Path, overwrite: bool) -> None:

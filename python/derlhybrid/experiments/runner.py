@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .._io import write_text_atomic
+from .._io import exclusive_lock, write_text_atomic
 from .._tables import deep_merge as _merge
 from . import ncl as _ncl
 from .ncl import NCLRun
@@ -641,8 +641,6 @@ def reproduce(
     ``reproduce/<name>-<scale>``); returns the path of ``results.json``. ``jobs`` > 1 trains
     that many runs at once in separate processes (one intra-op thread each); ``groups`` runs
     only those groups of the scale."""
-    import torch
-
     from .. import learn  # noqa: F401 - fail early if torch is missing
 
     t_start = time.perf_counter()
@@ -663,6 +661,15 @@ def reproduce(
         probe.unlink()
     except OSError as exc:
         raise ReproduceError(f"cannot write to {out} ({exc.strerror}); choose --out DIR") from None
+
+    # one reproduce per folder at a time: a second one would share its runs and data
+    with exclusive_lock(out, error=ReproduceError):
+        return _reproduce_into(out, spec, scale, datasets, runs, progress, figures, jobs, t_start)
+
+
+def _reproduce_into(out, spec, scale, datasets, runs, progress, figures, jobs, t_start) -> Path:
+    """The body of :func:`reproduce`, under the folder's lock."""
+    import torch
 
     paths = {}
     for key, req in datasets.items():

@@ -35,10 +35,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._io import exclusive_lock
 from .._io import write_json_atomic as _write_json
 from ..data.store import DatasetError
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, stale_temporaries
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .losses import Objective, StepContext, Term, build_objective
 from .models import MLP, MLPConfig
 from .problems import PointSet, Problem, StreamingSet, StreamPolicy, load_problem
@@ -460,18 +461,27 @@ def train(
     ``on_epoch(record, model)`` is called after every epoch (and its checkpoint) with the
     epoch's history record (e.g. a hyper-parameter search reporting to its scheduler)."""
     width = int(config.model.get("width", MLPConfig.__dataclass_fields__["width"].default))
+    out = Path(out_dir)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create {out.parent} ({exc.strerror}); choose another --out"
+        ) from None
     before = torch.get_num_threads()
     torch.set_num_threads(train_threads(config, width))
     try:
-        return _train(
-            config,
-            out_dir,
-            resume=resume,
-            problem=problem,
-            progress=progress,
-            extras=extras or RunExtras(),
-            on_epoch=on_epoch,
-        )
+        # one run per folder at a time: two would overwrite each other's checkpoints
+        with exclusive_lock(out, error=ConfigError):
+            return _train(
+                config,
+                out_dir,
+                resume=resume,
+                problem=problem,
+                progress=progress,
+                extras=extras or RunExtras(),
+                on_epoch=on_epoch,
+            )
     finally:
         torch.set_num_threads(before)
 

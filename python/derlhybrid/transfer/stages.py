@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._io import exclusive_lock
 from .._io import write_json_atomic as _write_json
 from .._tables import deep_merge as _merge
 from .._tables import read_toml
@@ -604,20 +605,23 @@ def run_pipeline(
     ``train.progress``) prints a line per stage and shows the trainer's bar.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     problems = dict(problems or {})
     unknown = sorted(set(problems) - {s.name for s in pipeline.stages})
     if unknown:
         raise ValueError(f"problems: {unknown[0]!r} is not a stage of the pipeline")
-    done: dict[str, StageResult] = {}
-    n = len(pipeline.stages)
-    for i, stage in enumerate(pipeline.stages):
-        show = stage.config.train.progress if progress is None else progress
-        result = _run_stage(pipeline, stage, out, done, problems, show, f"stage {i + 1}/{n}")
-        done[stage.name] = result
-        if after_stage is not None:
-            after_stage(result)
-    return list(done.values())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # one pipeline per folder at a time: two would train the same stages over each other
+    with exclusive_lock(out, error=ValueError):
+        out.mkdir(exist_ok=True)
+        done: dict[str, StageResult] = {}
+        n = len(pipeline.stages)
+        for i, stage in enumerate(pipeline.stages):
+            show = stage.config.train.progress if progress is None else progress
+            result = _run_stage(pipeline, stage, out, done, problems, show, f"stage {i + 1}/{n}")
+            done[stage.name] = result
+            if after_stage is not None:
+                after_stage(result)
+        return list(done.values())
 
 
 def _upstream(stage: Stage, pipeline: Pipeline, done: Mapping[str, StageResult]) -> dict:

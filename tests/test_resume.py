@@ -207,3 +207,32 @@ def test_a_killed_save_leaves_no_temporary_file_after_the_rerun(data, tmp_path):
         "checkpoint.pt",
         "train.json",
     ]
+
+
+def test_validation_never_changes_what_is_trained(tmp_path):
+    # a Hessian-projection term draws random directions; validating used to draw them from
+    # the training's generator, so val_every changed the trained weights of sob+hesl runs
+    from derlhybrid.data.generate import GenerateRequest, generate
+    from derlhybrid.learn.config import TrainConfig
+    from derlhybrid.learn.trainer import train
+
+    data = generate(
+        GenerateRequest(system="allen-cahn", out=str(tmp_path / "a.h5"), n_points=80, seed=1),
+        progress=False,
+    )
+    weights = []
+    for val_every in (0, 1):
+        cfg = TrainConfig.from_dict(
+            {
+                "data": {"path": str(data)},
+                "model": {"width": 6, "depth": 1, "dtype": "float64"},
+                "objective": {"mode": "sob+hesl"},
+                "train": {"epochs": 3, "batch_size": 16, "val_every": val_every, "progress": False},
+            }
+        )
+        res = train(cfg, tmp_path / f"v{val_every}")
+        weights.append([p.detach().clone() for p in res.model.parameters()])
+        if val_every:
+            assert all("val" in h for h in res.history)
+    for a, b in zip(*weights, strict=True):
+        assert torch.equal(a, b)

@@ -187,6 +187,7 @@ class _Run:
             )
         self.batch_gen = torch.Generator().manual_seed(batch_seed)
         self.term_gen = torch.Generator().manual_seed(term_seed)
+        self.val_seed = term_seed + 1
         self.ctx = StepContext(self.model, problem, self.t.engine, self.term_gen)
         cbs = self.t.condition_batch_size or self.t.batch_size
         self.cbs = cbs
@@ -324,9 +325,14 @@ class _Run:
         if val is None or len(val) == 0:
             return {}
         sums: dict[str, float] = {}
+        # random terms (Hessian projections) draw from a generator of the validation's own,
+        # the same at every validation: validating never moves the training's generators,
+        # so val_every cannot change what is trained
+        gen = torch.Generator().manual_seed(self.val_seed)
+        ctx = StepContext(self.model, self.problem, self.t.engine, gen)
         for chunk in chunks(val):
             with torch.enable_grad():
-                _, parts = self.objective({"interior": chunk}, self.ctx)
+                _, parts = self.objective({"interior": chunk}, ctx)
             w = len(chunk) / len(val)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + w * float(v)

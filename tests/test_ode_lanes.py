@@ -1,8 +1,8 @@
 """The SIMD lane path of ``solve_ensemble`` (``rhs_lanes=``) and the vectorisable ``sin``.
 
 The lane kernels are checked three ways: built without FMA and given a right-hand side that
-computes exactly what the scalar one computes, they reproduce the scalar path step for step
-(same steps, same rejections, same statuses, numbers to rounding — see ``_same``), which
+computes exactly what the scalar one computes, they reproduce the scalar path bit for bit
+(same steps, rejections, statuses and numbers — see ``_same``), which
 ties them to scipy's DOP853 through ``tests/test_ode.py``; as shipped (FMA, vectorised
 ``sin``) they agree with the scalar path to rounding and with ``solve_ivp(DOP853,
 rtol=atol=1e-13)`` within the tolerance; and lanes refill correctly when trajectories need
@@ -106,26 +106,17 @@ def _exact(rhs_lanes, y0, t_eval, params, **kw):
 
 
 def _same(a, b):
-    """The same algorithm: every status, step and rejection equal, and the numbers equal to
-    rounding (1e-13 of the solution's scale).
+    """The same algorithm, bit for bit: every status, step, rejection and number equal.
 
-    Not bit for bit, and why: the no-FMA lane kernels and the scalar path compute the same
-    operations, but the scalar path calls ``ode.py``'s ``_rms_scaled`` (its initial step),
-    which sets no ``fastmath``. Numba compiles such a function with the flags of the first
-    caller that compiles it and caches that on disk (``cache=True``, keyed by its
-    signature, not its flags): with FMA when a lane solve compiled it first (the lane
-    kernels called it until they got their own copies, ``ode_lanes._HELPERS``). A checkout
-    whose ``__pycache__`` holds such a copy gives the scalar path other bits (measured here:
-    6 of 222 values, 1 ulp) than a clean one; with fresh caches the two paths are equal bit
-    for bit. Setting the flags of ``ode.py``'s helpers would make this ``array_equal``."""
+    The no-FMA lane kernels and the scalar path compute the same operations in the same
+    order. They used to differ by an ulp in a few values because ``ode.py``'s helpers set no
+    ``fastmath``: Numba compiled them with the flags of whichever caller compiled them first
+    and cached that on disk. Every Numba function of the solver now sets its flags."""
     np.testing.assert_array_equal(a.status, b.status)
     np.testing.assert_array_equal(a.n_steps, b.n_steps)
     np.testing.assert_array_equal(a.n_rejected, b.n_rejected)
-    for x, ref in ((a.states, b.states), (a.derivatives, b.derivatives)):
-        ok = np.isfinite(ref)
-        np.testing.assert_array_equal(np.isfinite(x), ok)
-        scale = np.abs(ref[ok]).max(initial=1.0)
-        np.testing.assert_allclose(x[ok], ref[ok], rtol=0, atol=1e-13 * scale)
+    np.testing.assert_array_equal(a.states, b.states)
+    np.testing.assert_array_equal(a.derivatives, b.derivatives)
 
 
 def _bits(a, b):
@@ -210,7 +201,7 @@ def _pendulum_states(n, seed):
     return np.column_stack([rng.uniform(-np.pi / 4, np.pi / 4, n), rng.uniform(-1.5, 1.5, n)])
 
 
-def test_lane_path_is_the_scalar_algorithm_step_for_step():
+def test_lane_path_is_the_scalar_algorithm_bit_for_bit():
     # no FMA and the same rhs arithmetic: every step and rejection as the scalar path
     y0 = _pendulum_states(37, 11)  # not a multiple of the lane count
     params = np.tile(PENDULUM, (37, 1))
@@ -233,7 +224,7 @@ def test_lane_path_is_the_scalar_algorithm_step_for_step():
     )
 
 
-def test_lane_refill_with_uneven_trajectories_and_failures_step_for_step():
+def test_lane_refill_with_uneven_trajectories_and_failures_bit_for_bit():
     # y' = A y + c y**2 with very different trajectories side by side: slow and fast
     # oscillators (4 to ~170 steps), blow-ups (y' = y**2 from y0 = 1, at t = 1 < 2), a NaN
     # initial state, and a max_steps that only the fast oscillators exceed

@@ -146,8 +146,11 @@ def _per_rhs(f):
 _per_rhs_inline = _per_rhs  # the same, compiled with ``inline="always"``
 
 if numba is not None:
-    _cached = numba.njit(cache=True, nogil=True)
-    _inline = numba.njit(nogil=True, inline="always")
+    # explicit flags: a function that sets none is compiled with the flags of whichever
+    # caller compiles it first in a process (and cached so), so its bits would depend on
+    # what the process ran before (docs/scale-out.md)
+    _cached = numba.njit(cache=True, nogil=True, fastmath=False, error_model="python")
+    _inline = numba.njit(nogil=True, inline="always", fastmath=False, error_model="python")
 
     @intrinsic
     def _voidptr(typingctx, addr):
@@ -615,8 +618,9 @@ def _kernel_source() -> tuple[str, str]:
     header = "import math\n\nimport numba\nimport numpy as np\n\n"
     header += f"from {__name__} import {', '.join(helpers)}\n"
     body = [
-        "_per_rhs = numba.njit(cache=_CACHE, nogil=True)",
-        '_per_rhs_inline = numba.njit(nogil=True, inline="always")',
+        '_per_rhs = numba.njit(cache=_CACHE, nogil=True, fastmath=False, error_model="python")',
+        "_per_rhs_inline = numba.njit("
+        'nogil=True, inline="always", fastmath=False, error_model="python")',
     ]
     body += [inspect.getsource(f) for f in _PER_RHS]
     return header, "\n\n".join(body)

@@ -495,3 +495,34 @@ def test_train_stages_and_reproduce_refuse_an_output_another_run_holds(trained, 
         err = _one_line_exit_2(capsys, argv)
         assert "another run is writing" in err and list(rep.iterdir()) == []
     assert main(["train", str(cfg), "--out", str(run)]) == 0  # released: free again
+
+
+def test_a_grid_resume_with_other_windows_is_refused(tmp_path, monkeypatch):
+    # the windows are part of the work's identity: frames of one split must not be stitched
+    # into another (a resume after GRID_BYTES changed)
+    from derlhybrid.data import generate as gen_mod
+    from derlhybrid.kernels import pde
+
+    req = GenerateRequest(
+        system="continuity", out=str(tmp_path / "c.h5"), n_points=31, n_times=21, seed=0
+    )
+    monkeypatch.setattr(gen_mod, "GRID_BYTES", 8 * 31 * 31 * 4 * 4)  # windows of 4 frames
+    real, calls = pde.solve_continuity, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(pde, "solve_continuity", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generate(req, progress=False)
+    monkeypatch.setattr(pde, "solve_continuity", real)
+    monkeypatch.setattr(gen_mod, "GRID_BYTES", 8 * 31 * 31 * 4 * 6)  # other windows
+    with pytest.raises(DatasetError, match="different request"):
+        generate(req, progress=False)
+    monkeypatch.setattr(gen_mod, "GRID_BYTES", 8 * 31 * 31 * 4 * 4)  # the same: resumes
+    generate(req, progress=False)
+    with open_dataset(req.out) as f:
+        assert f["fields/rho"].shape == (21, 31, 31)

@@ -868,7 +868,9 @@ def _generate_grid(req: GenerateRequest, system, progress: bool, finalize=None) 
     attrs = _common_attrs(req, system, generator, backend)
     attrs["inputs"], attrs["outputs"] = list(inputs), [field_name]
     check_target(Path(req.out), req.overwrite)
-    work = ChunkStore(req.out, req.as_config(), overwrite=req.overwrite)
+    # the windows are part of the work's identity: a resume with other windows (another
+    # GRID_BYTES) would stitch frames of one split into the other
+    work = ChunkStore(req.out, {**req.as_config(), "window": window}, overwrite=req.overwrite)
     bar = _progress(n_t, 0, system.name, progress)
     if bar is not None:
         bar.unit = "frame"
@@ -977,12 +979,17 @@ def _empirical_time(field_ds, out_ds, t, emp, window) -> None:
     from ..kernels import stencil_width
 
     n_t = len(t)
-    halo = stencil_width(1, emp[1], emp[0], uniform=False)
+    # the record's one uniform step (t is a linspace): every window then gets the very
+    # weights of a computation over the whole record, bit for bit
+    h = (t[-1] - t[0]) / (n_t - 1)
+    if not np.allclose(np.diff(t), h, rtol=1e-9, atol=0):  # pragma: no cover - linspace
+        raise AssertionError("grid times must be uniform")
+    halo = stencil_width(1, emp[1], emp[0], uniform=False)  # ample for every scheme
     step = max(1, window - 2 * halo)
     for a in range(0, n_t, step):
         b = min(n_t, a + step)
         lo, hi = max(0, a - halo), min(n_t, b + halo)
         d = derivative(
-            field_ds[lo:hi], t[lo:hi], axis=0, accuracy=emp[1], scheme=emp[0], boundary="one-sided"
+            field_ds[lo:hi], h, axis=0, accuracy=emp[1], scheme=emp[0], boundary="one-sided"
         )
         out_ds[a:b] = d[a - lo : a - lo + (b - a)]

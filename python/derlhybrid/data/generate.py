@@ -64,6 +64,9 @@ class GenerateRequest:
     method: str | None = None
     fd_step: float = 1e-3
     n_empirical_samples: int | None = None
+    #: measurement noise: σ of Gaussian noise on the sampled states that the empirical set
+    #: (``empirical`` = a stencil or an estimator of data.estimators) is estimated from
+    noise: float = 0.0
 
     def validate(self) -> None:
         _check_types(self)
@@ -90,7 +93,14 @@ class GenerateRequest:
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise ValueError(f"--seed must be an integer in [0, 2**63), got {self.seed}")
         if self.empirical is not None:
-            parse_scheme(self.empirical)
+            _empirical_method(self.empirical)
+        if not (isinstance(self.noise, int | float) and 0 <= self.noise < math.inf):
+            raise ValueError(f"noise must be a non-negative number, got {self.noise!r}")
+        if self.noise and (self.empirical is None or self.empirical == "cubic-forward"):
+            raise ValueError(
+                "noise needs an empirical estimator of the noisy samples (e.g. "
+                "empirical = 'savgol' or 'forward:1'), not cubic-forward"
+            )
         if not (isinstance(self.fd_step, int | float) and 0 < self.fd_step < math.inf):
             raise ValueError(f"--fd-step must be a positive number, got {self.fd_step!r}")
         if not str(self.out):
@@ -102,6 +112,49 @@ class GenerateRequest:
         d.pop("out")
         d["split"] = list(self.split)
         return d
+
+
+def _empirical_method(text: str):
+    """A stencil/cubic-forward scheme ``(scheme, accuracy)`` or an estimator object of
+    :mod:`derlhybrid.data.estimators` (savgol, spline, trend…)."""
+    from .estimators import ESTIMATORS, parse_estimator
+
+    if str(text).partition(":")[0] in ESTIMATORS:
+        return parse_estimator(text)
+    return parse_scheme(text)
+
+
+def _measured(req: GenerateRequest):
+    """The estimator of a *measured* empirical set (noisy samples, or a smoothing
+    estimator): written to /empirical/{t,states,derivatives}; None otherwise."""
+    from .estimators import Estimator, parse_estimator
+
+    if req.empirical is None or req.empirical == "cubic-forward":
+        return None
+    method = _empirical_method(req.empirical)
+    if isinstance(method, Estimator):
+        return method
+    return parse_estimator(req.empirical) if req.noise else None
+
+
+def _measured_chunk(req, est, t, states, first, dtype) -> dict[str, np.ndarray]:
+    """Noisy samples of one chunk (one SeedSequence(seed, spawn_key=(2, i)) per trajectory
+    ``i``) and their derivatives estimated trajectory by trajectory, so neither depends on
+    the chunking."""
+    from .estimators import estimate
+
+    noisy = np.array(states, dtype=np.float64)
+    d = np.empty_like(noisy)
+    for i in range(noisy.shape[0]):
+        if req.noise:
+            ss = np.random.SeedSequence(req.seed, spawn_key=(2, first + i))
+            noisy[i] += req.noise * np.random.default_rng(ss).standard_normal(noisy[i].shape)
+        d[i : i + 1] = estimate(est, noisy[i : i + 1], t)[0]
+    return {
+        "emp_t": np.broadcast_to(t, noisy.shape[:2]).copy(),
+        "emp_y": noisy.astype(dtype, copy=False),
+        "emp_dy": d.astype(dtype, copy=False),
+    }
 
 
 def _check_types(req: GenerateRequest) -> None:
@@ -252,6 +305,9 @@ def _empirical_chunk(req, emp, n_emp, t, states, first, dtype) -> dict[str, np.n
     """Empirical derivatives of one chunk of trajectories (``first`` = its first index)."""
     if emp is None:
         return {}
+    est = _measured(req)
+    if est is not None:
+        return _measured_chunk(req, est, t, states, first, dtype)
     if emp[0] != "cubic-forward":
         d = along_trajectories(states, t, scheme=emp[0], accuracy=emp[1])
         return {"empirical": d.astype(dtype, copy=False)}
@@ -386,9 +442,22 @@ def plan_trajectories(
         generator.update(ENSEMBLE_PROVENANCE)
     attrs = _common_attrs(req, system, generator, backend)
     attrs["state_names"] = list(system.state_names)
-    emp = None if req.empirical is None else parse_scheme(req.empirical)
+    emp = None if req.empirical is None else ("measured", 0)
+    if emp is not None and _measured(req) is None:
+        emp = parse_scheme(req.empirical)
     n_emp = req.n_empirical_samples or (n_t - 1)
-    if emp is not None:
+    if emp is not None and emp[0] == "measured":
+        est = _measured(req)
+        n_emp = n_t
+        generator["empirical"] = {
+            "samples": "the saved states + N(0, noise²) per entry (initial states, the "
+            "network inputs, stay exact), one SeedSequence(seed, spawn_key=(2, i)) per "
+            "trajectory",
+            "noise": req.noise,
+            "estimator": {**est.describe(), "spec": est.spec()},
+            "estimated": "per trajectory (data-driven choices: per trajectory)",
+        }
+    elif emp is not None:
         generator["empirical"] = (
             {
                 "scheme": "cubic interpolant (scipy interp1d), forward difference",
@@ -432,7 +501,7 @@ def row_datasets(plan: TrajectoryPlan) -> list[RowDataset]:
         ),
         RowDataset("trajectories/n_steps", "n_steps", (), "i4", {}),
     ]
-    if plan.emp is not None and plan.emp[0] != "cubic-forward":
+    if plan.emp is not None and plan.emp[0] not in ("cubic-forward", "measured"):
         rows.append(
             RowDataset(
                 "trajectories/empirical_derivatives",
@@ -453,7 +522,9 @@ def row_datasets(plan: TrajectoryPlan) -> list[RowDataset]:
                 "emp_dy",
                 (m, ns),
                 dtype,
-                {"scheme": "cubic-forward", "h": plan.req.fd_step},
+                {"scheme": "cubic-forward", "h": plan.req.fd_step}
+                if plan.emp[0] == "cubic-forward"
+                else {"estimator": plan.req.empirical, "noise": plan.req.noise},
             ),
         ]
     return rows
@@ -812,6 +883,8 @@ def _generate_grid(req: GenerateRequest, system, progress: bool, finalize=None) 
     backend = backends.resolve(req.backend)
     if req.method == "exact":
         backend = "python"  # a closed form needs no solver
+    if req.noise:
+        raise ValueError("noise applies to trajectory (ODE) data only")
     emp = None if req.empirical is None else parse_scheme(req.empirical)
     if emp is not None and emp[0] == "cubic-forward":
         raise ValueError("cubic-forward applies to trajectories; use forward:N/central:N here")

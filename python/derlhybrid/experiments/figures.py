@@ -41,6 +41,7 @@ __all__ = [
     "continuity_errors",
     "kovasznay_errors",
     "ncl_slices",
+    "noise_estimators",
     "parametric_errors",
     "pendulum_field",
     "pendulum_phase",
@@ -1382,6 +1383,78 @@ def ncl_slices(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     return _per_group("ncl_slices", [r for r in runs if _is_ncl(r)], out_dir, draw)
 
 
+def _noise_and_estimator(run: RunInfo) -> tuple[float, str] | None:
+    """σ and derivative estimator of the dataset a run trained on (its ``config``)."""
+    import json
+
+    from ..data.store import open_dataset
+
+    try:
+        with open_dataset(run.data) as f:
+            cfg = json.loads(f.attrs["config"])
+    except Exception:  # a missing or foreign file: the run is left out
+        log.warning("figures: noise_estimators: cannot read %s", run.data)
+        return None
+    est = cfg.get("empirical")
+    return (float(cfg.get("noise") or 0.0), str(est)) if est else None
+
+
+def noise_estimators(runs: list[RunInfo], out_dir: Path) -> list[Path]:
+    """Error against the noise σ of the samples, per derivative estimator (issue 19): the
+    trajectory error and the field error along the test trajectories, mean ± std over
+    seeds; DERL solid, SOB dashed, one colour per estimator, OUTL (no derivatives) black.
+    One PNG, ``noise_estimators.png``, whatever the groups."""
+    cells: dict[tuple[str, str], dict[float, list[tuple[float, float]]]] = {}
+    for r in runs:
+        key = _noise_and_estimator(r)
+        if key is None:
+            continue
+        sigma, est = key
+        line = ("OUTL", "") if r.mode == "outl" else (r.mode.upper(), est)
+        vals = (_metric(r, "trajectory", "mean"), _metric(r, "field", "mean"))
+        cells.setdefault(line, {}).setdefault(sigma, []).append(vals)
+    if not cells:
+        return []
+    sigmas = sorted({s for by in cells.values() for s in by})
+    positive = [s for s in sigmas if s > 0]
+    lin = min(positive) if positive else 1e-3
+    estimators = sorted({e for _, e in cells if e})
+    palette = dict(zip(estimators, [*MODE_COLORS.values(), *_SPARE_COLORS], strict=False))
+    fig = _figure(11, 4.2)
+    axs = fig.subplots(1, 2)
+    for k, (ax, title) in enumerate(
+        zip(axs, ("trajectory error", "field error along trajectories"), strict=True)
+    ):
+        for (mode, est), by in sorted(cells.items()):
+            xs = sorted(by)
+            arr = [np.array([v[k] for v in by[s]], dtype=float) for s in xs]
+            mean = np.array([a.mean() for a in arr])
+            std = np.array([a.std() for a in arr])
+            style = {"DERL": "-", "SOB": "--"}.get(mode, ":")
+            color = palette.get(est, "black")
+            label = f"{mode} · {est}" if est else mode
+            ax.errorbar(
+                xs,
+                mean,
+                yerr=std,
+                fmt="o" + style,
+                color=color,
+                label=label,
+                ms=3.5,
+                capsize=2,
+                lw=1.2,
+            )
+        ax.set_xscale("symlog", linthresh=lin)
+        ax.set_xlim(left=0)
+        _log_or_linear(ax, [np.array([v[k] for by in cells.values() for s in by for v in by[s]])])
+        ax.set_xlabel("noise σ on the sampled states")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+    axs[1].legend(fontsize=7, ncol=2, loc="best")
+    fig.suptitle("Learning through derivatives estimated from noisy samples (test trajectories)")
+    return [_save(fig, Path(out_dir) / "noise_estimators.png")]
+
+
 FIGURES: dict[str, Callable[[list[RunInfo], Path], list[Path]]] = {
     "pendulum_phase": pendulum_phase,
     "pendulum_field": pendulum_field,
@@ -1393,4 +1466,5 @@ FIGURES: dict[str, Callable[[list[RunInfo], Path], list[Path]]] = {
     "transfer_error_maps": transfer_error_maps,
     "transfer_loss_curves": transfer_loss_curves,
     "ncl_slices": ncl_slices,
+    "noise_estimators": noise_estimators,
 }

@@ -28,7 +28,10 @@ def main() -> None:
     ap.add_argument("--compression", default="none", choices=["gzip", "lzf", "none"])
     ap.add_argument("--dir", default=None, help="where to write (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the file")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (what CI runs)")
     args = ap.parse_args()
+    if args.smoke:  # the same code path on 200 trajectories
+        args.n_trajectories, args.n_times = 200, 101
     folder = Path(args.dir or tempfile.mkdtemp(prefix="derl-mem-"))
     out = folder / "pendulum-large.h5"
     cmd = [sys.executable, "-m", "derlhybrid.cli", "generate", "pendulum", "--out", str(out),

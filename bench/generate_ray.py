@@ -56,7 +56,10 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=4, help="shards of every Ray run")
     ap.add_argument("--compression", default="none", choices=["gzip", "lzf", "none"])
     ap.add_argument("--dir", default=None, help="where to write (default: a temporary folder)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (what CI runs)")
     args = ap.parse_args()
+    if args.smoke:  # the same code path on 256 trajectories in 2 shards
+        args.n_trajectories, args.n_times, args.shards = 256, 101, 2
     import ray
 
     from derlhybrid.scale import RayEngine, generate_sharded

@@ -10,7 +10,7 @@ Measured in the same run (best of ``--repeats`` for ours, once for the slow ones
   fixed step of 0.005/32 (6400 steps);
 * the same ETDRK4 steps written with ``numpy.fft`` (the library peer that the Numba FFT of
   ``pde.py`` replaces: per-call overhead dominates at 400 points);
-* the reference: Krogstad's ETDRK4-B on NumPy's complex FFT (``tests/test_pde.py``, no
+* the reference: Krogstad's ETDRK4-B on NumPy's complex FFT (``bench/_reference.py``, no
   code shared with ``pde.py``) at 64 steps per frame; its own error is bounded by comparing
   it with 32 steps per frame and with ETDRK4 at 256 steps per frame;
 * the paper's path (``scipy.integrate.odeint`` + ``scipy.fftpack.diff`` on the 401-point
@@ -43,8 +43,8 @@ from derlhybrid import __version__
 from derlhybrid.kernels import pde
 from derlhybrid.kernels.pde import KDV_NU, periodic_grid, solve_kdv, with_periodic_endpoint
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from test_pde import krogstad_kdv  # the independent reference
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _reference import krogstad_kdv  # the independent reference (bench/_reference.py)
 
 
 def best_of(fn, repeats: int) -> tuple[float, object]:
@@ -136,10 +136,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--odeint-horizon", type=float, default=0.025, help="0 skips odeint")
     ap.add_argument("--dop853", action="store_true", help="also run IF-DOP853 (~1 min)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (what CI runs)")
     args = ap.parse_args()
+    t_end, frames = 1.0, 201
+    if args.smoke:  # the same code path on t in [0, 0.02] (5 frames)
+        t_end, frames, args.repeats, args.odeint_horizon = 0.02, 5, 1, 0.005
 
     x = periodic_grid(400)
-    t = np.linspace(0.0, 1.0, 201)
+    t = np.linspace(0.0, t_end, frames)
     u0 = np.cos(np.pi * x)
     solve_kdv(KDV_NU, x, t[:3], u0)  # JIT compile / load the Numba cache
 
@@ -173,10 +177,12 @@ def main() -> None:
     if args.odeint_horizon > 0:
         h = args.odeint_horizon
         run_s, (t_ode, sol) = timed(lambda: odeint_paper_style(h))
-        odeint_s = run_s * (1.0 / h)
+        odeint_s = run_s * (t_end / h)
         ours_401 = with_periodic_endpoint(solve_kdv(KDV_NU, x, t_ode, u0))
         odeint_paper_dev = float(np.abs(sol - ours_401).max())
-        rows.append((f"paper odeint, t<={h} (x{1 / h:.0f} -> t=1)", odeint_s, odeint_paper_dev))
+        rows.append(
+            (f"paper odeint, t<={h} (x{t_end / h:.0f} -> t={t_end:g})", odeint_s, odeint_paper_dev)
+        )
     dop_s = dop_err = None
     if args.dop853:
         dop_s, dop = timed(lambda: dop853_integrating_factor(KDV_NU, x, t, u0, 1e-12))

@@ -150,7 +150,10 @@ def main() -> None:
     ap.add_argument("--loop-subset", type=int, default=200)
     ap.add_argument("--reference", type=int, default=300, help="trajectories for max_error")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (what CI runs)")
     args = ap.parse_args()
+    if args.smoke:  # the same code path on 64 trajectories
+        args.trajectories, args.repeats, args.loop_subset, args.reference = 64, 1, 8, 8
     n = args.trajectories
     y0 = initial_states(n)
     t_eval = np.linspace(0.0, 10.0, 1001)

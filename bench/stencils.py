@@ -28,7 +28,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--backend", default="python")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (what CI runs)")
     args = ap.parse_args()
+    if args.smoke:  # the same code path on a 256² field
+        args.size, args.repeats = 256, 1
     n = args.size
     h = 1.0 / n
     u = np.random.default_rng(0).standard_normal((n, n))

@@ -266,6 +266,47 @@ def _add_generate(sub) -> None:
     g.set_defaults(func=_cmd_generate)
 
 
+def _cmd_import(args) -> int:
+    from .data.importing import import_from_cli
+
+    path = import_from_cli(args)
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_import(sub) -> None:
+    im = sub.add_parser(
+        "import",
+        help="your own data (CSV, .npy/.npz, HDF5, PDEBench) into a dataset file",
+        description="Import measured trajectories (CSV, .npy, .npz, HDF5 of any layout) or one "
+        "sample of a PDEBench 1-D file into a dataset file `derl train` reads, with estimated "
+        "derivatives and provenance (docs/your-data.md).",
+    )
+    im.add_argument("sources", nargs="+", help="source file(s): one, or one per trajectory")
+    im.add_argument("--out", required=True, help="dataset file to write (.h5)")
+    im.add_argument("--format", help="csv, npy, npz, hdf5 or pdebench (default: from the file)")
+    im.add_argument("--system", help="registered system (trajectories: e.g. pendulum)")
+    im.add_argument("--param", action="append", metavar="NAME=VALUE", help="system parameter")
+    im.add_argument("--time", default="t", help="time column / key (.npy: index; default t)")
+    im.add_argument("--columns", help="state columns/keys in the system's state order, a,b")
+    im.add_argument("--states", help="one array key holding every state column (last axis)")
+    im.add_argument("--trajectory-column", help="CSV column telling trajectories apart")
+    im.add_argument("--units", nargs="+", metavar="COLUMN=UNIT", help="units (recorded)")
+    im.add_argument(
+        "--derivatives",
+        metavar="METHOD",
+        help="forward:N, central:N, backward:N, savgol, spline, trend (with parameters, e.g. "
+        "savgol:window=31; default central:2)",
+    )
+    im.add_argument("--sample", type=int, default=0, help="PDEBench sample index (default 0)")
+    im.add_argument("--seed", type=int, default=0, help="seed of the trajectory split")
+    im.add_argument(
+        "--split", type=float, nargs=3, default=(0.6, 0.2, 0.2), help="train val test fractions"
+    )
+    im.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    im.set_defaults(func=_cmd_import)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="derl", description="Learning physical systems through derivatives.")
     p.add_argument("--version", action="version", version=f"derlhybrid {__version__}")
@@ -284,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     _add_generate(sub)
+    _add_import(sub)
     ins = sub.add_parser("inspect", help="schema, sizes and provenance of a dataset file")
     ins.add_argument("file")
     ins.set_defaults(func=_cmd_inspect)

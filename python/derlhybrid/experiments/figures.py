@@ -1403,7 +1403,7 @@ def noise_estimators(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     """Error against the noise σ of the samples, per derivative estimator (issue 19): the
     trajectory error and the field error along the test trajectories, mean ± std over
     seeds; DERL solid, SOB dashed, one colour per estimator, OUTL (no derivatives) black.
-    One PNG, ``noise_estimators.png``, whatever the groups."""
+    One PNG for all groups, ``noise_estimators-all.png``."""
     cells: dict[tuple[str, str], dict[float, list[tuple[float, float]]]] = {}
     for r in runs:
         key = _noise_and_estimator(r)
@@ -1452,7 +1452,7 @@ def noise_estimators(runs: list[RunInfo], out_dir: Path) -> list[Path]:
         ax.grid(True, alpha=0.3)
     axs[1].legend(fontsize=7, ncol=2, loc="best")
     fig.suptitle("Learning through derivatives estimated from noisy samples (test trajectories)")
-    return [_save(fig, Path(out_dir) / "noise_estimators.png")]
+    return [_save(fig, Path(out_dir) / "noise_estimators-all.png")]
 
 
 FIGURES: dict[str, Callable[[list[RunInfo], Path], list[Path]]] = {

@@ -207,8 +207,16 @@ def _get(table: dict, key: str, path: Path, what: str) -> np.ndarray:
         avail = ", ".join(sorted(n for n in table if not n.startswith("__")))
         raise DatasetError(f"{path}: no {what} {key!r} (available: {avail or 'none'})")
     a = table[k]
-    if a.dtype == object or a.dtype.kind not in "fiu":
-        raise DatasetError(f"{path}: {what} {key!r} is not numeric")
+    if a.dtype == object:  # a CSV column of text: name its first entry that is no number
+        i = 0
+        for i, v in enumerate(a):  # noqa: B007
+            try:
+                float(v)
+            except ValueError:
+                break
+        raise DatasetError(f"{path}: row {i + 2}, column {key!r}: {a[i]!r} is not a number")
+    if a.dtype.kind not in "fiu":
+        raise DatasetError(f"{path}: {what} {key!r} is not numeric ({a.dtype})")
     return np.asarray(a, dtype=np.float64)
 
 

@@ -87,14 +87,19 @@ def julia_env(monkeypatch):
     monkeypatch.setattr(_julia_state, "pid", None)
     monkeypatch.setattr(_julia, "_auto_error", None)
     monkeypatch.setattr(_julia, "_started_offline", False)
-    monkeypatch.delitem(sys.modules, "juliacall", raising=False)
     real_find_spec = backends.importlib.util.find_spec
     monkeypatch.setattr(
         backends.importlib.util,
         "find_spec",
         lambda name, *a: object() if name == "juliacall" else real_find_spec(name, *a),
     )
-    return monkeypatch
+    # the stand-in juliacall a test imports must not outlive it: later tests (any module
+    # that asks importlib for juliacall's spec) would meet a module without a __spec__
+    saved = sys.modules.pop("juliacall", None)
+    yield monkeypatch
+    sys.modules.pop("juliacall", None)
+    if saved is not None:
+        sys.modules["juliacall"] = saved
 
 
 def _install(monkeypatch, **kw) -> FakeJulia:

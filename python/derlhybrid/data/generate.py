@@ -110,6 +110,8 @@ class GenerateRequest:
         d = dataclasses.asdict(self)
         d.pop("overwrite")
         d.pop("out")
+        if not d["noise"]:  # absent when off: config hashes of earlier requests unchanged
+            d.pop("noise")
         d["split"] = list(self.split)
         return d
 

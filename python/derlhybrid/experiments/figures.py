@@ -1389,14 +1389,19 @@ def _noise_and_estimator(run: RunInfo) -> tuple[float, str] | None:
 
     from ..data.store import open_dataset
 
+    if not _files_exist(run):
+        log.warning("figures: noise_estimators: %s has no checkpoint or data file", run.name)
+        return None
     try:
         with open_dataset(run.data) as f:
             cfg = json.loads(f.attrs["config"])
-    except Exception:  # a missing or foreign file: the run is left out
+    except Exception:  # a foreign file: the run is left out
         log.warning("figures: noise_estimators: cannot read %s", run.data)
         return None
     est = cfg.get("empirical")
-    return (float(cfg.get("noise") or 0.0), str(est)) if est else None
+    if not est:  # no estimated derivatives: not a noise-study dataset
+        return None
+    return float(cfg.get("noise") or 0.0), str(est)
 
 
 def noise_estimators(runs: list[RunInfo], out_dir: Path) -> list[Path]:

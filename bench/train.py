@@ -194,7 +194,7 @@ def _steps(run, steps: int):
             total, _ = run.loss(batches, run.ctx)
             run.zero_grad()
             total.backward()
-            opt.step()
+            run.adam_step(opt)
 
     return go
 

@@ -217,6 +217,47 @@ class _Run:
     def zero_grad(self) -> None:
         self.flat.grad.zero_()  # one kernel; the parameters' grads are views of it
 
+    def adam_step(self, opt) -> None:
+        """``opt.step()`` of the fused Adam over the one flat buffer, with the optimizer's
+        Python bookkeeping (~0.1 ms a step, 8 % of a small network's step) skipped once its
+        state exists: the same two kernels ``torch.optim.Adam(fused=True)`` runs (step += 1,
+        then ``_fused_adam_``) on the same tensors and hyper-parameters, so the result is
+        bit for bit that of ``opt.step()`` (tested)."""
+        state = opt.state.get(self.flat)
+        group = opt.param_groups[0]
+        if (
+            not state
+            or opt is not self.adam
+            or group["amsgrad"]
+            or group["maximize"]
+            or group["capturable"]
+            or group["differentiable"]
+            or group.get("decoupled_weight_decay", False)
+            or isinstance(group["lr"], torch.Tensor)
+        ):
+            opt.step()
+            return
+        step = state["step"]
+        torch._foreach_add_([step], 1)
+        beta1, beta2 = group["betas"]
+        torch._fused_adam_(
+            [self.flat],
+            [self.flat.grad],
+            [state["exp_avg"]],
+            [state["exp_avg_sq"]],
+            [],
+            [step],
+            amsgrad=False,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+            grad_scale=None,
+            found_inf=None,
+        )
+
     # -- optimizers ---------------------------------------------------------------------
     def phase(self, epoch: int) -> str:
         t = self.t
@@ -301,7 +342,7 @@ class _Run:
                     total, parts = self.loss(batches, self.ctx)
                     self.zero_grad()
                     total.backward()
-                    opt.step()
+                    self.adam_step(opt)
                     accumulate(total, parts)
                 else:
                     last = {}

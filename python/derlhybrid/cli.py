@@ -189,6 +189,8 @@ def _cmd_reproduce(args) -> int:
         figures=not args.no_figures,
         jobs=args.jobs,
         groups=args.groups,
+        engine=args.engine,
+        address=args.address,
     )
     print((path.parent / "results.md").read_text())
     print(f"wrote {path}, {path.parent / 'results.md'} and {path.parent / 'figures'}/")
@@ -388,6 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="output folder (default reproduce/EXPERIMENT[-SCALE])")
     rp.add_argument("--groups", nargs="+", help="run only these groups (default: all)")
     rp.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
+    rp.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: every run a Ray task (resumable run folders; --out on a shared file system)",
+    )
+    rp.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
     rp.add_argument("--list", action="store_true", help="list the experiments")
     rp.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     rp.add_argument("--no-progress", action="store_true", help="no progress bars")

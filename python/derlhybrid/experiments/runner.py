@@ -636,11 +636,15 @@ def reproduce(
     figures: bool = True,
     jobs: int = 1,
     groups: list[str] | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> Path:
     """Run experiment ``name`` at ``scale`` into ``out`` (default ``reproduce/<name>``, or
     ``reproduce/<name>-<scale>``); returns the path of ``results.json``. ``jobs`` > 1 trains
     that many runs at once in separate processes (one intra-op thread each); ``groups`` runs
-    only those groups of the scale."""
+    only those groups of the scale. ``engine="ray"`` sends the runs (and the shared first
+    stages of pipelines) as Ray tasks to the cluster at ``address`` (None: a local Ray
+    instance; :mod:`derlhybrid.scale.ray_reproduce`), with the same results files."""
     from .. import learn  # noqa: F401 - fail early if torch is missing
 
     t_start = time.perf_counter()
@@ -648,6 +652,19 @@ def reproduce(
     seeds = _check_seeds(seeds)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ReproduceError(f"--jobs must be a positive integer, got {jobs!r}")
+    if engine not in ENGINES:
+        raise ReproduceError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine != "ray" and address is not None:
+        raise ReproduceError("--address names a Ray cluster: use it with --engine ray")
+    if engine == "ray" and jobs != 1:
+        raise ReproduceError("--jobs is for --engine local; Ray runs as many runs as it has CPUs")
+    if engine == "ray":
+        from ..scale._ray import RayUnavailable, require
+
+        try:
+            require()
+        except RayUnavailable as exc:
+            raise ReproduceError(str(exc)) from None
     datasets, runs = plan(spec, scale, seeds, groups)  # plan validates scale and groups
     out = (
         Path(out)
@@ -664,10 +681,33 @@ def reproduce(
 
     # one reproduce per folder at a time: a second one would share its runs and data
     with exclusive_lock(out, error=ReproduceError):
-        return _reproduce_into(out, spec, scale, datasets, runs, progress, figures, jobs, t_start)
+        ray = {"address": address} if engine == "ray" else None
+        return _reproduce_into(
+            out, spec, scale, datasets, runs, progress, figures, jobs, t_start, ray
+        )
 
 
-def _reproduce_into(out, spec, scale, datasets, runs, progress, figures, jobs, t_start) -> Path:
+#: where the runs of a reproduce execute: this machine (``--jobs N`` processes) or Ray tasks
+ENGINES = ("local", "ray")
+
+
+def _one_thread(runs) -> None:
+    """Every run trains with one intra-op thread (runs side by side, one CPU each)."""
+    for run in runs:
+        if isinstance(run, PipelineRun):
+            for st in run.stages:
+                st.setdefault("train", {})["threads"] = 1
+        elif isinstance(run, NCLRun):
+            for cfg in (run.teacher, run.student):
+                if cfg is not None:
+                    cfg["train"]["threads"] = 1
+        else:
+            run.config["train"]["threads"] = 1
+
+
+def _reproduce_into(
+    out, spec, scale, datasets, runs, progress, figures, jobs, t_start, ray=None
+) -> Path:
     """The body of :func:`reproduce`, under the folder's lock."""
     import torch
 
@@ -687,18 +727,39 @@ def _reproduce_into(out, spec, scale, datasets, runs, progress, figures, jobs, t
     )
     # the first stage shared by several pipelines: trained once, linked into their folders
     pipes = [r for r in runs if isinstance(r, PipelineRun)]
+    if ray is not None:
+        _one_thread(runs)
     if pipes:
         from .pipelines import run_shared, shared_first_stages
 
+        calls = []
         for key, shared in shared_first_stages(pipes, paths).items():
-            bar.set_postfix_str(f"{shared[0].group} {shared[0].stages[0]['name']} (shared)")
-            run_shared(key, shared, paths[shared[0].dataset], out)
+            label = f"{shared[0].group} {shared[0].stages[0]['name']} (shared)"
+            calls.append((label, run_shared, (key, shared, paths[shared[0].dataset], out)))
+        if ray is not None:
+            from ..scale.ray_reproduce import run_tasks
+
+            bar.set_postfix_str(f"{len(calls)} shared first stages on Ray")
+            run_tasks(calls, address=ray["address"])
+        else:
+            for label, fn, args in calls:
+                bar.set_postfix_str(label)
+                fn(*args)
     # the NCL teachers: each trained and labelled once, before their students
     ncls = [r for r in runs if isinstance(r, NCLRun)]
     if ncls:
         bar.set_postfix_str(f"{ncls[0].group} teacher (shared)")
         _ncl.prepare_teachers(ncls, paths, out)
-    if jobs == 1:
+    if ray is not None:
+        from ..scale.ray_reproduce import run_tasks
+
+        def finished(label):
+            bar.set_postfix_str(label)
+            bar.update()
+
+        calls = [(run.name, _run_one, (run, paths[run.dataset], out, False)) for run in runs]
+        rows = run_tasks(calls, address=ray["address"], on_done=finished)
+    elif jobs == 1:
         rows = []
         for run in runs:
             bar.set_postfix_str(run.name)
@@ -708,16 +769,7 @@ def _reproduce_into(out, spec, scale, datasets, runs, progress, figures, jobs, t
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        for run in runs:
-            if isinstance(run, PipelineRun):
-                for st in run.stages:
-                    st.setdefault("train", {})["threads"] = 1
-            elif isinstance(run, NCLRun):
-                for cfg in (run.teacher, run.student):
-                    if cfg is not None:
-                        cfg["train"]["threads"] = 1
-            else:
-                run.config["train"]["threads"] = 1
+        _one_thread(runs)
         done: dict[str, dict] = {}
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
             futures = {

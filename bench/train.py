@@ -37,7 +37,7 @@ six students' steps (200 epochs of 1257 steps each); ``ncl_teacher_cpu_h`` = the
 10⁴ steps. The last line printed is one JSON object.
 
     python bench/train.py [--smoke] [--repeats 3] [--kdv-steps 50] [--data DIR]
-                          [--threads N] [--no-compile] [--no-memory] [--device cpu]
+                          [--threads N] [--no-compile] [--no-memory] [--only ...]
 
 ``--smoke``: tiny datasets and networks, a few steps, no compilation — the same code path
 and JSON keys in seconds (what CI runs; its numbers mean nothing).

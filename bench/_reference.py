@@ -1,6 +1,7 @@
 """The independent KdV reference of ``bench/kdv.py``: Krogstad's ETDRK4-B on NumPy's complex
-FFT, sharing no code with ``derlhybrid.kernels.pde`` (the same algorithm as the reference in
-``tests/test_pde.py``; a bench never imports from ``tests/``, which needs the test extra)."""
+FFT, sharing no code with ``derlhybrid.kernels.pde``. The one copy: ``tests/test_pde.py``
+loads it from this file (a bench never imports from ``tests/``, which needs the test
+extra)."""
 
 from __future__ import annotations
 

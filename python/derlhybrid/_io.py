@@ -19,27 +19,34 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) at ``path`` atomically, creating missing parent folders; the
-    file gets mode 0o644 (``mkstemp`` would leave 0o600). Returns the path. On any failure
-    the temporary file is removed and the target is untouched."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator:
+    """Open a unique temporary file beside ``path`` for writing (``mode`` "wb" or "w"), yield
+    it, then flush, fsync and rename it over ``path`` (mode 0o644; missing parent folders are
+    created). On any failure the temporary file is removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        kw = {"encoding": "utf-8"} if "b" not in mode else {}
+        with os.fdopen(fd, mode, **kw) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o644)  # mkstemp would leave 0o600
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
-    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) at ``path`` atomically (:func:`atomic_file`). Returns the
+    path. On any failure the temporary file is removed and the target is untouched."""
+    with atomic_file(path, "w") as fh:
+        fh.write(text)
+    return Path(path)
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> Path:

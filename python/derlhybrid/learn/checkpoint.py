@@ -21,10 +21,8 @@ checkpoint is refused with one line instead of loading damaged weights.
 from __future__ import annotations
 
 import glob
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections import OrderedDict
 from pathlib import Path, PurePath
@@ -32,6 +30,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .._io import atomic_file
 
 __all__ = ["FORMAT", "VERSION", "CheckpointError", "load_checkpoint", "save_checkpoint"]
 
@@ -97,24 +97,12 @@ def save_checkpoint(path, payload: dict[str, Any]) -> None:
         {"format": FORMAT, "version": VERSION, "package_version": __version__, **payload},
         "checkpoint",
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     crc = getattr(torch.serialization, "get_crc32_options", lambda: True)()
     try:
         if not crc:  # load_checkpoint verifies the CRC-32 of every member
             torch.serialization.set_crc32_options(True)
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_file(path, "wb") as fh:
             torch.save(ckpt, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     finally:
         if not crc:
             torch.serialization.set_crc32_options(False)

@@ -377,7 +377,10 @@ def build_objective(
     hessian_projection: Mapping | None = None,
 ) -> Objective:
     """The objective of a named mode (plus the problem's conditions), or of an explicit
-    list of ``{"term": name, "weight": w, ...options}``. Unknown names are refused."""
+    list of ``{"term": name, "weight": w, ...options}``. Unknown names are refused.
+
+    An entry of ``terms`` may also be a term object (a :class:`Term`, e.g. a subclass of
+    your own; weight 1) or a ``(term, weight)`` pair: no name in :data:`TERMS` needed."""
     weights = dict(weights or {})
     unknown = sorted(set(weights) - set(WEIGHT_GROUPS))
     if unknown:
@@ -392,6 +395,11 @@ def build_objective(
             opts = dict(hessian_projection or {}) if name == "hessian_projection" else {}
             chosen.append((TERMS[name](**opts), float(weights.get(group, 1.0))))
     for spec in terms or []:
+        pair = isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], Term)
+        if isinstance(spec, Term) or pair:
+            term, weight = (spec, 1.0) if isinstance(spec, Term) else spec
+            chosen.append((term, float(weight)))
+            continue
         spec = dict(spec)
         name = spec.pop("term", None)
         if name not in TERMS:

@@ -1,6 +1,18 @@
 """derlhybrid — learning and transferring physical models through their derivatives.
 
-Importing this package starts no Julia, loads no data and prints nothing. The curated API:
+Importing this package starts no Julia, loads no data, prints nothing and imports neither
+torch nor h5py: every name below but the stencils is loaded on first use. The curated API
+(see ``docs/python-api.md``):
+
+* systems — :class:`ODESystem`, :class:`FieldSystem`, :func:`parameter`, :func:`register`,
+  :func:`get_system`;
+* data — :class:`GenerateRequest`, :func:`generate`, :func:`open_dataset`;
+* learning — :class:`TrainConfig`, :func:`train`, :func:`load_model`, :func:`evaluate`, the
+  loss terms (:class:`Term` and its subclasses, :data:`TERMS`, :data:`MODES`),
+  :func:`build_objective`, :class:`RunExtras` (terms beyond the config);
+* transfer — :func:`label`, :class:`DistillSource`, :class:`Stage`, :class:`Pipeline`,
+  :func:`run_pipeline`;
+* experiments — :func:`reproduce`.
 
 >>> import numpy as np
 >>> from derlhybrid import derivative
@@ -10,8 +22,10 @@ Importing this package starts no Julia, loads no data and prints nothing. The cu
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
+from typing import TYPE_CHECKING, Any
 
 from .kernels import available_backends as available_backends
 from .kernels import derivative as derivative
@@ -22,4 +36,138 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__", "available_backends", "derivative", "fornberg_weights"]
+#: public name → the module that defines it (imported on first access: PEP 562)
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "SYSTEMS",
+            "FieldSystem",
+            "ODESystem",
+            "System",
+            "get_system",
+            "parameter",
+            "register",
+        ),
+        ".systems",
+    ),
+    **dict.fromkeys(("GenerateRequest", "generate"), ".data.generate"),
+    **dict.fromkeys(("DatasetError", "open_dataset", "provenance"), ".data"),
+    **dict.fromkeys(
+        (
+            "MODES",
+            "PARAMETERS",
+            "TERMS",
+            "BoundaryTerm",
+            "ConfigError",
+            "HessianProjectionTerm",
+            "HessianTerm",
+            "InitialTerm",
+            "JacobianTerm",
+            "MLPConfig",
+            "Objective",
+            "OutputTerm",
+            "PeriodicTerm",
+            "PointSet",
+            "Problem",
+            "ResidualTerm",
+            "RunExtras",
+            "StepContext",
+            "Term",
+            "TrainConfig",
+            "TrainResult",
+            "build_objective",
+            "evaluate",
+            "input_derivatives",
+            "load_model",
+            "load_problem",
+            "make_predict",
+            "train",
+        ),
+        ".learn",
+    ),
+    **dict.fromkeys(
+        (
+            "DistillSource",
+            "EWCConfig",
+            "LabelConfig",
+            "Pipeline",
+            "Stage",
+            "label",
+            "read_labels",
+            "run_pipeline",
+            "select_points",
+        ),
+        ".transfer",
+    ),
+    **dict.fromkeys(("EXPERIMENTS", "load_spec", "reproduce"), ".experiments"),
+}
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ loads them
+    from .data import DatasetError as DatasetError
+    from .data import open_dataset as open_dataset
+    from .data import provenance as provenance
+    from .data.generate import GenerateRequest as GenerateRequest
+    from .data.generate import generate as generate
+    from .experiments import EXPERIMENTS as EXPERIMENTS
+    from .experiments import load_spec as load_spec
+    from .experiments import reproduce as reproduce
+    from .learn import MODES as MODES
+    from .learn import PARAMETERS as PARAMETERS
+    from .learn import TERMS as TERMS
+    from .learn import BoundaryTerm as BoundaryTerm
+    from .learn import ConfigError as ConfigError
+    from .learn import HessianProjectionTerm as HessianProjectionTerm
+    from .learn import HessianTerm as HessianTerm
+    from .learn import InitialTerm as InitialTerm
+    from .learn import JacobianTerm as JacobianTerm
+    from .learn import MLPConfig as MLPConfig
+    from .learn import Objective as Objective
+    from .learn import OutputTerm as OutputTerm
+    from .learn import PeriodicTerm as PeriodicTerm
+    from .learn import PointSet as PointSet
+    from .learn import Problem as Problem
+    from .learn import ResidualTerm as ResidualTerm
+    from .learn import RunExtras as RunExtras
+    from .learn import StepContext as StepContext
+    from .learn import Term as Term
+    from .learn import TrainConfig as TrainConfig
+    from .learn import TrainResult as TrainResult
+    from .learn import build_objective as build_objective
+    from .learn import evaluate as evaluate
+    from .learn import input_derivatives as input_derivatives
+    from .learn import load_model as load_model
+    from .learn import load_problem as load_problem
+    from .learn import make_predict as make_predict
+    from .learn import train as train
+    from .systems import SYSTEMS as SYSTEMS
+    from .systems import FieldSystem as FieldSystem
+    from .systems import ODESystem as ODESystem
+    from .systems import System as System
+    from .systems import get_system as get_system
+    from .systems import parameter as parameter
+    from .systems import register as register
+    from .transfer import DistillSource as DistillSource
+    from .transfer import EWCConfig as EWCConfig
+    from .transfer import LabelConfig as LabelConfig
+    from .transfer import Pipeline as Pipeline
+    from .transfer import Stage as Stage
+    from .transfer import label as label
+    from .transfer import read_labels as read_labels
+    from .transfer import run_pipeline as run_pipeline
+    from .transfer import select_points as select_points
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'derlhybrid' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = sorted(["__version__", "available_backends", "derivative", "fornberg_weights", *_LAZY])

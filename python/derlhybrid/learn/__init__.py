@@ -22,8 +22,19 @@ from .hnn import HNN as HNN
 from .hnn import hnn_field as hnn_field
 from .hnn import train_hnn as train_hnn
 from .losses import MODES as MODES
+from .losses import PARAMETERS as PARAMETERS
 from .losses import TERMS as TERMS
+from .losses import BoundaryTerm as BoundaryTerm
+from .losses import HessianProjectionTerm as HessianProjectionTerm
+from .losses import HessianTerm as HessianTerm
+from .losses import InitialTerm as InitialTerm
+from .losses import JacobianTerm as JacobianTerm
 from .losses import Objective as Objective
+from .losses import OutputTerm as OutputTerm
+from .losses import PeriodicTerm as PeriodicTerm
+from .losses import ResidualTerm as ResidualTerm
+from .losses import StepContext as StepContext
+from .losses import Term as Term
 from .losses import build_objective as build_objective
 from .models import MLP as MLP
 from .models import MLPConfig as MLPConfig
@@ -32,6 +43,7 @@ from .ncl import ncl_derivatives as ncl_derivatives
 from .problems import PointSet as PointSet
 from .problems import Problem as Problem
 from .problems import load_problem as load_problem
+from .trainer import RunExtras as RunExtras
 from .trainer import TrainingDiverged as TrainingDiverged
 from .trainer import TrainResult as TrainResult
 from .trainer import load_model as load_model
@@ -41,15 +53,27 @@ __all__ = [
     "HNN",
     "MLP",
     "MODES",
+    "PARAMETERS",
     "TERMS",
     "BallNCL",
+    "BoundaryTerm",
     "CheckpointError",
     "ConfigError",
     "Derivatives",
+    "HessianProjectionTerm",
+    "HessianTerm",
+    "InitialTerm",
+    "JacobianTerm",
     "MLPConfig",
     "Objective",
+    "OutputTerm",
+    "PeriodicTerm",
     "PointSet",
     "Problem",
+    "ResidualTerm",
+    "RunExtras",
+    "StepContext",
+    "Term",
     "TrainConfig",
     "TrainResult",
     "TrainingDiverged",

@@ -7,10 +7,22 @@ from .base import System
 SYSTEMS: dict[str, type[System]] = {}
 
 
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def register(cls: type[System]) -> type[System]:
-    """Class decorator: make a system available by its ``name`` (CLI, configs)."""
-    if cls.name in SYSTEMS and SYSTEMS[cls.name] is not cls:
-        raise ValueError(f"a system named {cls.name!r} is already registered")
+    """Class decorator: make a system available by its ``name`` (CLI, configs).
+
+    Idempotent for the same class: registering it again, or a new definition of it (the
+    same module and qualified name, as when a notebook cell runs twice), keeps one entry,
+    the latest definition. Another class under a name already taken is refused."""
+    old = SYSTEMS.get(cls.name)
+    if old is not None and old is not cls and _where(old) != _where(cls):
+        raise ValueError(
+            f"a system named {cls.name!r} is already registered ({_where(old)}); "
+            f"give {_where(cls)} another name"
+        )
     SYSTEMS[cls.name] = cls
     return cls
 

@@ -5,7 +5,8 @@ loss terms on every split.
 file holds data of the same system with the inputs and outputs the network was trained on,
 and returns a JSON-ready dict: ``splits`` (the unweighted interior loss terms of the
 training objective on each split) and ``metrics`` (the experiment's metrics from
-:mod:`derlhybrid.learn.metrics`, chosen by system through :data:`EVALUATORS`).
+:mod:`derlhybrid.learn.metrics`, chosen by system through :data:`EVALUATORS`; any other
+ODE system — one of your own — gets the flow-map metrics of ``evaluate_ode``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..data.store import (
     damaged_file_errors,
     open_dataset,
 )
+from ..systems.base import ODESystem
 from . import metrics as M
 from .checkpoint import CheckpointError
 from .derivatives import input_derivatives
@@ -47,7 +49,8 @@ def make_predict(model: torch.nn.Module, engine: str = "auto") -> Callable:
     return predict
 
 
-def _pendulum(predict, problem: Problem, f, options) -> dict:
+def _test_trajectories(f) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t, y0, states) of the test trajectories that did not fail (all, without splits)."""
     n = f["trajectories/states"].shape[0]
     idx = np.arange(n)
     if "splits/test" in f:
@@ -61,6 +64,11 @@ def _pendulum(predict, problem: Problem, f, options) -> dict:
     )
     for name, a in (("t", t), ("initial_states", y0), ("states", states)):
         check_finite(a, f.filename, f"/trajectories/{name}", rows=None if a is t else idx)
+    return t, y0, states
+
+
+def _pendulum(predict, problem: Problem, f, options) -> dict:
+    t, y0, states = _test_trajectories(f)
     return M.evaluate_pendulum(
         predict,
         problem.system,
@@ -69,6 +77,28 @@ def _pendulum(predict, problem: Problem, f, options) -> dict:
         states,
         form=problem.form,
         phase_grid=options.get("phase_grid", 250),
+    )
+
+
+def _ode(predict, problem: Problem, f, options) -> dict:
+    """Any ODE system without an evaluator of its own: :func:`metrics.evaluate_ode` on the
+    test trajectories; the phase-space grid (two states) spans ``options["phase_box"]``,
+    default the box of the file's initial states."""
+    t, y0, states = _test_trajectories(f)
+    box = options.get("phase_box")
+    if box is None and problem.system.n_state == 2:
+        y0_all = f["trajectories/initial_states"][...]
+        y0_all = y0_all[np.isfinite(y0_all).all(axis=1)]
+        box = list(zip(y0_all.min(axis=0), y0_all.max(axis=0), strict=True))
+    return M.evaluate_ode(
+        predict,
+        problem.system,
+        t,
+        y0,
+        states,
+        form=problem.form,
+        phase_grid=options.get("phase_grid", 100),
+        phase_box=box,
     )
 
 
@@ -119,7 +149,8 @@ def _grid_field(predict, problem, f, options) -> dict:
     return M.evaluate_field(predict, problem.system, X, u, cell=cell)
 
 
-#: the experiment metrics of each system (paper.md §3.5, §4.5, §5.4, §6.5, §7.3, §8.5)
+#: the experiment metrics of each system (paper.md §3.5, §4.5, §5.4, §6.5, §7.3, §8.5);
+#: any other ODE system gets the flow-map metrics of :func:`metrics.evaluate_ode`
 EVALUATORS: dict[str, Callable] = {
     "pendulum": _pendulum,
     "allen-cahn": _allen_cahn,
@@ -186,6 +217,8 @@ def evaluate(checkpoint, data, *, options: dict | None = None, device="cpu") -> 
         "splits": split_losses(model, problem, objective, engine),
     }
     evaluator = EVALUATORS.get(problem.system.name)
+    if evaluator is None and isinstance(problem.system, ODESystem):
+        evaluator = _ode
     if evaluator is not None:
         with open_dataset(data) as f, damaged_file_errors(data):
             result["metrics"] = evaluator(make_predict(model, engine), problem, f, options)

@@ -14,7 +14,8 @@ Two layers, both pure NumPy in float64:
   A multi-index is a sorted tuple of input column positions (:func:`multi_index` builds one
   from input names), ``()`` is the value and is always returned. Evaluators call ``predict``
   on at most ``batch`` rows at a time and return nested dicts of Python floats and lists:
-  :func:`evaluate_pendulum`, :func:`evaluate_allen_cahn`, :func:`evaluate_continuity`,
+  :func:`evaluate_pendulum`, :func:`evaluate_ode` (any ODE system),
+  :func:`evaluate_allen_cahn`, :func:`evaluate_continuity`,
   :func:`evaluate_kovasznay`, :func:`evaluate_field`.
 
 :func:`write_metrics` writes such a dict as JSON, atomically. ``docs/metrics.md`` tabulates
@@ -46,6 +47,7 @@ __all__ = [
     "evaluate_continuity",
     "evaluate_field",
     "evaluate_kovasznay",
+    "evaluate_ode",
     "evaluate_pendulum",
     "frobenius_error_norm",
     "mass_rmse",
@@ -476,6 +478,110 @@ def evaluate_pendulum(
                 "true": ft.reshape(g, g, 2).tolist(),
                 "error": err.reshape(g, g).tolist(),
             }
+    return to_jsonable(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# any ODE system, through its vector field
+
+
+def evaluate_ode(
+    predict: Predict,
+    system,
+    t,
+    initial_states,
+    states,
+    *,
+    form: str = "state",
+    phase_grid: int | None = 100,
+    phase_box=None,
+    horizons=None,
+    batch: int = DEFAULT_BATCH,
+) -> dict[str, Any]:
+    """The metrics of :func:`evaluate_pendulum` for a flow-map network (t, y0) → ŷ of any
+    :class:`~derlhybrid.systems.ODESystem` y' = f(t, y), through ``system.vector_field``
+    alone (no code per system).
+
+    ``t`` (n_t,) equispaced, ``initial_states`` (n_traj, n), ``states`` (n_traj, n_t, n).
+    ``form="state"``: the outputs are ŷ (n), its field ∂ŷ/∂t; ``"positions"`` (a
+    ``second_order`` system, state (q, v)): the outputs are q̂, the field (∂q̂/∂t, ∂²q̂/∂t²).
+    The tracked quantity is q (the first half of the state) for a second-order system and
+    the whole state otherwise (as the pendulum's θ). Trajectory integrals are
+    :func:`trajectory_errors` of pointwise 2-norms.
+
+    * ``trajectory``: ‖q̂ − q‖.
+    * ``field``: ‖field − f(t, y)‖ at the true states.
+    * ``consistency``: the ODE residual of the prediction, ‖∂ŷ/∂t − f(t, ŷ)‖ (state) or
+      ‖∂²q̂/∂t² − f_v(t, q̂, ∂q̂/∂t)‖ (positions).
+    * ``cumulative``: :func:`cumulative_error_curve` of q̂ at ``horizons`` (default every
+      0.1 up to t[-1]).
+    * ``phase_space`` (two-state systems, ``phase_grid`` G truthy): at t = 0 on a G×G grid
+      over ``phase_box`` ((lo, hi) per state), e = ‖field(0, y0) − f(0, y0)‖;
+      :func:`error_stats` with cell = area/G² and reference ‖f‖.
+    """
+    if form not in ("positions", "state"):
+        raise ValueError(f"form must be 'positions' or 'state', got {form!r}")
+    n_s = system.n_state
+    if form == "positions" and not (system.second_order and n_s % 2 == 0):
+        raise ValueError(f"{system.name} is not a second-order system: use form='state'")
+    t = np.asarray(t, dtype=np.float64)
+    y0 = np.asarray(initial_states, dtype=np.float64)
+    true = np.asarray(states, dtype=np.float64)
+    n_traj, n_t = y0.shape[0], t.size
+    if y0.shape != (n_traj, n_s) or true.shape != (n_traj, n_t, n_s) or n_t < 2:
+        raise ValueError(
+            f"expected t (n_t >= 2,), initial_states (n_traj, {n_s}), states "
+            f"(n_traj, n_t, {n_s}); got {t.shape}, {y0.shape}, {true.shape}"
+        )
+    dt = float(t[1] - t[0])
+    n_q = n_s // 2 if system.second_order else n_s  # the tracked quantity q
+    X = np.concatenate([np.tile(t, n_traj)[:, None], np.repeat(y0, n_t, axis=0)], axis=1)
+    T = 0
+    indices = [(T,), (T, T)] if form == "positions" else [(T,)]
+
+    def f(tt, y):
+        return np.asarray(system.vector_field(tt, y, np), dtype=np.float64)
+
+    def field_of(v):
+        return np.concatenate([v[(T,)], v[(T, T)]], axis=1) if form == "positions" else v[(T,)]
+
+    v = _predict(predict, X, indices, batch)
+    field = field_of(v)
+    if form == "positions":
+        q_hat = v[()]
+        resid = v[(T, T)] - f(X[:, 0], np.concatenate([v[()], v[(T,)]], axis=1))[:, n_q:]
+    else:
+        q_hat = v[()][:, :n_q]
+        resid = field - f(X[:, 0], v[()])
+    shape = (n_traj, n_t)
+    q_true = true[:, :, :n_q]
+    out: dict[str, Any] = {
+        "form": form,
+        "n_trajectories": n_traj,
+        "dt": dt,
+        "trajectory": trajectory_errors(q_hat.reshape(*shape, n_q), q_true, dt),
+        "field": trajectory_errors(
+            field.reshape(*shape, n_s), f(X[:, 0], true.reshape(-1, n_s)).reshape(*shape, n_s), dt
+        ),
+        "consistency": trajectory_errors(resid.reshape(*shape, -1), 0.0, dt),
+    }
+    if horizons is None:
+        n_h = math.floor(float(t[-1]) / 0.1 + 1e-9)
+        horizons = np.round(0.1 * np.arange(n_h + 1), 12)
+    out["cumulative"] = cumulative_error_curve(q_hat.reshape(*shape, n_q), q_true, t, horizons)
+    if phase_grid and n_s == 2:
+        if phase_box is None:
+            raise ValueError("phase_box ((lo, hi) per state) is required for the phase-space grid")
+        g = int(phase_grid)
+        (a0, a1), (b0, b1) = ((float(lo), float(hi)) for lo, hi in phase_box)
+        A, B = np.meshgrid(np.linspace(a0, a1, g), np.linspace(b0, b1, g), indexing="ij")
+        Xp = np.stack([np.zeros(A.size), A.ravel(), B.ravel()], axis=1)
+        fp = field_of(_predict(predict, Xp, indices, batch))
+        ft = f(Xp[:, 0], Xp[:, 1:])
+        cell = (a1 - a0) * (b1 - b0) / g**2
+        err = np.linalg.norm(fp - ft, axis=1)
+        stats = error_stats(err, cell=cell, reference=np.linalg.norm(ft, axis=1))
+        out["phase_space"] = {"grid": g, "box": [[a0, a1], [b0, b1]], "cell": cell, **stats}
     return to_jsonable(out)
 
 

@@ -28,9 +28,12 @@ from torch import nn
 
 from .models import _constants
 
-__all__ = ["ENGINES", "DerivativePlan", "Derivatives", "input_derivatives"]
+__all__ = ["ENGINES", "DerivativePlan", "Derivatives", "input_derivatives", "ragged_derivatives"]
 
 MultiIndex = tuple[int, ...]
+
+#: from this batch size on, higher-order plans carry their derivative rows unstacked
+ROWWISE_BATCH = 256
 
 
 def _set_partitions(items: list[int]):
@@ -130,7 +133,8 @@ class Derivatives:
 
 
 def _forward_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict[MultiIndex, torch.Tensor]:
-    layers, act = model.layers, model.activation
+    # a list, not the ModuleList: slicing a ModuleList builds a new module (~25 µs)
+    layers, act = list(model.layers), model.activation
     first = layers[0]
     n_idx = len(plan.indices)
     # after the first (affine) layer: ∂z/∂x_i = W[:, i] for every row (kept 1-D, broadcast),
@@ -140,6 +144,10 @@ def _forward_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict[MultiInde
         cur.append(first.weight[:, alpha[0]] if len(alpha) == 1 else None)
     batch = x.shape[0]
     first_order = plan.order == 1
+    # large batches: each derivative row its own matrix product (the kernels are large, and
+    # stacking the rows costs a copy forward and one backward per layer); small batches:
+    # the rows stacked into one product (fewer, dispatch-bound kernels)
+    rowwise = batch >= ROWWISE_BATCH
     stack = None  # (n_idx − 1, B, width) once every derivative is nonzero
     for layer in layers[1:]:
         if first_order:  # σ(z) and σ'(z)·∂z in as few kernels as the activation allows
@@ -181,8 +189,9 @@ def _forward_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict[MultiInde
             nxt.append(acc)
         live = [m for m in range(1, n_idx) if nxt[m] is not None]
         cur = [nn.functional.linear(nxt[0], layer.weight, layer.bias)] + [None] * (n_idx - 1)
-        if len(live) == 1:  # one derivative carried (e.g. ∂/∂t): no stacking needed
-            cur[live[0]] = nn.functional.linear(nxt[live[0]], layer.weight)
+        if len(live) == 1 or rowwise:  # one product per derivative, no stacking copies
+            for m in live:
+                cur[m] = nn.functional.linear(nxt[m], layer.weight)
         elif live:
             width = nxt[0].shape[-1]
             stacked = torch.stack([nxt[m].expand(batch, width) for m in live])
@@ -204,6 +213,115 @@ def _forward_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict[MultiInde
             t = t.expand(batch, n_out)
         values[alpha] = t
     return values
+
+
+def _forward_mlp_ragged(
+    model, x: torch.Tensor, plan: DerivativePlan, counts: Sequence[int]
+) -> dict[MultiIndex, torch.Tensor]:
+    """:func:`_forward_mlp` with the derivative ``plan.indices[m]`` carried for the first
+    ``counts[m]`` rows of ``x`` only (``counts[0]`` = all rows: the value). Point sets
+    that need fewer derivatives, placed after those that need more, then share one pass
+    without paying for derivatives they do not read. A sub-derivative of ``m`` must be
+    carried for at least ``counts[m]`` rows. Each derivative row has its own matrix
+    product (large batches: the kernels are large, and no stacking copies)."""
+    layers, act = list(model.layers), model.activation
+    first = layers[0]
+    n_idx = len(plan.indices)
+    cur: list[torch.Tensor | None] = [nn.functional.linear(x, first.weight, first.bias)]
+    for alpha in plan.indices[1:]:
+        cur.append(first.weight[:, alpha[0]] if len(alpha) == 1 else None)
+    zero_c = torch.zeros((), dtype=x.dtype, device=x.device)
+    # σ'' and higher only where a second or higher derivative is carried
+    high = max((n for n, a in zip(counts, plan.indices, strict=True) if len(a) > 1), default=0)
+    high = high if high < x.shape[0] and plan.order > 1 else None
+    for layer in layers[1:]:
+        sig = act.derivatives(cur[0], plan.order, high)
+        cut: dict[tuple[bool, int, int], torch.Tensor] = {}
+
+        def rows(i, n, src, sig=sig, cut=cut):  # the first n rows of src[i], one view a layer
+            t = src[i]
+            if t.dim() == 1 or t.shape[0] == n:
+                return t
+            key = (src is sig, i, n)
+            got = cut.get(key)
+            if got is None:
+                got = cut[key] = t[:n]
+            return got
+
+        nxt: list[torch.Tensor | None] = [sig[0]]
+        products: dict[tuple[tuple[int, ...], int], torch.Tensor] = {}
+        for m in range(1, n_idx):
+            n = counts[m]
+            acc = None
+            for k, coef, subs in plan.rules[m]:
+                if any(cur[p] is None for p in subs):
+                    continue
+                if len(subs) == 1:
+                    left = rows(subs[0], n, cur)
+                else:
+                    left = products.get((subs, n))
+                    if left is None:
+                        left = rows(subs[0], n, cur)
+                        for p in subs[1:]:
+                            left = left * rows(p, n, cur)
+                        products[(subs, n)] = left
+                sk = rows(k, n, sig)
+                if acc is None:
+                    acc = sk * left if coef == 1 else torch.addcmul(zero_c, sk, left, value=coef)
+                else:
+                    acc = torch.addcmul(acc, sk, left, value=coef)
+            nxt.append(acc)
+        cur = [nn.functional.linear(nxt[0], layer.weight, layer.bias)] + [
+            None if t is None else nn.functional.linear(t, layer.weight) for t in nxt[1:]
+        ]
+    n_out = cur[0].shape[-1]
+    values = {}
+    for m, alpha in enumerate(plan.indices):
+        t, n = cur[m], counts[m]
+        if t is None:
+            t = cur[0].new_zeros(n, n_out)
+        elif t.dim() == 1:  # a derivative of a one-layer (linear) network
+            t = t.expand(n, n_out)
+        values[alpha] = t
+    return values
+
+
+def ragged_derivatives(
+    model: nn.Module,
+    blocks: Sequence[tuple[torch.Tensor, Iterable[Sequence[int]]]],
+    *,
+    engine: str = "auto",
+) -> list[Derivatives] | None:
+    """Input derivatives of several point sets in one forward pass, each set only with
+    the derivatives it asks for: ``blocks`` lists ``(x, multi_indices)``; the sets are
+    placed in the order given, so list those that need more derivatives first. Returns
+    one :class:`Derivatives` per block (its asked-for derivatives and their
+    sub-derivatives), or ``None`` where this does not apply (a model that is not a plain
+    MLP, or the autograd engine): then call :func:`input_derivatives` per set."""
+    is_mlp = hasattr(model, "layers") and hasattr(model, "activation")
+    if engine == "autograd" or not is_mlp or callable(getattr(model, "input_derivatives", None)):
+        return None
+    needs = [closure(mi) for _, mi in blocks]
+    plan = _plan(closure([a for need in needs for a in need]))
+    n_in = blocks[0][0].shape[1]
+    if any(i < 0 or i >= n_in for a in plan.indices for i in a):
+        raise ValueError(f"a multi-index of {plan.indices} refers to an input beyond {n_in}")
+    stops, stop = [], 0
+    for xb, _ in blocks:
+        stop += xb.shape[0]
+        stops.append(stop)
+    counts = [0] * len(plan.indices)
+    for need, stop in zip(needs, stops, strict=True):
+        for a in need:
+            m = plan.position[a]
+            counts[m] = max(counts[m], stop)
+    x = torch.cat([xb for xb, _ in blocks])
+    values = _forward_mlp_ragged(model, x, plan, counts)
+    out, start = [], 0
+    for need, stop in zip(needs, stops, strict=True):
+        out.append(Derivatives({a: values[a][start:stop] for a in need}))
+        start = stop
+    return out
 
 
 def _stacked_layer(plan: DerivativePlan, sig, cur, stack, layer, batch):

@@ -37,7 +37,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .derivatives import Derivatives, closure, input_derivatives
+from .derivatives import ROWWISE_BATCH, Derivatives, closure, input_derivatives, ragged_derivatives
 from .problems import PointSet, Problem
 
 __all__ = ["MODES", "PARAMETERS", "TERMS", "Objective", "StepContext", "Term", "build_objective"]
@@ -326,12 +326,20 @@ class Objective:
         for name, need in self._needs(ctx.problem).items():
             if name in batches:
                 groups.setdefault(need, []).append(name)
-        # value-only sets ride along with a first-derivative group (one network pass fewer,
-        # for little extra work)
-        first = [n for n in groups if n != ((),) and max(len(a) for a in n) == 1]
-        if ((),) in groups and first:
-            groups[first[0]] += groups.pop(((),))
         per_set = {}
+        rows = sum(len(batches[n]) for n in self._needs(ctx.problem) if n in batches)
+        if len(groups) > 1 and rows >= ROWWISE_BATCH:
+            # large batches: all sets in one pass, each carrying only its own derivatives
+            # (those needing more first: a derivative is carried for a prefix of the rows)
+            order = sorted(groups, key=lambda need: (-max(map(len, need)), -len(need)))
+            blocks = [(n, need) for need in order for n in groups[need]]
+            got = ragged_derivatives(
+                ctx.model, [(batches[n].X, need) for n, need in blocks], engine=ctx.engine
+            )
+            if got is not None:
+                per_set = {n: d for (n, _), d in zip(blocks, got, strict=True)}
+                groups = {}
+        _merge_first_order(groups, batches)
         for need, names in groups.items():
             if len(names) == 1:
                 per_set[names[0]] = input_derivatives(
@@ -340,11 +348,12 @@ class Objective:
                 continue
             X = torch.cat([batches[n].X for n in names])
             d_all = input_derivatives(ctx.model, X, need, engine=ctx.engine)
-            start = 0
-            for n in names:
-                stop = start + len(batches[n])
-                per_set[n] = Derivatives({k: v[start:stop] for k, v in d_all._values.items()})
-                start = stop
+            # one split per derivative (one autograd node; slices would cost a zero-filled
+            # full-size gradient each in the backward pass)
+            sizes = [len(batches[n]) for n in names]
+            pieces = {k: v.split(sizes) for k, v in d_all._values.items()}
+            for i, n in enumerate(names):
+                per_set[n] = Derivatives({k: v[i] for k, v in pieces.items()})
         total, parts = None, {}
         for term, weight in self.terms:
             if term.point_set == PARAMETERS:
@@ -414,6 +423,33 @@ def build_objective(
     objective = Objective([(t, w) for t, w in chosen if w != 0.0])
     objective.check(problem)
     return objective
+
+
+def _merge_first_order(groups: dict[tuple, list[str]], batches: Mapping[str, PointSet]) -> None:
+    """Join the groups that need at most first derivatives into one network pass where the
+    derivatives that some rows then carry in excess cost less than the rows already
+    carried (e.g. kdv-transfer: value-only initial points, periodic pairs with u_x and the
+    distillation points with ∇u in one pass instead of two). Small first-order passes are
+    dispatch-bound: a pass fewer saves more than the extra rows cost."""
+    low = [need for need in groups if max(len(a) for a in need) <= 1]
+    if len(low) < 2:
+        return
+
+    def rows(need):
+        return sum(len(batches[n]) for n in groups[need])
+
+    low.sort(key=lambda need: (-rows(need) * len(need), need))
+    merged, names = low[0], list(groups.pop(low[0]))
+    for need in low[1:]:
+        union = closure([*merged, *need])
+        carried = sum(len(batches[n]) for n in names) * len(merged)
+        extra = sum(len(batches[n]) for n in names) * (len(union) - len(merged)) + rows(need) * (
+            len(union) - len(need)
+        )
+        if extra <= carried:
+            names += groups.pop(need)
+            merged = union
+    groups[merged] = names
 
 
 def _has_set(problem: Problem, name: str) -> bool:

@@ -51,12 +51,13 @@ def test_numpy_tanh_is_torch_tanh_to_an_ulp_and_differentiable_twice():
 
 @pytest.mark.parametrize("act", sorted(ACTIVATIONS))
 def test_ragged_pass_equals_one_call_per_set(act):
+    assert 830 * 40 >= M.NUMPY_TANH_MIN  # the large-tensor paths (numpy tanh, tanh jet)
     # kdv-transfer's sets: interior (third derivatives), distillation points (∇u),
     # periodic pairs (u, u_x), initial points (u): one pass, each with its own derivatives
     model = _model(act)
     g = torch.Generator().manual_seed(1)
     sets = [
-        (torch.rand(300, 2, generator=g, dtype=F64), KDV),
+        (torch.rand(500, 2, generator=g, dtype=F64), KDV),
         (torch.rand(200, 2, generator=g, dtype=F64), [(0,), (1,)]),
         (torch.rand(40, 2, generator=g, dtype=F64), [(1,)]),
         (torch.rand(90, 2, generator=g, dtype=F64), []),
@@ -89,3 +90,11 @@ def test_ragged_pass_declines_what_it_cannot_do():
     assert ragged_derivatives(_model("tanh"), [(x, [(0,)])], engine="autograd") is None
     with pytest.raises(ValueError, match="beyond"):
         ragged_derivatives(_model("tanh"), [(x, [(2,)])])
+
+
+def test_many_derivatives_keep_the_stacked_path():
+    # plans beyond ROWWISE_MAX_INDICES (e.g. the NCL teacher's) keep one stacked product
+    x = torch.rand(10, 3, dtype=F64)
+    need = [(0, 1, 2), (0, 0)]  # 9 derivatives with the value
+    assert len(D.closure(need)) > D.ROWWISE_MAX_INDICES
+    assert ragged_derivatives(_model("tanh", n_in=3), [(x, need)]) is None

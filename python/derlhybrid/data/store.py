@@ -120,9 +120,6 @@ class ChunkStore:
     def pending(self, n_chunks: int) -> list[int]:
         return [k for k in range(n_chunks) if not self.done(k)]
 
-    def n_done(self) -> int:
-        return sum(1 for _ in self.dir.glob("chunk*.done")) if self.dir.is_dir() else 0
-
     def save(self, k: int, **arrays: np.ndarray) -> None:
         for name, arr in arrays.items():
             # a temporary name of this write's own (created exclusively), renamed when whole
@@ -144,18 +141,10 @@ class ChunkStore:
 
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def discard_if_empty(self) -> bool:
-        """After a failed run: remove the work folder this run created if no chunk of it
-        finished (nothing is lost, and the next request — perhaps a different one — is not
-        blocked by an empty ``.partial``). Returns whether it was removed."""
-        if self.created and self.n_done() == 0:
-            self.remove()
-            return True
-        return False
-
 
 class DatasetWriter:
-    """Write one dataset file atomically: under ``<name>.writing``, renamed to ``<name>``
+    """Write one dataset file atomically: under a temporary name of its own
+    (:func:`writing_path`), renamed to ``<name>``
     only after the root attribute ``complete`` is set (so a file at the final name is
     always whole).
 

@@ -4,10 +4,11 @@ The trajectories ``0..n`` of a request are cut into ``K`` contiguous shards. Eac
 one task that builds the request's :class:`~derlhybrid.data.generate.TrajectoryPlan` (the
 same initial states, times and chunking as the single-process run), solves its rows chunk
 by chunk into its own kill-safe work area and writes its own HDF5 shard file atomically
-(``<out>.shards/shard-00000-of-00004.h5``, under ``.writing`` until complete). The driver
-then writes ``<out>``: the times, the splits and, for every per-trajectory dataset, an HDF5
-virtual dataset whose rows map the shard files (relative paths: the folder must stay beside
-the file), or with ``consolidate`` real datasets copied from the shards.
+(``<out>.shards/shard-00000-of-00004.h5``, under a unique ``….writing`` name until
+complete). The driver then writes ``<out>``: the times, the splits and, for every
+per-trajectory dataset, an HDF5 virtual dataset whose rows map the shard files (relative
+paths: the folder must stay beside the file), or with ``consolidate`` real datasets copied
+from the shards.
 
 Why the result equals the single-process file bit for bit: the initial states come from the
 run's one ``Generator(PCG64(SeedSequence(seed)))`` whatever the shard (each task draws all

@@ -20,10 +20,10 @@ project's dataset contract (``docs/datasets.md``): layout ``"points"`` with
 and root attributes ``role = "distillation"``, ``teacher`` (JSON: checkpoint path and
 sha256, epoch, model config), ``orders``, ``inputs``, ``outputs``, ``derivative_inputs``,
 ``system``, ``system_parameters``, ``package_version``, ``created`` (UTC). The file is
-written under ``<name>.writing`` and renamed when complete (a kill never leaves a file at
-the final name). :func:`read_labels` validates it and returns a :class:`Labels` whose
-:class:`~derlhybrid.learn.problems.PointSet` carries the targets ``output``, ``jacobian``,
-``hessian`` that the loss terms read.
+written under a unique ``<name>.<pid>-<random>.writing`` and renamed when complete (a
+kill never leaves a file at the final name). :func:`read_labels` validates it and returns
+a :class:`Labels` whose :class:`~derlhybrid.learn.problems.PointSet` carries the targets
+``output``, ``jacobian``, ``hessian`` that the loss terms read.
 """
 
 from __future__ import annotations

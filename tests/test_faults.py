@@ -12,7 +12,7 @@
   test_ray.py, test_train.py and test_transfer.py).
 
 The examples per property are few (CI's budget); ``HYPOTHESIS_PROFILE=nightly`` runs
-twenty times as many (README, "Tests").
+twenty times as many, new ones each night (README, "Development").
 """
 
 from __future__ import annotations

@@ -526,3 +526,21 @@ def test_a_grid_resume_with_other_windows_is_refused(tmp_path, monkeypatch):
     generate(req, progress=False)
     with open_dataset(req.out) as f:
         assert f["fields/rho"].shape == (21, 31, 31)
+
+
+def test_a_typo_in_a_reproduce_spec_fails_before_any_data_exist(tmp_path, capsys):
+    # a misspelt training key used to surface only after the data were generated
+    spec = tmp_path / "typo.toml"
+    spec.write_text(
+        'name = "typo"\ntitle = "t"\nsection = "s"\n'
+        '[datasets.d]\nsystem = "pendulum"\nn_trajectories = 4\nn_times = 11\n'
+        "[defaults]\nmodel = { width = 4, depth = 1 }\ntrain = { epochs = 1 }\n"
+        '[[groups]]\nname = "g"\nlabel = "g"\ndataset = "d"\n[groups.modes]\n'
+        "derl = { weights = { sys = 1.0 }, train = { epocs = 3 } }\n"
+        '[[columns]]\nkey = "trajectory"\ntitle = "trajectory error"\n'
+        'path = "metrics.trajectory.mean"\n'
+    )
+    out = tmp_path / "out"
+    err = _one_line_exit_2(capsys, ["reproduce", str(spec), "--out", str(out), "--no-progress"])
+    assert "g-derl-s30" in err and "epocs" in err
+    assert not (out / "data").exists() and not (out / "runs").exists()

@@ -666,6 +666,7 @@ def reproduce(
         except RayUnavailable as exc:
             raise ReproduceError(str(exc)) from None
     datasets, runs = plan(spec, scale, seeds, groups)  # plan validates scale and groups
+    _check_run_configs(runs)  # every run's training config, before any data exist
     out = (
         Path(out)
         if out
@@ -703,6 +704,22 @@ def _one_thread(runs) -> None:
                     cfg["train"]["threads"] = 1
         else:
             run.config["train"]["threads"] = 1
+
+
+def _check_run_configs(runs) -> None:
+    """Parse every single run's training configuration now (with a stand-in data path), so
+    that a typo in a spec (``train.epocs``) fails in one line before any data are generated
+    or any run trains. (Pipelines and NCL runs resolve their stages from the data; their
+    stage tables are validated when they start.)"""
+    from ..learn.config import ConfigError, TrainConfig
+
+    for run in runs:
+        if not isinstance(run, Run):
+            continue
+        try:
+            TrainConfig.from_dict(_merge(run.config, {"data": {"path": "<the run's data>"}}))
+        except ConfigError as exc:
+            raise ReproduceError(f"run {run.name}: {exc}") from None
 
 
 def _reproduce_into(

@@ -393,7 +393,7 @@ def plan_trajectories(
 ) -> TrajectoryPlan:
     """The plan of an ODE-ensemble request (``backend``: one already resolved elsewhere,
     e.g. by the driver of a sharded run)."""
-    from ..kernels._julia import JULIA_ODE_SYSTEMS  # a constant: starts no Julia
+    from ..kernels._julia import ENSEMBLE_PROVENANCE, JULIA_ODE_SYSTEMS  # constants: no Julia
 
     if backend is None:
         backend = backends.resolve(req.backend)
@@ -421,8 +421,6 @@ def plan_trajectories(
     # one ~4 s; cached on disk by kernels/_jitcache.py) and later processes load it in
     # ~0.2 s, so it pays off from the first chunk (docs/ode.md, "Compile cost").
     lanes = backend == "python" and system.rhs_lanes_kernel is not None
-    from ..kernels._julia import ENSEMBLE_PROVENANCE  # a constant: starts no Julia
-
     generator = {
         "method": (
             "DOP853 (Dormand–Prince 8(5,3)), per-trajectory adaptive steps, "

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import glob
 import hashlib
 import json
 import os
@@ -100,8 +101,8 @@ class ChunkStore:
                         "or pass --overwrite to start again"
                     )
                 self.remove()  # --overwrite wipes only work that this request cannot reuse
-        self.created = not self.dir.exists()
-        if self.created:
+        self.resumed = self.dir.exists()
+        if not self.resumed:
             self.dir.mkdir()
             write_text_atomic(
                 meta,
@@ -109,7 +110,6 @@ class ChunkStore:
                     {"config_hash": self.hash, "config": dict(config)}, sort_keys=True, default=str
                 ),
             )
-        self.resumed = not self.created
 
     def _file(self, k: int, name: str) -> Path:
         return self.dir / f"chunk{k:07d}.{name}.npy"
@@ -256,13 +256,7 @@ def stale_writing_files(path: Path) -> list[Path]:
     """Temporary files of earlier, killed writes of ``path`` (call under :func:`output_lock`:
     then no live writer owns any of them)."""
     path = Path(path)
-    return sorted(path.parent.glob(f"{glob_escape(path.name)}.*.writing"))
-
-
-def glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
+    return sorted(path.parent.glob(f"{glob.escape(path.name)}.*.writing"))
 
 
 @contextlib.contextmanager

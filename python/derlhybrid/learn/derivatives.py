@@ -26,9 +26,17 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from . import fused
 from .models import _constants
 
-__all__ = ["ENGINES", "DerivativePlan", "Derivatives", "input_derivatives", "ragged_derivatives"]
+__all__ = [
+    "ENGINES",
+    "DerivativePlan",
+    "Derivatives",
+    "input_derivatives",
+    "ragged_derivatives",
+    "split_derivatives",
+]
 
 MultiIndex = tuple[int, ...]
 
@@ -136,6 +144,9 @@ class Derivatives:
 
 
 def _forward_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict[MultiIndex, torch.Tensor]:
+    if plan.order <= 1 and fused.applies(model, x):  # tanh, CPU, eager: one autograd node
+        outs = fused.first_order_tanh(model, x, [alpha[0] for alpha in plan.indices[1:]])
+        return dict(zip(plan.indices, outs, strict=True))
     # a list, not the ModuleList: slicing a ModuleList builds a new module (~25 µs)
     layers, act = list(model.layers), model.activation
     first = layers[0]
@@ -328,6 +339,43 @@ def ragged_derivatives(
         out.append(Derivatives({a: values[a][start:stop] for a in need}))
         start = stop
     return out
+
+
+def split_derivatives(
+    model: nn.Module,
+    xs: Sequence[torch.Tensor],
+    multi_indices: Iterable[Sequence[int]],
+    *,
+    engine: str = "auto",
+) -> list[Derivatives]:
+    """:func:`input_derivatives` of several point sets in one pass (their rows
+    concatenated), returned per set. The results are split with one autograd node per
+    derivative (slices would cost a zero-filled full-size gradient each in the backward
+    pass), or one in all where the first-order tanh path (:mod:`~derlhybrid.learn.fused`)
+    computes them."""
+    x = torch.cat(list(xs))
+    sizes = [len(xb) for xb in xs]
+    indices = closure(multi_indices)
+    own = callable(getattr(model, "input_derivatives", None))
+    if (
+        engine in ("auto", "forward")
+        and not own
+        and hasattr(model, "layers")
+        and hasattr(model, "activation")
+        and max(len(a) for a in indices) <= 1
+        and fused.applies(model, x)
+    ):
+        n_in = x.shape[1]
+        if any(i >= n_in for a in indices for i in a):
+            raise ValueError(f"a multi-index of {indices} refers to an input beyond {n_in}")
+        pieces = fused.first_order_tanh(model, x, [a[0] for a in indices[1:]], sizes)
+        n = len(sizes)
+        return [
+            Derivatives({a: pieces[m * n + i] for m, a in enumerate(indices)}) for i in range(n)
+        ]
+    d_all = input_derivatives(model, x, indices, engine=engine)
+    split = {k: v.split(sizes) for k, v in d_all._values.items()}
+    return [Derivatives({k: v[i] for k, v in split.items()}) for i in range(len(sizes))]
 
 
 def _stacked_layer(plan: DerivativePlan, sig, cur, stack, layer, batch):

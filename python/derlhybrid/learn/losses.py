@@ -37,7 +37,14 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .derivatives import ROWWISE_BATCH, Derivatives, closure, input_derivatives, ragged_derivatives
+from .derivatives import (
+    ROWWISE_BATCH,
+    Derivatives,
+    closure,
+    input_derivatives,
+    ragged_derivatives,
+    split_derivatives,
+)
 from .problems import PointSet, Problem
 
 __all__ = ["MODES", "PARAMETERS", "TERMS", "Objective", "StepContext", "Term", "build_objective"]
@@ -346,14 +353,10 @@ class Objective:
                     ctx.model, batches[names[0]].X, need, engine=ctx.engine
                 )
                 continue
-            X = torch.cat([batches[n].X for n in names])
-            d_all = input_derivatives(ctx.model, X, need, engine=ctx.engine)
-            # one split per derivative (one autograd node; slices would cost a zero-filled
-            # full-size gradient each in the backward pass)
-            sizes = [len(batches[n]) for n in names]
-            pieces = {k: v.split(sizes) for k, v in d_all._values.items()}
-            for i, n in enumerate(names):
-                per_set[n] = Derivatives({k: v[i] for k, v in pieces.items()})
+            got = split_derivatives(
+                ctx.model, [batches[n].X for n in names], need, engine=ctx.engine
+            )
+            per_set.update(zip(names, got, strict=True))
         total, parts = None, {}
         for term, weight in self.terms:
             if term.point_set == PARAMETERS:

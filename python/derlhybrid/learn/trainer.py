@@ -38,6 +38,7 @@ import torch
 from .._io import exclusive_lock
 from .._io import write_json_atomic as _write_json
 from ..data.store import DatasetError
+from . import fused
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, stale_temporaries
 from .config import ConfigError, TrainConfig
 from .losses import Objective, StepContext, Term, build_objective
@@ -302,6 +303,11 @@ class _Run:
 
     # -- one epoch ----------------------------------------------------------------------
     def run_epoch(self, epoch: int) -> dict[str, float]:
+        # first derivatives of tanh MLPs: the hand-written backward (learn/fused.py)
+        with fused.hand_written_backward():
+            return self._run_epoch(epoch)
+
+    def _run_epoch(self, epoch: int) -> dict[str, float]:
         phase = self.phase(epoch)
         opt = self.optimizer(phase)
         train = self.problem.sets["train"]

@@ -1,0 +1,153 @@
+"""The first-order tanh path with a hand-written backward (learn/fused.py, issue 15):
+values, first derivatives and parameter gradients against nested autograd (float64,
+1e-12 relative), accumulation into existing gradients, fallbacks, and a trainer run
+against the autograd engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from derlhybrid.learn import fused
+from derlhybrid.learn.derivatives import input_derivatives, split_derivatives
+from derlhybrid.learn.models import MLP, MLPConfig
+
+F64 = torch.float64
+
+
+def _model(n_in=3, n_out=1, depth=3, width=17, dtype="float64", act="tanh", seed=0):
+    torch.manual_seed(seed)
+    return MLP(MLPConfig(n_in, n_out, width=width, depth=depth, activation=act, dtype=dtype))
+
+
+def _loss(d, weights):
+    # a nonlinear function of every output, so each gradient tile is non-trivial
+    return sum(((w * d[k]) ** 2).sum() + (w * d[k]).sin().sum() for k, w in weights.items())
+
+
+def _reference_grads(model, x, dirs, weights):
+    d = input_derivatives(model, x, dirs, engine="autograd")
+    return [g.clone() for g in torch.autograd.grad(_loss(d, weights), list(model.parameters()))]
+
+
+def _rel(a, b):
+    return (a - b).abs().max().item() / max(1e-300, b.abs().max().item())
+
+
+@pytest.mark.parametrize(
+    "n_in,n_out,depth,dirs",
+    [
+        (3, 1, 4, [(0,)]),  # the pendulum's flow map: ∂θ̂/∂t
+        (2, 2, 3, [(0,), (1,)]),  # a gradient field, two outputs
+        (3, 2, 2, [(2,)]),  # a direction that is not the first input
+        (4, 3, 1, []),  # the value only, one hidden layer
+    ],
+)
+def test_values_and_parameter_gradients_equal_autograd(n_in, n_out, depth, dirs):
+    model = _model(n_in, n_out, depth)
+    x = torch.randn(23, n_in, dtype=F64)
+    ref_d = input_derivatives(model, x, dirs, engine="autograd")
+    weights = {k: torch.randn_like(ref_d[k]) for k in ref_d.keys()}
+    ref = _reference_grads(model, x, dirs, weights)
+    with fused.hand_written_backward():
+        assert fused.applies(model, x)
+        d = input_derivatives(model, x, dirs)
+        for k in ref_d.keys():
+            assert d[k].grad_fn is not None or d[k].is_leaf  # part of the loss's graph
+            assert _rel(d[k].detach(), ref_d[k].detach()) < 1e-12, k
+        _loss(d, weights).backward()
+    for p, g in zip(model.parameters(), ref, strict=True):
+        assert p.grad is not None
+        assert _rel(p.grad, g) < 1e-12
+
+
+def test_gradients_add_to_existing_ones_and_to_other_paths():
+    """A loss that reads the network through the engine and through a plain forward:
+    both contributions land in .grad, on top of what was there (as autograd does)."""
+    model = _model(2, 1, 3)
+    x = torch.randn(9, 2, dtype=F64)
+    x2 = torch.randn(5, 2, dtype=F64)
+
+    def loss(d):
+        return (d[(0,)] ** 2).sum() + d.value.sum() + model(x2).pow(3).sum()
+
+    ref = torch.autograd.grad(
+        loss(input_derivatives(model, x, [(0,)], engine="autograd")), list(model.parameters())
+    )
+    before = [torch.randn_like(p) for p in model.parameters()]
+    for p, b in zip(model.parameters(), before, strict=True):
+        p.grad = b.clone()
+    with fused.hand_written_backward():
+        loss(input_derivatives(model, x, [(0,)])).backward()
+    for p, b, g in zip(model.parameters(), before, ref, strict=True):
+        assert _rel(p.grad - b, g) < 1e-12
+
+
+def test_split_derivatives_equals_one_call_per_set():
+    model = _model(3, 2, 3)
+    xs = [torch.randn(n, 3, dtype=F64) for n in (7, 4, 11)]
+    for active in (False, True):
+        with fused.hand_written_backward() if active else torch.enable_grad():
+            got = split_derivatives(model, xs, [(0,), (2,)])
+        for xb, d in zip(xs, got, strict=True):
+            ref = input_derivatives(model, xb, [(0,), (2,)], engine="autograd")
+            assert set(d.keys()) == set(ref.keys())
+            for k in ref.keys():
+                assert _rel(d[k].detach(), ref[k].detach()) < 1e-12
+
+
+def test_outside_the_block_and_where_it_does_not_apply_autograd_sees_the_graph():
+    model = _model(3, 1, 3)
+    x = torch.randn(6, 3, dtype=F64)
+    assert not fused.applies(model, x)  # outside hand_written_backward
+    d = input_derivatives(model, x, [(0,)])
+    # torch.autograd.grad with respect to the parameters needs the recorded graph
+    grads = torch.autograd.grad((d[(0,)] + d.value).sum(), list(model.parameters()))
+    assert all(g is not None for g in grads)
+    with fused.hand_written_backward():
+        assert not fused.applies(_model(3, 1, 3, act="sin"), x)  # other activations
+        assert not fused.applies(model, x.clone().requires_grad_(True))  # input gradients
+        with torch.no_grad():
+            d = input_derivatives(model, x, [(0,)])  # forward only, nothing recorded
+        assert not d[(0,)].requires_grad
+
+
+def test_parameter_views_follow_a_new_storage():
+    """The cached numpy views of the weights are dropped when a parameter's storage
+    changes (the trainer's flat buffer re-points them)."""
+    model = _model(2, 1, 2)
+    x = torch.randn(5, 2, dtype=F64)
+    with fused.hand_written_backward(), torch.no_grad():
+        before = input_derivatives(model, x, [(0,)])[(0,)].clone()
+        for p in model.parameters():
+            p.data = p.data.clone() * 2.0  # new storage, other values
+        after = input_derivatives(model, x, [(0,)])[(0,)]
+    ref = input_derivatives(model, x, [(0,)], engine="autograd")[(0,)].detach()
+    assert _rel(after, ref) < 1e-12
+    assert not torch.allclose(before, after)
+
+
+def test_a_second_backward_through_the_tile_accumulates_again():
+    model = _model(2, 1, 2)
+    x = torch.randn(5, 2, dtype=F64)
+    with fused.hand_written_backward():
+        loss = (input_derivatives(model, x, [(1,)])[(1,)] ** 2).sum()
+        loss.backward(retain_graph=True)
+        once = [p.grad.clone() for p in model.parameters()]
+        loss.backward()
+    for p, g in zip(model.parameters(), once, strict=True):
+        assert _rel(p.grad, 2 * g) < 1e-12
+
+
+def test_float32_matches_float64_to_single_precision():
+    m64 = _model(3, 1, 4, width=50)
+    m32 = _model(3, 1, 4, width=50, dtype="float32")
+    m32.load_state_dict({k: v.float() for k, v in m64.state_dict().items()})
+    x = torch.randn(128, 3, dtype=F64)
+    with fused.hand_written_backward(), torch.no_grad():
+        d32 = input_derivatives(m32, x.float(), [(0,)])
+        d64 = input_derivatives(m64, x, [(0,)])
+    for k in d64.keys():
+        assert d32[k].dtype == torch.float32
+        assert np.allclose(d32[k].double().numpy(), d64[k].numpy(), rtol=1e-4, atol=1e-5)

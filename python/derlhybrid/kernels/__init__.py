@@ -131,7 +131,7 @@ def derivative(
     name = backends.resolve(backend)
     src = np.ascontiguousarray(u)
     direct = out is not None and out.flags.c_contiguous and not np.shares_memory(out, src)
-    target = out if direct else np.empty(u.shape, dtype=u.dtype)
+    target = out if out is not None and direct else np.empty(u.shape, dtype=u.dtype)
     if name == "python":
         op = build_operator(n, spacing, order, accuracy, boundary, scheme, period)
         backends.module("python").apply(src, target, axis, op)

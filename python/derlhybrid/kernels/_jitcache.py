@@ -36,6 +36,7 @@ import types as pytypes
 from pathlib import Path
 
 import numba
+import numba.core.dispatcher
 import numpy as np
 
 from .._io import write_text_atomic
@@ -138,6 +139,8 @@ def _key(source: str, rhs) -> str:
 
 def _import_file(name: str, path: Path) -> pytypes.ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:  # never for a .py file
+        raise ImportError(f"cannot import {path} as module {name}")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod  # Numba's cache finds the module (and its file) by name
     try:

@@ -131,7 +131,10 @@ def load(offline: bool = False):
     st = status("julia")
     if not st.available:
         raise BackendUnavailable(f"julia backend unavailable: {st.detail}")
-    _set_juliacall_defaults(julia_executable())
+    exe = julia_executable()
+    if exe is None:  # status() has just found it: it went away since
+        raise BackendUnavailable("julia backend unavailable: the Julia executable is gone")
+    _set_juliacall_defaults(exe)
     try:
         juliacall = _import_juliacall(offline)
         if not offline and _started_offline:

@@ -11,6 +11,8 @@ default; ``NUMBA_NUM_THREADS`` limits them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .stencils import StencilOperator
@@ -31,8 +33,9 @@ LINES = 64  # output lines per task when the axis is not the last one
 def _kernels():
     """Compile (or load from Numba's on-disk cache) the two loops, once per process."""
     global _ROWS, _LINES
-    if _ROWS is not None:
+    if _ROWS is not None and _LINES is not None:
         return _ROWS, _LINES
+    assert numba is not None  # apply() takes the NumPy fallback where Numba is missing
     njit = numba.njit(parallel=True, cache=True, nogil=True)
     prange = numba.prange
 
@@ -115,8 +118,8 @@ def _kernels():
     return rows, lines
 
 
-_ROWS = None
-_LINES = None
+_ROWS: Callable[..., None] | None = None
+_LINES: Callable[..., None] | None = None
 
 
 def _apply_numpy(u3, out3, op: StencilOperator) -> None:

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import shutil
 from dataclasses import dataclass
+from types import ModuleType
 
 BACKENDS = ("python", "julia")
 CHOICES = ("auto", *BACKENDS)
@@ -107,7 +108,7 @@ def resolve(backend: str | None = None) -> str:
     return "python"
 
 
-def module(name: str):
+def module(name: str) -> ModuleType:
     """The implementation module of a concrete backend."""
     if name == "python":
         from . import _python

@@ -45,6 +45,8 @@ from .buffers import check_out_buffer
 
 try:  # Numba is a dependency; without it the ODE kernels are unavailable (one-line error).
     import numba
+    import numba.core.dispatcher
+    import numba.core.errors
     from numba.core import cgutils, types
     from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - exercised only on platforms without numba
@@ -134,7 +136,11 @@ class EnsembleResult:
 # cache.
 
 _PER_RHS: list = []  # the templates, in order
-_rhs = None  # bound to the caller's rhs in the compiled copies
+
+
+def _rhs(t, y, p, dy) -> None:
+    """The caller's rhs in the compiled copies of the templates; never called here."""
+    raise NotImplementedError("the ode templates run only as compiled copies (_kernels)")
 
 
 def _per_rhs(f):
@@ -163,11 +169,11 @@ if numba is not None:
 
 else:  # pragma: no cover
 
-    def _cached(f):
+    def _no_jit(f):
         return f
 
-    _inline = _cached
-    _voidptr = None
+    _cached = _no_jit
+    _inline = _no_jit
 
 # Raw views. Numba updates an array's reference count (an out-of-line call, atomic when the
 # count is live) for every array, or view of one, passed to a function: six per rhs call. On
@@ -183,13 +189,15 @@ else:  # pragma: no cover
 @_cached
 def _at1(addr, n):
     """Unowned 1-D float64 view of ``n`` values at address ``addr``."""
-    return numba.carray(_voidptr(addr), n, np.float64)
+    # jit-only (Numba compiles it, so numba is set); numba's stubs: carray is not re-exported,
+    # and an @intrinsic keeps its typing signature (typingctx, addr)
+    return numba.carray(_voidptr(addr), n, np.float64)  # pyright: ignore[reportPrivateImportUsage, reportOptionalMemberAccess, reportCallIssue]
 
 
 @_cached
 def _at2(addr, n0, n1):
     """Unowned C-contiguous (n0, n1) float64 view at address ``addr``."""
-    return numba.carray(_voidptr(addr), (n0, n1), np.float64)
+    return numba.carray(_voidptr(addr), (n0, n1), np.float64)  # pyright: ignore[reportPrivateImportUsage, reportOptionalMemberAccess, reportCallIssue]  # as _at1
 
 
 # Scratch of one trajectory, rows of n_state values: K[0..15] stages, y, y_new, ytmp, the
@@ -639,6 +647,7 @@ def _run(drive, n_traj: int, args, *, lanes: int = 1, error: str = _RHS_ERROR) -
     """Run ``drive(lo, hi, *args)`` (a per-rhs driver) over all trajectories on
     ``numba.get_num_threads()`` threads; ``lanes``: trajectories the driver runs together."""
     global _POOL
+    assert numba is not None  # solve_ensemble has checked rhs is a Numba dispatcher
     try:  # the first call compiles (or loads from the cache); do it on one trajectory, here
         drive(0, 1, *args)
     except numba.core.errors.NumbaError as exc:

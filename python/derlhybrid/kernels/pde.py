@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 import numba
 import numpy as np
@@ -47,7 +48,7 @@ KDV_NU = 0.0025
 #: Centres of the paper's four Gaussians (``paper.md`` §6.1).
 PAPER_CENTRES = ((-0.3, -0.6), (-0.1, 0.2), (0.5, -0.5), (0.5, 0.4))
 
-_NJIT = {"cache": True, "nogil": True, "fastmath": False}
+_NJIT: dict[str, Any] = {"cache": True, "nogil": True, "fastmath": False}
 
 
 # ======================================================================================
@@ -655,7 +656,7 @@ def _sparse(op) -> sp.csr_matrix:
     m = sp.coo_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
     )
-    return m.tocsr()
+    return m.tocsr()  # pyright: ignore[reportReturnType]  # scipy's source infers csr_array; a coo_matrix gives csr_matrix
 
 
 def _max_symbol(w: np.ndarray) -> float:

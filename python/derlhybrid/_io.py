@@ -28,8 +28,8 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        kw = {"encoding": "utf-8"} if "b" not in mode else {}
-        with os.fdopen(fd, mode, **kw) as fh:
+        encoding = "utf-8" if "b" not in mode else None
+        with os.fdopen(fd, mode, encoding=encoding) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -66,7 +66,9 @@ def lock_path(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | os.PathLike, *, error=OutputLocked) -> Iterator[Path]:
+def exclusive_lock(
+    path: str | os.PathLike, *, error: type[Exception] = OutputLocked
+) -> Iterator[Path]:
     """Hold an exclusive lock on the output ``path`` (a file or a folder) while the block
     runs: ``fcntl.flock`` on ``<name>.lock``, which the kernel releases if the process dies,
     so a lock is never stale. A second process (or a second lock in this one) raises

@@ -436,9 +436,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"derl: {exc}", file=sys.stderr)
         return 3
-    except BrokenPipeError:  # e.g. `derl inspect f.h5 | head`
-        sys.stderr.close()
-        return 0
     except KeyboardInterrupt as exc:
         print(f"derl: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
         return 130

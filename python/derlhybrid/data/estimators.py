@@ -102,7 +102,9 @@ class Estimator:
         args = ",".join(f"{k}={v}" for k, v in dataclasses.asdict(self).items() if v is not None)
         return f"{self.name}:{args}" if args else self.name
 
-    def derivatives(self, t: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, dict]:
+    def derivatives(
+        self, t: np.ndarray, Y: np.ndarray, *, periodic: bool = False, period: float | None = None
+    ) -> tuple[np.ndarray, dict]:
         raise NotImplementedError
 
 
@@ -179,6 +181,8 @@ class SavitzkyGolay(Estimator):
         from scipy.signal import savgol_coeffs, savgol_filter
 
         h = _uniform(t)
+        if h is None:  # estimate() checks uniform_only first
+            raise ValueError("savgol needs uniform samples; these are irregular")
         n = Y.shape[-1]
         mode = "wrap" if periodic else "interp"
         if self.window is not None:

@@ -443,11 +443,12 @@ def plan_trajectories(
     attrs = _common_attrs(req, system, generator, backend)
     attrs["state_names"] = list(system.state_names)
     emp = None if req.empirical is None else ("measured", 0)
-    if emp is not None and _measured(req) is None:
+    if req.empirical is not None and _measured(req) is None:  # emp is not None
         emp = parse_scheme(req.empirical)
     n_emp = req.n_empirical_samples or (n_t - 1)
     if emp is not None and emp[0] == "measured":
         est = _measured(req)
+        assert est is not None  # emp is "measured" only where _measured(req) is set
         n_emp = n_t
         generator["empirical"] = {
             "samples": "the saved states + N(0, noise²) per entry (initial states, the "

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..systems import ODESystem, get_system
+from ..systems import FieldSystem, ODESystem, get_system
 from .estimators import estimate, estimate_along, parse_estimator
-from .store import DatasetError, DatasetWriter, check_target, output_lock
+from .store import DatasetError, DatasetWriter, check_target, h5_dataset, output_lock
 
 __all__ = ["FORMATS", "TrajectoryImport", "import_pdebench", "import_trajectories"]
 
@@ -521,16 +521,16 @@ def import_pdebench(
                     f"{path}: no dataset {key!r}; a PDEBench 1-D file holds tensor, "
                     "x-coordinate and t-coordinate"
                 )
-        shape = f["tensor"].shape
+        shape = h5_dataset(f, "tensor").shape
         if len(shape) != 3:
             raise DatasetError(
                 f"{path}: tensor has shape {shape}; the 1-D layouts are (n_samples, n_t, n_x)"
             )
         if not 0 <= sample < shape[0]:
             raise DatasetError(f"{path}: --sample {sample} is outside the {shape[0]} samples")
-        u = np.asarray(f["tensor"][sample], dtype=np.float64)
-        x = np.asarray(f["x-coordinate"][...], dtype=np.float64)
-        t = np.asarray(f["t-coordinate"][...], dtype=np.float64)
+        u = np.asarray(h5_dataset(f, "tensor")[sample], dtype=np.float64)
+        x = np.asarray(h5_dataset(f, "x-coordinate")[...], dtype=np.float64)
+        t = np.asarray(h5_dataset(f, "t-coordinate")[...], dtype=np.float64)
         name, file_params = _pdebench_system(dict(f.attrs), system)
     n_t, n_x = u.shape
     if x.shape != (n_x,):
@@ -568,7 +568,9 @@ def import_pdebench(
         **(params or {}),
     }
     system_obj = get_system(name, sys_params)
-    period = system_obj.x_max - system_obj.x_min
+    assert isinstance(system_obj, FieldSystem)  # the PDEBench systems are fields
+    x_min, x_max = system_obj.domain()["x"]  # the periodic interval (x_min, x_max)
+    period = x_max - x_min
     try:
         u_t, info_t = estimate_along(est, u, t - t[0], axis=0)
         u_x, info_x = estimate_along(est, u, x, axis=1, periodic=True, period=period)

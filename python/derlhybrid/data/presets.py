@@ -27,6 +27,7 @@ def apply_preset(req: GenerateRequest, system, *, progress: bool = True) -> Path
         raise ValueError(f"no paper preset for {system.name!r}; presets: {', '.join(PAPER)}")
     if req.seed is None:  # the seed of the paper's dataset; an explicit --seed 0 is seed 0
         req = dataclasses.replace(req, seed=PAPER_SEEDS.get(system.name, 0))
+    assert req.seed is not None  # set just above
     if system.name in LEGACY_RNG and req.seed >= 2**32:
         raise ValueError(
             f"--preset paper draws {system.name} data with numpy's legacy RandomState, which "
@@ -209,7 +210,8 @@ def _kovasznay(req, system, progress):
     box = system.domain()
     lo, hi = np.array([box["x"][0], box["y"][0]]), np.array([box["x"][1], box["y"][1]])
     pts = lo + (hi - lo) * rng.random((10_000, 2))
-    gx, gy = np.linspace(*box["x"], 200), np.linspace(*box["y"], 200)
+    (x0, x1), (y0, y1) = box["x"], box["y"]
+    gx, gy = np.linspace(x0, x1, 200), np.linspace(y0, y1, 200)
     grid = np.stack(np.meshgrid(gx, gy, indexing="ij"), -1).reshape(-1, 2)
     design = PointDesign(
         pts,

@@ -30,11 +30,14 @@ import secrets
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._io import exclusive_lock, lock_path, write_text_atomic  # noqa: F401 (lock_path: API)
+
+if TYPE_CHECKING:
+    import h5py
 
 FORMAT = "derlhybrid-dataset"
 #: format of the shard files of a sharded generation (``derl generate --engine ray``): rows
@@ -52,6 +55,23 @@ def _h5py():
     import h5py
 
     return h5py
+
+
+def h5_dataset(group: h5py.Group, name: str) -> h5py.Dataset:
+    """``group[name]``, which must be a dataset (h5py's item access may also give a group
+    or a named type); a ``KeyError`` where it is missing, as ``group[name]`` raises."""
+    obj = group[name]
+    if not isinstance(obj, _h5py().Dataset):
+        raise DatasetError(f"{group.file.filename}: {obj.name} is not a dataset")
+    return obj
+
+
+def h5_group(group: h5py.Group, name: str) -> h5py.Group:
+    """``group[name]``, which must be a group (as :func:`h5_dataset`)."""
+    obj = group[name]
+    if not isinstance(obj, _h5py().Group):
+        raise DatasetError(f"{group.file.filename}: {obj.name} is not a group")
+    return obj
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

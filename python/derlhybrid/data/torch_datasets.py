@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .store import DatasetError, open_dataset
+from .store import DatasetError, h5_dataset, open_dataset
 
 
 class _LazyH5(Dataset):
@@ -22,7 +22,7 @@ class _LazyH5(Dataset):
         with open_dataset(self.path, layout=layout) as f:
             if split is not None and f"splits/{split}" not in f:
                 raise DatasetError(f"{self.path} has no split {split!r}")
-            self.index = f[f"splits/{split}"][...] if split is not None else None
+            self.index = h5_dataset(f, f"splits/{split}")[...] if split is not None else None
             self._init(f)
         self._file = None
         self._pid = None
@@ -67,7 +67,8 @@ class PointsDataset(_LazyH5):
         f = self.file
         names = ["inputs", "outputs", "jacobian"] + (["hessian"] if self.with_hessian else [])
         return tuple(
-            torch.from_numpy(np.asarray(f[f"points/{k}"][j], dtype=np.float64)) for k in names
+            torch.from_numpy(np.asarray(h5_dataset(f, f"points/{k}")[j], dtype=np.float64))
+            for k in names
         )
 
 
@@ -95,6 +96,6 @@ class TrajectoryPointsDataset(_LazyH5):
         return (
             as_t([self.t[m]]),
             as_t(self.y0[k]),
-            as_t(f["trajectories/states"][j, m]),
-            as_t(f["trajectories/derivatives"][j, m]),
+            as_t(h5_dataset(f, "trajectories/states")[j, m]),
+            as_t(h5_dataset(f, "trajectories/derivatives")[j, m]),
         )

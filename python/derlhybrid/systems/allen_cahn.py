@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -163,7 +164,11 @@ class AllenCahnMulti(_AllenCahnBase):
     def exact(self, X):
         X = self._points(X)
         x, y = X[:, 0], X[:, 1]
-        u = sum(0.5 * X[:, 1 + i] * np.sin(i * PI * x) * np.sin(i * PI * y) / i**2 for i in (1, 2))
+        # the builtin sum of two arrays (its start, 0, types as an int)
+        u = cast(
+            np.ndarray,
+            sum(0.5 * X[:, 1 + i] * np.sin(i * PI * x) * np.sin(i * PI * y) / i**2 for i in (1, 2)),
+        )
         return u[:, None]
 
     def jacobian(self, X):

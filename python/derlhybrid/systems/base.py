@@ -117,6 +117,8 @@ class System:
         for f in dataclasses.fields(cls):
             meta = f.metadata.get("parameter")
             if meta is not None:
+                if f.default is dataclasses.MISSING:  # parameter() always sets one
+                    raise TypeError(f"{cls.__name__}.{f.name}: a parameter needs a default")
                 specs.append(ParameterSpec(name=f.name, default=f.default, **meta))
         return tuple(specs)
 
@@ -172,7 +174,9 @@ class ODESystem(System):
             self.rhs_kernel(tt[i], flat[i], p, out[i])
         return out.reshape(y.shape)
 
-    def sample_initial_states(self, rng: np.random.Generator, n: int) -> np.ndarray:
+    def sample_initial_states(
+        self, rng: np.random.Generator | np.random.RandomState, n: int
+    ) -> np.ndarray:
         raise NotImplementedError(f"{self.name} does not define initial-state sampling")
 
     #: second-order (mechanical) form: the state is (q, v) with q' = v; a flow-map network

@@ -96,7 +96,9 @@ class Pendulum(ODESystem):
         y = np.asarray(y, dtype=np.float64)
         return 0.5 * y[..., 1] ** 2 - (self.g / self.l) * np.cos(y[..., 0])
 
-    def sample_initial_states(self, rng: np.random.Generator, n: int) -> np.ndarray:
+    def sample_initial_states(
+        self, rng: np.random.Generator | np.random.RandomState, n: int
+    ) -> np.ndarray:
         theta0 = rng.uniform(*self.theta0_range, n)
         omega0 = rng.uniform(*self.omega0_range, n)
         return np.stack([theta0, omega0], axis=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -40,8 +41,12 @@ class Continuity(FieldSystem):
 
     def rho0(self, x, y) -> np.ndarray:
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-        return sum(
-            np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / self.width) for cx, cy in GAUSSIAN_CENTRES
+        # the builtin sum of four arrays (its start, 0, types as an int)
+        return cast(
+            np.ndarray,
+            sum(
+                np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / self.width) for cx, cy in GAUSSIAN_CENTRES
+            ),
         )
 
     def _grad_rho0(self, x, y):

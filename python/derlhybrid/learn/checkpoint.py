@@ -47,6 +47,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message says why and what to do."""
 
 
+#: the builtin scalar types that :func:`_plain` reduces subclasses (enums) to
+_BUILTIN_BASES: tuple[type[Any], ...] = (bool, int, float, complex, str, bytes)
+
+
 def _plain(obj: Any, where: str) -> Any:
     """``obj`` with NumPy values as Python numbers or tensors, paths as strings and
     subclasses of plain types as their base types; a ``TypeError`` naming ``where`` for
@@ -62,7 +66,7 @@ def _plain(obj: Any, where: str) -> Any:
         return obj.tolist()
     if isinstance(obj, PurePath):
         return str(obj)
-    for base in (bool, int, float, complex, str, bytes):  # e.g. an IntEnum, a str Enum
+    for base in _BUILTIN_BASES:  # e.g. an IntEnum, a str Enum
         if isinstance(obj, base):
             return base(obj)
     if isinstance(obj, dict):

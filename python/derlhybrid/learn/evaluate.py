@@ -24,7 +24,7 @@ from ..data.store import (
     damaged_file_errors,
     open_dataset,
 )
-from ..systems.base import ODESystem
+from ..systems.base import FieldSystem, ODESystem
 from . import metrics as M
 from .checkpoint import CheckpointError
 from .derivatives import input_derivatives
@@ -86,6 +86,7 @@ def _ode(predict, problem: Problem, f, options) -> dict:
     default the box of the file's initial states."""
     t, y0, states = _test_trajectories(f)
     box = options.get("phase_box")
+    assert isinstance(problem.system, ODESystem)  # evaluate() picks _ode for ODE systems only
     if box is None and problem.system.n_state == 2:
         y0_all = f["trajectories/initial_states"][...]
         y0_all = y0_all[np.isfinite(y0_all).all(axis=1)]
@@ -105,6 +106,7 @@ def _ode(predict, problem: Problem, f, options) -> dict:
 def _allen_cahn(predict, problem: Problem, f, options) -> dict:
     n = options.get("grid", 201)
     system = problem.system
+    assert isinstance(system, FieldSystem)  # EVALUATORS: the Allen-Cahn systems
     if not system.parameter_inputs:
         return M.evaluate_allen_cahn(predict, system, n=n)
     out = {}

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.store import open_dataset, provenance
+from ..data.store import h5_dataset, open_dataset, provenance
 from ..systems import get_system
 from . import metrics as M
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -71,9 +71,10 @@ class HNN(nn.Module):
         if width < 1 or depth < 1:
             raise ValueError(f"HNN: width and depth must be >= 1, got {width}, {depth}")
         sizes = [2] + [width] * depth
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        hidden = [nn.Linear(a, b) for a, b in itertools.pairwise(sizes)]
+        self.hidden = nn.ModuleList(hidden)
         self.out = nn.Linear(width, 2, bias=False)
-        for layer in self.hidden[:3]:  # orthogonal, as the reference (its linear1..3)
+        for layer in hidden[:3]:  # orthogonal, as the reference (its linear1..3)
             nn.init.orthogonal_(layer.weight)
         self.damping = float(damping)
 
@@ -118,7 +119,8 @@ def hnn_field(model: HNN, theta, omega, system) -> tuple[np.ndarray, np.ndarray]
 
 def _seeds(seed: int) -> tuple[int, int]:
     kids = np.random.SeedSequence(seed).spawn(2)
-    return tuple(int(k.generate_state(1, np.uint64)[0] % (2**63 - 1)) for k in kids)
+    init_seed, batch_seed = (int(k.generate_state(1, np.uint64)[0] % (2**63 - 1)) for k in kids)
+    return init_seed, batch_seed
 
 
 def _read(data) -> dict[str, Any]:
@@ -128,11 +130,14 @@ def _read(data) -> dict[str, Any]:
         system = get_system(prov["system"], prov.get("system_parameters") or {})
         if system.name != "pendulum":
             raise ValueError(f"the HNN baseline is for the pendulum, {data} holds {system.name}")
-        splits = _ok_splits(f, f["trajectories/initial_states"].shape[0])
-        out = {"system": system, "provenance": prov, "t": f["trajectories/t"][...]}
+        splits = _ok_splits(f, h5_dataset(f, "trajectories/initial_states").shape[0])
+        out = {"system": system, "provenance": prov, "t": h5_dataset(f, "trajectories/t")[...]}
         for name, idx in splits.items():
             if len(idx):
-                out[name] = (f["trajectories/states"][idx], f["trajectories/derivatives"][idx])
+                out[name] = (
+                    h5_dataset(f, "trajectories/states")[idx],
+                    h5_dataset(f, "trajectories/derivatives")[idx],
+                )
     if "train" not in out:
         raise ValueError(f"{data} has no training trajectories")
     if out["t"].ndim != 1:
@@ -268,10 +273,14 @@ def train_hnn(
             torch.manual_seed(init_seed)
             model = HNN(width, depth, config["damping"]).to(torch_dtype)
         gen = torch.Generator().manual_seed(batch_seed)
-        X, Y = (torch.as_tensor(a, dtype=torch_dtype) for a in _canonical(*d["train"], m))
+        states, derivs = d["train"]
+        X, Y = (torch.as_tensor(a, dtype=torch_dtype) for a in _canonical(states, derivs, m))
         val = None
         if "val" in d:
-            val = tuple(torch.as_tensor(a, dtype=torch_dtype) for a in _canonical(*d["val"], m))
+            states, derivs = d["val"]
+            val = tuple(
+                torch.as_tensor(a, dtype=torch_dtype) for a in _canonical(states, derivs, m)
+            )
         opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         history = []
         before = torch.get_num_threads()

@@ -304,14 +304,14 @@ def _grid(system, names: Sequence[str], n: int) -> tuple[list[np.ndarray], np.nd
     if int(n) < 2:
         raise ValueError(f"a grid needs n >= 2 points per axis, got {n}")
     dom = system.domain()
-    axes = [np.linspace(*dom[c], int(n)) for c in names]
+    axes = [np.linspace(dom[c][0], dom[c][1], int(n)) for c in names]
     mesh = np.meshgrid(*axes, indexing="ij")
     pts = np.stack([m.ravel() for m in mesh], axis=1)
     cell = float(np.prod([(dom[c][1] - dom[c][0]) / (int(n) - 1) for c in names]))
     return axes, pts, cell
 
 
-def _assemble(system, columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+def _assemble(system, columns: Mapping[str, np.ndarray | float], n: int) -> np.ndarray:
     """Points (n, n_in) in the order of ``system.inputs`` from named columns (scalars
     broadcast)."""
     X = np.empty((n, len(system.inputs)))
@@ -888,9 +888,10 @@ def evaluate_field(
     else:
         R = np.asarray(system.pde_residual(_derivative_getter(system, v), X, aux, np))
         R = R[:, None] if R.ndim == 1 else R
-        out["residual"] = error_stats(np.linalg.norm(R, axis=1), cell)
+        residual: dict[str, Any] = error_stats(np.linalg.norm(R, axis=1), cell)
+        out["residual"] = residual
         if R.shape[1] > 1:
-            out["residual"]["components"] = {
+            residual["components"] = {
                 name: error_stats(R[:, i], cell) for i, name in enumerate(system.residual_names)
             }
     return to_jsonable(out)

@@ -328,11 +328,11 @@ def _per_group(name: str, runs, out_dir, draw) -> list[Path]:
 
 
 def _read(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray] | None:
-    from ..data.store import open_dataset
+    from ..data.store import h5_dataset, open_dataset
 
     try:
         with open_dataset(path) as f:
-            return {k: f[k][...] for k in keys if k in f}
+            return {k: h5_dataset(f, k)[...] for k in keys if k in f}
     except Exception as exc:
         log.warning("figures: cannot read %s: %s", path, exc)
         return None
@@ -344,15 +344,15 @@ def _read(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray] | None:
 
 def _pendulum_test_set(path: Path):
     """(t, initial states, states) of at most MAX_TRAJECTORIES test trajectories."""
-    from ..data.store import open_dataset
+    from ..data.store import h5_dataset, open_dataset
 
     with open_dataset(path) as f:
-        n = f["trajectories/initial_states"].shape[0]
-        idx = np.sort(f["splits/test"][...]) if "splits/test" in f else np.arange(n)
+        n = h5_dataset(f, "trajectories/initial_states").shape[0]
+        idx = np.sort(h5_dataset(f, "splits/test")[...]) if "splits/test" in f else np.arange(n)
         idx = np.unique(idx)[:MAX_TRAJECTORIES]
-        t = f["trajectories/t"][...]
-        y0 = f["trajectories/initial_states"][idx]
-        states = f["trajectories/states"][idx]
+        t = h5_dataset(f, "trajectories/t")[...]
+        y0 = h5_dataset(f, "trajectories/initial_states")[idx]
+        states = h5_dataset(f, "trajectories/states")[idx]
     return np.asarray(t, float), np.asarray(y0, float), np.asarray(states, float)
 
 
@@ -775,13 +775,13 @@ def parametric_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
 def _continuity_reference(path: Path):
     """Grid axes, the frames at t = 0, middle, end, and the reference mass on ≤ MASS_FRAMES
     strided frames; None without ``/fields/rho``."""
-    from ..data.store import open_dataset
+    from ..data.store import h5_dataset, open_dataset
 
     with open_dataset(path) as f:
         if "fields/rho" not in f:
             return None
-        t, x, y = (np.asarray(f[f"grid/{k}"][...], float) for k in "txy")
-        rho = f["fields/rho"]
+        t, x, y = (np.asarray(h5_dataset(f, f"grid/{k}")[...], float) for k in "txy")
+        rho = h5_dataset(f, "fields/rho")
         nt = t.size
         frames = sorted({0, nt // 2, nt - 1})
         snaps = np.stack([np.asarray(rho[k], float) for k in frames])
@@ -878,6 +878,7 @@ def continuity_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
             ax.set_title(f"reference ρ, t = {ref0['t'][ref0['frames'][c]]:.3g}", fontsize=10)
             ax.set_xlabel("x")
             ax.set_ylabel("y")
+        assert img is not None  # ncols >= 1 frames
         fig.colorbar(img, ax=top, label="ρ", shrink=0.9)
         norm = _log_norm([e for r in rows for e in r[2]])
         cmap = _cmap("viridis")
@@ -1352,6 +1353,7 @@ def ncl_slices(runs: list[RunInfo], out_dir: Path) -> list[Path]:
             ax.set_xlabel("x")
             ax.set_ylabel("y")
             _note_if_empty(ax, rho_t[k])
+        assert img is not None  # NCL_SLICE_TIMES is not empty
         fig.colorbar(img, ax=axs[0], label="ρ (teacher)", shrink=0.9)
         if errs:
             norm = _log_norm([e for _, e in errs])
@@ -1394,7 +1396,8 @@ def _noise_and_estimator(run: RunInfo) -> tuple[float, str] | None:
         return None
     try:
         with open_dataset(run.data) as f:
-            cfg = json.loads(f.attrs["config"])
+            # h5py is untyped: its inferred attrs[...] type holds arrays only, not str
+            cfg = json.loads(f.attrs["config"])  # pyright: ignore[reportArgumentType]
     except Exception:  # a foreign file: the run is left out
         log.warning("figures: noise_estimators: cannot read %s", run.data)
         return None

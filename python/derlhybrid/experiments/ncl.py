@@ -173,6 +173,8 @@ def _config(kind: str, mode: str | None, model: dict, train: dict, extra: dict) 
     if kind == TEACHER:
         base = teacher_config(model=model, weights=extra.get("weights"))
     else:
+        if mode is None:  # _plan gives every student its mode
+            raise ValueError("a student needs a mode")
         base = student_config(
             mode,
             model=model,
@@ -346,7 +348,8 @@ def prepare_teacher(run: NCLRun, data: Path, out: Path) -> dict[str, Any]:
     if not _labels_fresh(tdir, run.orders):
         problem = problem or teacher_problem_from_file(data)
         t0 = time.perf_counter()
-        teacher = load_model(ckpt, map_location=resolve_device(tc.train.device))[0]
+        # load_model's map_location is typed str (from its default): the device's name
+        teacher = load_model(ckpt, map_location=str(resolve_device(tc.train.device)))[0]
         sets = {"train": tuple(range(run.orders + 1)), "initial": (0,)}
         width = int(tc.model.get("width", 128))
         with _threads(cfg["train"], width, run.label_batch_size):
@@ -469,7 +472,7 @@ def run_one(run: NCLRun, data: Path, out: Path, divergence) -> dict:
             metrics = _fresh_metrics(mpath, [tckpt], n, run.seed + 1)
             if metrics is None:
                 device = resolve_device(run.teacher["train"].get("device", "auto"))
-                teacher = load_model(tckpt, map_location=device)[0]
+                teacher = load_model(tckpt, map_location=str(device))[0]
                 metrics = _evaluate(teacher, tckpt, run, run.teacher["train"], mpath)
         return {
             **row,
@@ -508,13 +511,15 @@ def run_one(run: NCLRun, data: Path, out: Path, divergence) -> dict:
     if marker.exists() and (not ckpt.exists() or marker.stat().st_mtime >= ckpt.stat().st_mtime):
         stopped = _read_json(marker).get("reason", "stopped")
     elif not _finished(rdir, tc.train.epochs):
+        student_mode = run.student_mode
+        assert student_mode is not None  # a student row (run.student is set)
         _atomic_json(link, {"teacher": tdir.name, "checkpoint": str(tckpt)})
         problem = teacher_problem_from_file(data)
         sp = student_problem(
             read_labels(tdir / "labels" / "train.h5"),
             read_labels(tdir / "labels" / "initial.h5"),
             problem.sets["boundary"],
-            min_order=orders_needed(run.student_mode),
+            min_order=orders_needed(student_mode),
         )
         trained = True
         try:
@@ -525,12 +530,12 @@ def run_one(run: NCLRun, data: Path, out: Path, divergence) -> dict:
     train_s = time.perf_counter() - s0
     info = _read_json(rdir / "train.json")
     mpath = rdir / "metrics.json"
-    metrics: dict = {}
+    metrics: dict | None = {}
     if ckpt.exists():
         metrics = _fresh_metrics(mpath, [ckpt, tckpt], n, run.seed + 1)
         if metrics is None:
             if model is None:
-                model = load_model(ckpt, map_location=resolve_device(tc.train.device))[0]
+                model = load_model(ckpt, map_location=str(resolve_device(tc.train.device)))[0]
             metrics = _evaluate(model, tckpt, run, cfg["train"], mpath)
     return {
         **row,

@@ -246,7 +246,7 @@ def _stages(g, base, phases, mode_key, mv, init, seed) -> list[dict]:
 def _parameter_rows(path):
     """(values, indices a stage may train on, unseen values or None, parameter names) of
     a parametric family's file; (None, None, None, []) otherwise."""
-    from ..data.store import open_dataset, provenance
+    from ..data.store import h5_dataset, open_dataset, provenance
     from ..systems import get_system
 
     with open_dataset(path) as f:
@@ -255,10 +255,19 @@ def _parameter_rows(path):
         names = list(getattr(system, "parameter_inputs", ()))
         if "parameters/values" not in f or not names:
             return None, None, None, []
-        values = f["parameters/values"][...]
+        values = h5_dataset(f, "parameters/values")[...]
         if "parameters/test_values" in f:  # the paper presets: unseen sets stored apart
-            return values, np.arange(len(values)), f["parameters/test_values"][...], names
-        test = np.sort(f["parameters/test"][...]) if "parameters/test" in f else np.zeros(0, int)
+            return (
+                values,
+                np.arange(len(values)),
+                h5_dataset(f, "parameters/test_values")[...],
+                names,
+            )
+        test = (
+            np.sort(h5_dataset(f, "parameters/test")[...])
+            if "parameters/test" in f
+            else np.zeros(0, int)
+        )
         trainable = np.setdiff1d(np.arange(len(values)), test)
         return values, trainable, (values[test] if len(test) else None), names
 
@@ -291,6 +300,10 @@ def resolve(run: PipelineRun, data: Path) -> tuple[list[dict], dict[str, dict]]:
         if "region" in ph:
             regions[ph["name"]] = {"box": copy.deepcopy(ph["region"])}
         elif "parameter_sets" in ph or "parameter_range" in ph:
+            if values is None:  # a file without /parameters/values (_parameter_rows)
+                raise ValueError(
+                    f"phase {ph['name']!r}: parameter sets need a parametric family's data file"
+                )
             idx = phase_sets.get(ph["name"])
             if idx is None:
                 idx = (
@@ -300,6 +313,7 @@ def resolve(run: PipelineRun, data: Path) -> tuple[list[dict], dict[str, dict]]:
                 )
             regions[ph["name"]] = {"parameters": values[idx].tolist(), "indices": idx}
     if n_par:
+        assert values is not None and trainable is not None  # _parameter_rows: names => rows
         every = values[trainable]
         if run.unseen and unseen is not None:
             regions["unseen"] = {"parameters": np.asarray(unseen).tolist()}
@@ -331,6 +345,7 @@ def _problems(run: PipelineRun, stages: list[dict], data: Path) -> dict:
     import torch
 
     from ..learn.problems import PointSet, StreamPolicy, load_problem
+    from ..systems.base import FieldSystem
 
     by_phase = {p["name"]: p for p in run.phases}
     out = {}
@@ -357,6 +372,8 @@ def _problems(run: PipelineRun, stages: list[dict], data: Path) -> dict:
                 )
         if edges:
             system = problem.system
+            if not isinstance(system, FieldSystem):  # edges bound a field's domain
+                raise ValueError(f"stage {st['name']!r}: edges need a field system")
             P = _edge_points(system, edges, int(ph.get("edge_points", 101)))
             X = torch.as_tensor(P, dtype=torch.float64)
             u = torch.as_tensor(system.exact(P), dtype=torch.float64)

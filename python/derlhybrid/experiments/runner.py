@@ -503,8 +503,9 @@ def _checks(spec, table, scale) -> list[dict]:
                 if c.get("lower", "*") == "*"
                 else [c["lower"]]
             )
-            rows = [by.get((c["group"], m)) for m in modes]
-            if not modes or None in rows:
+            found = [by.get((c["group"], m)) for m in modes]
+            rows = [r for r in found if r is not None]
+            if not modes or len(rows) != len(found):
                 continue
             vals = [r["stats"].get(c["column"], {}).get("mean") for r in rows]
             va = None if None in vals else max(vals)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 INSTALL = 'pip install "derlhybrid[ray]"'
 
 
@@ -33,7 +35,11 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
     ray = require()
     if ray.is_initialized():
         return False
-    kw = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    kw: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "configure_logging": False,
+    }
     if address is None:
         import os
 

@@ -55,6 +55,7 @@ from ..data.store import (
     DatasetWriter,
     check_target,
     config_hash,
+    h5_dataset,
     output_lock,
 )
 from ..systems import ODESystem, get_system
@@ -232,7 +233,9 @@ def _shard_in_worker(
     task there reuses it: Julia starts once per worker process."""
     import numba
 
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    # numba.config sets its NUMBA_* names at import time: no static declaration to see
+    numba_threads = numba.config.NUMBA_NUM_THREADS  # pyright: ignore[reportPrivateImportUsage, reportAttributeAccessIssue]
+    numba.set_num_threads(max(1, min(threads, numba_threads)))
     if backend == "julia":  # pragma: no cover - needs Julia
         from ..kernels import backends
 
@@ -393,7 +396,7 @@ def _stitch(plan: TrajectoryPlan, out: Path, folder: Path, names, rows, consolid
             ds = spec.create(w, plan, plan.n)
             for name, (a, b) in zip(names, rows, strict=True):
                 with h5py.File(folder / name, "r") as f:
-                    src = f[spec.name]
+                    src = h5_dataset(f, spec.name)
                     for s in range(a, b, plan.chunk):  # bounded memory: a chunk at a time
                         e = min(b, s + plan.chunk)
                         ds[s:e] = src[s - a : e - a]

@@ -58,6 +58,8 @@ def run_tasks(
     if not calls:
         return []
     ray = require()
+    from ray.exceptions import RayError, RayTaskError
+
     connected = connect(address)
     try:
         import torch
@@ -73,13 +75,13 @@ def run_tasks(
                 k = refs[done[0]]
                 try:
                     results[k] = ray.get(done[0])
-                except ray.exceptions.RayTaskError as exc:
+                except RayTaskError as exc:
                     cause = getattr(exc, "cause", None)
                     if isinstance(cause, ValueError):
                         raise cause from None
                     what = f"{type(cause).__name__}: {cause}" if cause is not None else exc
                     raise RuntimeError(f"{calls[k][0]} failed on Ray ({what})") from None
-                except ray.exceptions.RayError as exc:  # its worker died, past the retries
+                except RayError as exc:  # its worker died, past the retries
                     first = (str(exc).strip().splitlines() or [""])[0][:200]
                     raise RuntimeError(
                         f"{calls[k][0]}: its Ray worker died {max_retries + 1} times ({first}); "

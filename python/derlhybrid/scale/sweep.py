@@ -208,7 +208,9 @@ class SweepConfig:
         return cls.from_dict(values, source=str(p), folder=p.parent)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], *, source="sweep", folder=".") -> SweepConfig:
+    def from_dict(
+        cls, values: dict[str, Any], *, source: str = "sweep", folder: str | os.PathLike = "."
+    ) -> SweepConfig:
         values = dict(values)
         sweep = values.pop("sweep", None)
         if not isinstance(sweep, dict):
@@ -279,7 +281,7 @@ def _output_mse(model, points) -> float:
 
 
 def _metrics(record: dict[str, Any], model, val) -> dict[str, Any]:
-    out = {"epoch": int(record["epoch"])}
+    out: dict[str, Any] = {"epoch": int(record["epoch"])}
     out.update({f"train_{k}": float(v) for k, v in record["train"].items()})
     out.update({f"val_{k}": float(v) for k, v in record.get("val", {}).items()})
     if val is not None:
@@ -369,7 +371,7 @@ def _searcher(sweep: SweepConfig):
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             searcher = OptunaSearch(metric=sweep.metric, mode=sweep.mode, seed=seed)
         else:
-            import hyperopt  # noqa: F401
+            import hyperopt  # noqa: F401  # pyright: ignore[reportMissingImports]  # optional, in no extra
             from ray.tune.search.hyperopt import HyperOptSearch
 
             searcher = HyperOptSearch(metric=sweep.metric, mode=sweep.mode, random_state_seed=seed)

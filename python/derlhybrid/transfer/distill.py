@@ -91,7 +91,7 @@ class DistillationTerm:
         return self.term.needs(self._view(problem))
 
     def __call__(self, d, batch, ctx):
-        seen, inner = self._ctx
+        seen, inner = self.__dict__["_ctx"]  # the cache of __post_init__, not a field
         if seen is not ctx:
             view = self._view(ctx.problem)
             inner = ctx if view is ctx.problem else dataclasses.replace(ctx, problem=view)
@@ -156,7 +156,11 @@ class DistillSource:
     @property
     def point_set(self) -> str:
         """The name of the old points in the student's problem."""
-        origin = self.source if self.source is not None else Path(self.labels).stem
+        if self.source is not None:
+            origin = self.source
+        else:
+            assert self.labels is not None  # __post_init__: exactly one of source, labels
+            origin = Path(self.labels).stem
         return f"{'replay' if self.mode == 'pinn' else 'distill'}:{origin}"
 
 
@@ -177,7 +181,11 @@ class Distillation:
 
 
 def distillation(
-    problem: Problem, labels: Labels, source: DistillSource, *, seed=0
+    problem: Problem,
+    labels: Labels,
+    source: DistillSource,
+    *,
+    seed: int | np.random.SeedSequence = 0,
 ) -> Distillation:
     """The point set and terms that distil ``labels`` into a student of ``problem``.
 

@@ -93,6 +93,8 @@ def _system(system) -> EulerBall:
     sys_ = get_system(system) if isinstance(system, str) else system
     if sys_.name != "euler-ball":
         raise ValueError(f"the NCL study needs the euler-ball system, got {sys_.name!r}")
+    if not isinstance(sys_, EulerBall):
+        raise ValueError(f"the NCL study needs an EulerBall system, got {type(sys_).__name__}")
     return sys_
 
 
@@ -167,7 +169,7 @@ def teacher_problem_from_file(path, *, n_val: int = 0, seed: int = 30) -> Proble
     ``/initial`` with (ρ0, m0), ``/boundary``; loaded into memory). Its initial points lie
     at t = 0 exactly (the generator's recorded deviation from t ~ U(0, 0.01)); ``n_val``
     extra interior points for validation are drawn from ``seed``."""
-    from ..data.store import DatasetError, open_dataset, provenance
+    from ..data.store import DatasetError, h5_dataset, open_dataset, provenance
 
     with open_dataset(path, layout="points") as f:
         prov = provenance(f)
@@ -180,11 +182,12 @@ def teacher_problem_from_file(path, *, n_val: int = 0, seed: int = 30) -> Proble
         if missing:
             raise DatasetError(f"{path}: not an euler-ball collocation file (no /{missing[0]})")
         sets = {
-            "train": PointSet(_t(f["points/inputs"][...])),
+            "train": PointSet(_t(h5_dataset(f, "points/inputs")[...])),
             "initial": PointSet(
-                _t(f["initial/inputs"][...]), {"output": _t(f["initial/outputs"][...])}
+                _t(h5_dataset(f, "initial/inputs")[...]),
+                {"output": _t(h5_dataset(f, "initial/outputs")[...])},
             ),
-            "boundary": PointSet(_t(f["boundary/inputs"][...])),
+            "boundary": PointSet(_t(h5_dataset(f, "boundary/inputs")[...])),
         }
     if n_val:
         rng = np.random.default_rng(np.random.SeedSequence(seed))

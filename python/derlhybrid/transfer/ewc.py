@@ -127,20 +127,27 @@ class EWCTerm(Term):
                 f"{tuple(self.theta_star.shape)} must be vectors of the same length"
             )
 
+    def _tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(fisher, theta_star), which __post_init__ has checked are set."""
+        assert self.fisher is not None and self.theta_star is not None
+        return self.fisher, self.theta_star
+
     def __call__(self, d, batch, ctx):
+        fisher, theta_star = self._tensors()
         theta = parameter_vector(ctx.model)
-        if theta.shape != self.theta_star.shape:
+        if theta.shape != theta_star.shape:
             raise ValueError(
                 f"EWC: the network has {theta.numel()} parameters, the previous task "
-                f"{self.theta_star.numel()}: EWC needs the same architecture"
+                f"{theta_star.numel()}: EWC needs the same architecture"
             )
-        fisher = self.fisher.to(theta)
-        star = self.theta_star.to(theta)
+        fisher = fisher.to(theta)
+        star = theta_star.to(theta)
         return (fisher * (theta - star).square()).mean()
 
     def describe(self) -> dict:
+        fisher, _ = self._tensors()
         return {
-            "n_parameters": int(self.fisher.numel()),
-            "fisher_mean": float(self.fisher.mean()),
-            "fisher_max": float(self.fisher.max()),
+            "n_parameters": int(fisher.numel()),
+            "fisher_mean": float(fisher.mean()),
+            "fisher_max": float(fisher.max()),
         }

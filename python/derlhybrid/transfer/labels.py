@@ -39,7 +39,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.store import DatasetError, DatasetWriter, open_dataset, provenance
+from ..data.store import (
+    DatasetError,
+    DatasetWriter,
+    h5_dataset,
+    h5_group,
+    open_dataset,
+    provenance,
+)
 from ..learn.derivatives import input_derivatives
 from ..learn.problems import PointSet
 from ..systems import get_system
@@ -92,7 +99,9 @@ def _teacher(model_or_checkpoint) -> tuple[nn.Module, dict[str, Any], dict | Non
         info = {
             "checkpoint": None,
             "sha256": None,
-            "model_config": config.to_dict() if hasattr(config, "to_dict") else None,
+            "model_config": (
+                config.to_dict() if config is not None and hasattr(config, "to_dict") else None
+            ),
         }
         return model, info, None
     from ..learn.trainer import load_model
@@ -302,12 +311,16 @@ def read_labels(path) -> Labels:
         targets = {}
         for target, key in _DATASET.items():
             if f"points/{key}" in f:
-                targets[target] = _t(f[f"points/{key}"][...])
-        for key in f["points"]:
+                targets[target] = _t(h5_dataset(f, f"points/{key}")[...])
+        for key in h5_group(f, "points"):
             if key not in ("inputs", *_DATASET.values()):
-                targets[key] = _t(f[f"points/{key}"][...])
-        true = {t: _t(f[f"true/{key}"][...]) for t, key in _DATASET.items() if f"true/{key}" in f}
-        X = _t(f["points/inputs"][...])
+                targets[key] = _t(h5_dataset(f, f"points/{key}")[...])
+        true = {
+            t: _t(h5_dataset(f, f"true/{key}")[...])
+            for t, key in _DATASET.items()
+            if f"true/{key}" in f
+        }
+        X = _t(h5_dataset(f, "points/inputs")[...])
     return Labels(
         path=path,
         system=sys_,

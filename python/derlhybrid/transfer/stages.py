@@ -40,7 +40,7 @@ from .._io import exclusive_lock
 from .._io import write_json_atomic as _write_json
 from .._tables import deep_merge as _merge
 from .._tables import read_toml
-from ..data.store import DatasetError, open_dataset
+from ..data.store import DatasetError, h5_dataset, open_dataset
 from ..learn.checkpoint import CheckpointError, load_checkpoint
 from ..learn.config import ConfigError, DataConfig, TrainConfig
 from ..learn.losses import build_objective
@@ -491,7 +491,7 @@ def _parameter_values(path, indices: Sequence[int]) -> np.ndarray:
                 f"{path} holds no parameter sets (/parameters/values): parameter_sets needs "
                 "a parametric family's file"
             )
-        values = f["parameters/values"][...]
+        values = h5_dataset(f, "parameters/values")[...]
     bad = [i for i in indices if i >= len(values)]
     if bad:
         raise ValueError(f"parameter set {bad[0]} does not exist: {path} holds {len(values)}")
@@ -805,7 +805,9 @@ def _fisher_of(source: Stage, result: StageResult, problems, e: EWCConfig):
     model = model.to(device)
     problem = stage_problem(source, problems.get(source.name)).to(device, model.dtype)
     o = source.config.objective
-    objective = build_objective(problem, o.mode, o.weights, o.terms, o.hessian_projection)
+    # a copy typed as build_objective's list[Mapping] (a list is invariant in its items)
+    terms: list[Mapping] = list(o.terms)
+    objective = build_objective(problem, o.mode, o.weights, terms, o.hessian_projection)
     fisher = task_fisher(
         model,
         objective,

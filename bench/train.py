@@ -63,6 +63,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from derlhybrid import __version__
 from derlhybrid.data.generate import GenerateRequest, generate
 from derlhybrid.learn.config import TrainConfig
+from derlhybrid.learn.fused import hand_written_backward
 from derlhybrid.learn.losses import TERMS
 from derlhybrid.learn.problems import PointSet, load_problem
 from derlhybrid.learn.trainer import RunExtras, _Run, build_model, train_threads
@@ -187,6 +188,10 @@ def _steps(run, steps: int):
     pos = [0]
 
     def go():
+        with hand_written_backward():  # as _Run.run_epoch does
+            _go()
+
+    def _go():
         for _ in range(steps):
             k = pos[0] % per_epoch
             pos[0] += 1

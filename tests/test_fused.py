@@ -126,6 +126,15 @@ def test_parameter_views_follow_a_new_storage():
     ref = input_derivatives(model, x, [(0,)], engine="autograd")[(0,)].detach()
     assert _rel(after, ref) < 1e-12
     assert not torch.allclose(before, after)
+    # a layer replaced by a new module, an activation swapped: noticed as well
+    model.layers[2] = torch.nn.Linear(17, 1, dtype=F64)
+    with fused.hand_written_backward(), torch.no_grad():
+        got = input_derivatives(model, x, [(0,)])[(0,)]
+    ref = input_derivatives(model, x, [(0,)], engine="autograd")[(0,)].detach()
+    assert _rel(got, ref) < 1e-12
+    model.activation = _model(act="sin").activation
+    with fused.hand_written_backward():
+        assert not fused.applies(model, x)
 
 
 def test_a_second_backward_through_the_tile_accumulates_again():

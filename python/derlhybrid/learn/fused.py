@@ -63,16 +63,12 @@ def applies(model, x: torch.Tensor) -> bool:
     """Whether :func:`first_order_tanh` takes this model and batch."""
     if not _active[0]:
         return False
-    from .models import Tanh
-
-    layers = model.layers
+    cache = _cache(model)
     return (
-        type(model.activation) is Tanh
-        and len(layers) >= 2
+        cache.ok
+        and x.dtype == cache.dtype
         and x.device.type == "cpu"
-        and x.dtype in _DTYPES
         and not x.requires_grad
-        and all(layer.weight.dtype == x.dtype for layer in layers)
         and not torch.compiler.is_compiling()
     )
 
@@ -92,8 +88,9 @@ def first_order_tanh(
     reach the parameters' ``.grad`` by the hand-written backward (see the module doc).
     With ``sizes`` (row counts summing to B), each of them comes split into those row
     blocks instead: ``[value block 1, value block 2, …, ∂₁ block 1, …]`` (one split)."""
-    params, arrays = _parameters(model)
-    state = _forward(arrays, x.detach().numpy(), directions)
+    cache = _cache(model)
+    params = cache.params
+    state = _forward(cache.arrays, x.detach().numpy(), directions)
     # the last layer's output tile, value rows then each derivative's: one leaf tensor
     # whose gradient (one hook) is the backward pass's starting tile
     y = torch.from_numpy(state.output)
@@ -107,18 +104,42 @@ def first_order_tanh(
     return list(y.split(x.shape[0] if sizes is None else list(sizes) * (1 + len(directions))))
 
 
-def _parameters(model) -> tuple[list[torch.Tensor], list[np.ndarray]]:
-    """The layers' weights and biases and numpy views of them, cached on the model while
-    the tensors keep their storage (the trainer's optimizers update them in place)."""
-    cached = getattr(model, "_fused_parameters", None)
-    if cached is not None:
-        params, ptrs, arrays = cached
-        if all(p.data_ptr() == q for p, q in zip(params, ptrs, strict=True)):
-            return params, arrays
-    params = [p for layer in model.layers for p in (layer.weight, layer.bias)]
-    arrays = [p.detach().numpy() for p in params]
-    model._fused_parameters = (params, [p.data_ptr() for p in params], arrays)
-    return params, arrays
+class _Cache:
+    """A model's layers and their parameters, numpy views of these, and whether the
+    model is one this path takes (tanh, ≥ one hidden layer, CPU, one float dtype)."""
+
+    __slots__ = ("activation", "arrays", "dtype", "modules", "ok", "params", "ptrs")
+
+    def __init__(self, model, modules):
+        from .models import Tanh
+
+        self.modules, self.activation = modules, model.activation
+        self.params = [p for layer in modules for p in (layer.weight, layer.bias)]
+        self.dtype = self.params[0].dtype
+        self.ok = (
+            type(self.activation) is Tanh
+            and len(modules) >= 2
+            and self.dtype in _DTYPES
+            and all(p.device.type == "cpu" and p.dtype == self.dtype for p in self.params)
+        )
+        self.arrays = [p.detach().numpy() for p in self.params] if self.ok else []
+        self.ptrs = [p.data_ptr() for p in self.params]
+
+
+def _cache(model) -> _Cache:
+    """The model's :class:`_Cache`, rebuilt when its layers, activation or the storage of
+    a parameter changed (the trainer's optimizers update the parameters in place)."""
+    modules = tuple(model.layers._modules.values())
+    cache = model.__dict__.get("_fused_cache")
+    if (
+        cache is None
+        or cache.modules != modules
+        or cache.activation is not model.activation
+        or any(p.data_ptr() != q for p, q in zip(cache.params, cache.ptrs, strict=True))
+    ):
+        cache = _Cache(model, modules)
+        model.__dict__["_fused_cache"] = cache
+    return cache
 
 
 class _State:

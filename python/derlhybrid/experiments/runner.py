@@ -40,6 +40,7 @@ import numpy as np
 
 from .. import __version__
 from .._io import exclusive_lock, write_text_atomic
+from .._revision import source_revision
 from .._tables import deep_merge as _merge
 from . import ncl as _ncl
 from .ncl import NCLRun
@@ -542,9 +543,11 @@ def _markdown(spec, scale, table, checks, rows, meta) -> str:
     cols = spec.get("columns", [])
     paper = {(p["group"], p["mode"], p["column"]): p for p in spec.get("paper", [])}
     lines = [f"# {spec.get('title', spec['name'])}", ""]
+    src = meta.get("source")
+    rev = f" ({src['commit'][:10]}{' + local changes' if src['dirty'] else ''})" if src else ""
     lines += [
         f"`derl reproduce {spec['name']}{'' if scale == 'full' else ' --' + scale}` — "
-        f"{spec.get('section', '')}; scale **{scale}**; derlhybrid {meta['version']}, "
+        f"{spec.get('section', '')}; scale **{scale}**; derlhybrid {meta['version']}{rev}, "
         f"torch {meta['torch']}, {meta['machine']}, {meta['cpus']} CPUs; "
         f"{meta['seconds']:.0f} s in this call.",
         "",
@@ -821,6 +824,7 @@ def _reproduce_into(
         "experiment": spec["name"],
         "scale": scale,
         "version": __version__,
+        "source": source_revision(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),

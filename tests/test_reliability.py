@@ -544,3 +544,21 @@ def test_a_typo_in_a_reproduce_spec_fails_before_any_data_exist(tmp_path, capsys
     err = _one_line_exit_2(capsys, ["reproduce", str(spec), "--out", str(out), "--no-progress"])
     assert "g-derl-s30" in err and "epocs" in err
     assert not (out / "data").exists() and not (out / "runs").exists()
+
+
+def test_a_typo_in_a_pipeline_stage_fails_before_any_data_exist(tmp_path, capsys):
+    # stage tables of a kind = "stages" group are read by Pipeline when the pipeline starts,
+    # after the data exist; reproduce now parses them first (issue 16)
+    from derlhybrid.experiments.runner import SPECS
+
+    text = (SPECS / "allen-cahn-transfer-space.toml").read_text()
+    line = 'derl = { label = "DERL", distill = "derivative", inits = ["new", "extend"] }'
+    assert line in text
+    spec = tmp_path / "stage-typo.toml"
+    spec.write_text(text.replace(line, line[:-2] + ", stage = { train = { epocs = 3 } } }"))
+    out = tmp_path / "out"
+    err = _one_line_exit_2(
+        capsys, ["reproduce", str(spec), "--smoke", "--out", str(out), "--no-progress"]
+    )
+    assert "space-derl-new-s30" in err and "epocs" in err
+    assert not (out / "data").exists() and not (out / "runs").exists()

@@ -71,10 +71,13 @@ def test_rerun_resumes_without_retraining(tmp_path):
     ckpts = sorted((tmp_path / "runs").glob("*/checkpoint.pt"))
     before = {p: p.stat().st_mtime_ns for p in ckpts}
     first = json.loads((tmp_path / "results.json").read_text())
+    # the data were generated in a spawned process that never imported torch (issue 16)
+    assert first["data_generation"] == {"process": "spawned", "torch_imported": False}
     reproduce("allen-cahn", scale="smoke", out=tmp_path, progress=False, figures=False)
     assert {p: p.stat().st_mtime_ns for p in ckpts} == before
     second = json.loads((tmp_path / "results.json").read_text())
     assert second["table"] == first["table"]
+    assert second["data_generation"]["process"] == "this (found)"  # only opened
     # one dataset file, reused
     assert len(list((tmp_path / "data").glob("*.h5"))) == 1
 

@@ -22,6 +22,7 @@ metrics are recomputed only when the checkpoint is newer. Outputs are written at
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -711,31 +712,76 @@ def _one_thread(runs) -> None:
 
 
 def _check_run_configs(runs) -> None:
-    """Parse every single run's training configuration now (with a stand-in data path), so
-    that a typo in a spec (``train.epocs``) fails in one line before any data are generated
-    or any run trains. (Pipelines and NCL runs resolve their stages from the data; their
-    stage tables are validated when they start.)"""
+    """Parse every run's training configuration now, with a stand-in data path, so that a
+    typo in a spec (``train.epocs``) fails in one line before any data are generated or any
+    run trains: single runs whole, each pipeline's stage tables as :class:`Pipeline` reads
+    them (a parameter range, resolved from the data when the pipeline runs, stands in as
+    parameter set 0). NCL runs were parsed when they were planned."""
     from ..learn.config import ConfigError, TrainConfig
+    from ..transfer.stages import Pipeline
 
+    stand_in = "<the run's data>"
     for run in runs:
-        if not isinstance(run, Run):
-            continue
         try:
-            TrainConfig.from_dict(_merge(run.config, {"data": {"path": "<the run's data>"}}))
+            if isinstance(run, Run):
+                TrainConfig.from_dict(_merge(run.config, {"data": {"path": stand_in}}))
+            elif isinstance(run, PipelineRun):
+                stages = copy.deepcopy(run.stages)
+                for st in stages:
+                    data = st.setdefault("data", {})
+                    data["path"] = stand_in
+                    if data.pop("parameter_range", None) is not None:
+                        data["parameter_sets"] = [0]
+                Pipeline.from_dict({"stages": stages})
         except ConfigError as exc:
             raise ReproduceError(f"run {run.name}: {exc}") from None
+
+
+def _die_with_parent() -> None:
+    """Linux: the data-generating child gets SIGTERM when this process dies (killed with
+    SIGKILL, say), instead of generating on without the folder's lock."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def _generate_datasets(out: Path, datasets: dict, progress: bool) -> dict:
+    """Every dataset of the plan (generated, or found from an earlier call); runs in a
+    spawned process that never imports torch (:func:`_reproduce_into`). Returns
+    ``{"paths": {key: path}, "torch_imported": bool}``."""
+    paths = {}
+    for key, req in datasets.items():
+        print(f"[data] {key}: {req.get('system')} {req.get('preset') or ''}".rstrip(), flush=True)
+        paths[key] = _dataset(out, key, req, progress)
+    return {"paths": paths, "torch_imported": "torch" in sys.modules}
 
 
 def _reproduce_into(
     out, spec, scale, datasets, runs, progress, figures, jobs, t_start, ray=None
 ) -> Path:
     """The body of :func:`reproduce`, under the folder's lock."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
     import torch
 
-    paths = {}
-    for key, req in datasets.items():
-        print(f"[data] {key}: {req.get('system')} {req.get('preset') or ''}".rstrip(), flush=True)
-        paths[key] = _dataset(out, key, req, progress)
+    # the data are generated in a fresh process that never imports torch (its OpenMP and
+    # thread pools, its memory), whatever this process has loaded already; where every
+    # file exists (a rerun), they are only opened here
+    if all((out / "data" / f"{k}-{_hash(r)}.h5").exists() for k, r in datasets.items()):
+        generated = {**_generate_datasets(out, datasets, progress), "process": "this (found)"}
+    else:
+        with ProcessPoolExecutor(
+            1, mp_context=mp.get_context("spawn"), initializer=_die_with_parent
+        ) as pool:
+            generated = pool.submit(_generate_datasets, out, datasets, progress).result()
+        generated["process"] = "spawned"
+    paths = generated["paths"]
 
     from tqdm import tqdm
 
@@ -834,6 +880,7 @@ def _reproduce_into(
         "seconds": time.perf_counter() - t_start,
         "figures": figs,
         "spec": spec["_path"],
+        "data_generation": {k: generated[k] for k in ("process", "torch_imported")},
     }
     result = {
         **meta,

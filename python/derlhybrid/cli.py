@@ -228,7 +228,15 @@ def _add_generate(sub) -> None:
         "--empirical",
         metavar="SCHEME",
         help="also store empirical derivatives: central:N, forward:N, backward:N "
-        "(stencil of accuracy N on the saved data) or cubic-forward (the paper's)",
+        "(stencil of accuracy N on the saved data), cubic-forward (the paper's), or an "
+        "estimator of noisy samples: savgol, spline, trend (docs/your-data.md)",
+    )
+    g.add_argument(
+        "--noise",
+        type=float,
+        metavar="SIGMA",
+        help="Gaussian measurement noise of std SIGMA on the sampled states (trajectories) "
+        "or grid values (pointwise presets' measured variant) that --empirical estimates from",
     )
     g.add_argument(
         "--method",

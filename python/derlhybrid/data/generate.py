@@ -8,6 +8,7 @@ bounded memory, resumable after a kill (rerun the same request), with provenance
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -744,6 +745,7 @@ def _generate_points(
     parametric families, by point otherwise)."""
     design = design or default_point_design(req, system)
     dtype = DTYPES[req.dtype]
+    measured = _measured_grid(req, system, design)  # checked before any file exists
     n_pts = len(design.points)
     X = _with_params(system, design.points, design.psets)
     if design.psets is None:
@@ -793,9 +795,93 @@ def _generate_points(
             B = _with_params(system, system.boundary_points(design.n_boundary), design.psets)
             w.create("boundary/inputs", None, data=B.astype(dtype))
             w.create("boundary/outputs", None, data=system.exact(B).astype(dtype))
+        if measured is not None:
+            _write_measured_grid(w, req, system, *measured, dtype)
         if finalize is not None:
             finalize(w)
     return Path(req.out)
+
+
+def _measured_grid(req: GenerateRequest, system: FieldSystem, design: PointDesign):
+    """``(estimator, axes)`` of the ``measured`` variant a pointwise request with
+    ``noise`` or an ``empirical`` estimator asks for, or None. The field is sampled on the
+    design's ``grid`` variant, which must be a tensor-product grid of the coordinates (the
+    Allen–Cahn and Kovasznay paper presets have one); derivatives are estimated along each
+    grid axis, every grid line a series. Scattered points have no axes to estimate along:
+    refused, as are parametric families (one grid per parameter set is not written)."""
+    if not req.noise and req.empirical is None:
+        return None
+    what = f"{system.name}: noise / empirical derivatives"
+    if req.empirical is None or req.empirical == "cubic-forward":
+        raise ValueError(
+            f"{what} need an estimator of the noisy grid samples (e.g. empirical = 'savgol' "
+            "or 'central:2'); cubic-forward applies to trajectories"
+        )
+    grid = design.variants.get("grid")
+    if grid is None or system.parameter_inputs or len(system.coordinates) != 2:
+        raise ValueError(
+            f"{what} are estimated along the axes of a grid of samples: use preset = 'paper' "
+            "(its grid variant); not available for parametric families or scattered points"
+        )
+    axes = [np.unique(grid[:, k]) for k in range(2)]
+    shape = tuple(a.size for a in axes)
+    mesh = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
+    if mesh.shape != grid.shape or not np.array_equal(mesh, grid):
+        raise ValueError(f"{what}: the design's grid variant is not a tensor-product grid")
+    from .estimators import parse_estimator
+
+    return parse_estimator(req.empirical), axes, shape
+
+
+def _write_measured_grid(w, req, system: FieldSystem, est, axes, shape, dtype) -> None:
+    """``/variants/measured``: the grid's exact field plus N(0, noise²) per value (one
+    SeedSequence(seed, spawn_key=(3,))), and its gradient estimated from those noisy values
+    along each axis (:func:`~derlhybrid.data.estimators.estimate_along`); the forcing is
+    the system's (a known source term, not a measurement)."""
+    from .estimators import estimate_along
+
+    X = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
+    u = np.asarray(system.exact(X), dtype=np.float64)  # (N, n_out)
+    if req.noise:
+        rng = np.random.default_rng(np.random.SeedSequence(req.seed, spawn_key=(3,)))
+        u = u + req.noise * rng.standard_normal(u.shape)
+    U = u.reshape(*shape, u.shape[1])
+    jac = np.empty((X.shape[0], u.shape[1], 2))
+    infos = []
+    for k in range(2):
+        d, info = estimate_along(est, U, axes[k], axis=k)
+        jac[:, :, k] = d.reshape(-1, u.shape[1])
+        infos.append(info)
+    g = "variants/measured"
+    w.create(f"{g}/inputs", None, data=X.astype(dtype), attrs={"columns": list(system.inputs)})
+    w.create(
+        f"{g}/outputs",
+        None,
+        data=u.astype(dtype),
+        attrs={
+            "columns": list(system.outputs),
+            "noise": float(req.noise),
+            "samples": "the exact field on the grid variant + N(0, noise²) per value "
+            "(SeedSequence(seed, spawn_key=(3,)))",
+        },
+    )
+    w.create(
+        f"{g}/jacobian",
+        None,
+        data=jac.astype(dtype),
+        attrs={
+            "axes": "point, output, coordinate",
+            "columns": list(system.coordinates),
+            "estimator": json.dumps(
+                {c: infos[k] for k, c in enumerate(system.coordinates)}, default=str
+            ),
+            "of": "the noisy outputs, along each grid axis (every grid line a series)",
+        },
+    )
+    try:
+        w.create(f"{g}/forcing", None, data=np.asarray(system.forcing(X)).astype(dtype))
+    except NotImplementedError:
+        pass
 
 
 def _generate_ball(req: GenerateRequest, system) -> Path:

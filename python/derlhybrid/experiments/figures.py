@@ -1407,19 +1407,37 @@ def _noise_and_estimator(run: RunInfo) -> tuple[float, str] | None:
     return float(cfg.get("noise") or 0.0), str(est)
 
 
+#: the two panels of :func:`noise_estimators`: trajectories (the pendulum study) or a
+#: steady field (the Allen–Cahn study), whichever metrics the runs have
+_NOISE_PANELS = (
+    (
+        ("trajectory", "mean", "trajectory error"),
+        ("field", "mean", "field error along trajectories"),
+    ),
+    (("u", "rel_l2", "rel. L2 error of u"), ("gradient", "l2", "L2 error of ∇u")),
+)
+
+
 def noise_estimators(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     """Error against the noise σ of the samples, per derivative estimator (issue 19): the
-    trajectory error and the field error along the test trajectories, mean ± std over
-    seeds; DERL solid, SOB dashed, one colour per estimator, OUTL (no derivatives) black.
-    One PNG for all groups, ``noise_estimators-all.png``."""
+    trajectory error and the field error along the test trajectories (flow maps) or the
+    errors of u and ∇u on the evaluation grid (steady fields), mean ± std over seeds; DERL
+    solid, SOB dashed, one colour per estimator, OUTL (no derivatives) black. One PNG for
+    all groups, ``noise_estimators-all.png``."""
     cells: dict[tuple[str, str], dict[float, list[tuple[float, float]]]] = {}
+    panels = _NOISE_PANELS[0]
     for r in runs:
         key = _noise_and_estimator(r)
         if key is None:
             continue
         sigma, est = key
         line = ("OUTL", "") if r.mode == "outl" else (r.mode.upper(), est)
-        vals = (_metric(r, "trajectory", "mean"), _metric(r, "field", "mean"))
+        if not cells:  # the first run decides which metrics the study has
+            panels = next(
+                (p for p in _NOISE_PANELS if math.isfinite(_metric(r, *p[0][:2]))),
+                _NOISE_PANELS[0],
+            )
+        vals = (_metric(r, *panels[0][:2]), _metric(r, *panels[1][:2]))
         cells.setdefault(line, {}).setdefault(sigma, []).append(vals)
     if not cells:
         return []
@@ -1430,9 +1448,7 @@ def noise_estimators(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     palette = dict(zip(estimators, [*MODE_COLORS.values(), *_SPARE_COLORS], strict=False))
     fig = _figure(11, 4.2)
     axs = fig.subplots(1, 2)
-    for k, (ax, title) in enumerate(
-        zip(axs, ("trajectory error", "field error along trajectories"), strict=True)
-    ):
+    for k, (ax, title) in enumerate(zip(axs, (p[2] for p in panels), strict=True)):
         for (mode, est), by in sorted(cells.items()):
             xs = sorted(by)
             arr = [np.array([v[k] for v in by[s]], dtype=float) for s in xs]
@@ -1455,11 +1471,12 @@ def noise_estimators(runs: list[RunInfo], out_dir: Path) -> list[Path]:
         ax.set_xscale("symlog", linthresh=lin)
         ax.set_xlim(left=0)
         _log_or_linear(ax, [np.array([v[k] for by in cells.values() for s in by for v in by[s]])])
-        ax.set_xlabel("noise σ on the sampled states")
+        ax.set_xlabel("noise σ on the samples")
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
     axs[1].legend(fontsize=7, ncol=2, loc="best")
-    fig.suptitle("Learning through derivatives estimated from noisy samples (test trajectories)")
+    where = "test trajectories" if panels is _NOISE_PANELS[0] else "evaluation grid"
+    fig.suptitle(f"Learning through derivatives estimated from noisy samples ({where})")
     return [_save(fig, Path(out_dir) / "noise_estimators-all.png")]
 
 

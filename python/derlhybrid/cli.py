@@ -180,6 +180,23 @@ def _cmd_reproduce(args) -> int:
             f"derl reproduce needs an EXPERIMENT: one of {', '.join(EXPERIMENTS)} (or --list)"
         )
     scale = "quick" if args.quick else "smoke" if args.smoke else "full"
+    if args.merge:
+        from .experiments.runner import merge
+
+        if args.seeds or args.groups or args.jobs != 1 or args.engine != "local":
+            raise ValueError(
+                "--merge only combines results.json files: no --seeds, --groups, --jobs, --engine"
+            )
+        path = merge(
+            args.experiment,
+            args.merge,
+            out=args.out,
+            figures=not args.no_figures,
+            scale=scale if (args.quick or args.smoke) else None,
+        )
+        print((path.parent / "results.md").read_text())
+        print(f"wrote {path} and {path.parent / 'results.md'} (merged, nothing trained)")
+        return 0
     path = reproduce(
         args.experiment,
         scale=scale,
@@ -405,6 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="ray: every run a Ray task (resumable run folders; --out on a shared file system)",
     )
     rp.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    rp.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="RESULTS_JSON",
+        help="combine the runs of earlier calls' results.json files (e.g. seeds trained in "
+        "separate sittings) into one table; trains nothing (docs/reproduce.md)",
+    )
     rp.add_argument("--list", action="store_true", help="list the experiments")
     rp.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     rp.add_argument("--no-progress", action="store_true", help="no progress bars")

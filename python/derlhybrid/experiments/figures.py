@@ -36,6 +36,7 @@ from ..learn import metrics as M
 __all__ = [
     "DPI",
     "FIGURES",
+    "METRIC_ONLY",
     "RunInfo",
     "allen_cahn_errors",
     "continuity_errors",
@@ -93,10 +94,12 @@ class RunInfo:
     data: Path  # the HDF5 dataset the run trained on
     checkpoint: Path  # derlhybrid checkpoint
     metrics: dict  # derlhybrid.learn.evaluate.evaluate(checkpoint, data, ...)
+    #: the generation request of the run's dataset (the spec's [datasets.<key>]), if known
+    request: dict | None = None
 
     @classmethod
-    def from_row(cls, r: dict) -> RunInfo:
-        """From a row of ``results.json``."""
+    def from_row(cls, r: dict, request: dict | None = None) -> RunInfo:
+        """From a row of ``results.json`` (and its dataset's request)."""
         return cls(
             name=r["name"],
             label=r["label"],
@@ -105,6 +108,7 @@ class RunInfo:
             data=Path(r["data"]),
             checkpoint=Path(r["checkpoint"]),
             metrics=r["metrics"],
+            request=request,
         )
 
 
@@ -1386,11 +1390,16 @@ def ncl_slices(runs: list[RunInfo], out_dir: Path) -> list[Path]:
 
 
 def _noise_and_estimator(run: RunInfo) -> tuple[float, str] | None:
-    """σ and derivative estimator of the dataset a run trained on (its ``config``)."""
+    """σ and derivative estimator of the dataset a run trained on: from its generation
+    request when the runner knows it (results merged from other machines have no files
+    here), else from the file's ``config``."""
     import json
 
     from ..data.store import open_dataset
 
+    if run.request is not None:
+        est = run.request.get("empirical")
+        return (float(run.request.get("noise") or 0.0), str(est)) if est else None
     if not _files_exist(run):
         log.warning("figures: noise_estimators: %s has no checkpoint or data file", run.name)
         return None
@@ -1479,6 +1488,9 @@ def noise_estimators(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     fig.suptitle(f"Learning through derivatives estimated from noisy samples ({where})")
     return [_save(fig, Path(out_dir) / "noise_estimators-all.png")]
 
+
+#: figures drawn from the runs' metrics alone (no checkpoint or data file needed)
+METRIC_ONLY = frozenset({"noise_estimators"})
 
 FIGURES: dict[str, Callable[[list[RunInfo], Path], list[Path]]] = {
     "pendulum_phase": pendulum_phase,

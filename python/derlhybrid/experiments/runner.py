@@ -403,6 +403,7 @@ def _run_one(run: Run | PipelineRun | NCLRun, data: Path, out: Path, progress: b
         "epochs": info.get("epochs"),
         "train_seconds_this_call": round(train_s, 2),
         "train_seconds": round(info.get("training_seconds", train_s), 2),
+        "trained_by": info.get("source"),  # the commit of the code that trained it
         "diverged": diverged,
         "metrics": metrics,
     }
@@ -553,6 +554,23 @@ def _markdown(spec, scale, table, checks, rows, meta) -> str:
         f"{meta['seconds']:.0f} s in this call.",
         "",
     ]
+    if meta.get("merged_from"):  # derl reproduce --merge: rows of earlier calls
+        parts = []
+        for m in meta["merged_from"]:
+            made_by = m.get("source") or {}
+            made = (
+                f"commit {made_by['commit'][:10]}"
+                if made_by.get("commit")
+                else "commit not recorded"
+            )
+            parts.append(f"`{m['file']}` ({m['runs']} runs, finished {m.get('finished')}, {made})")
+        missing = meta.get("missing") or []
+        lines += [
+            f"**Merged** (`--merge`, nothing trained in this call) from {'; '.join(parts)}: "
+            f"{meta['planned'] - len(missing)} of the {meta['planned']} planned runs"
+            + (f"; missing: {', '.join(missing)}." if missing else "."),
+            "",
+        ]
     sc = spec.get("scales", {}).get(scale, {}) if scale != "full" else {}
     notes = [*spec.get("notes", []), *(f"Scale {scale}: {n}" for n in sc.get("notes", []))]
     for note in notes:
@@ -737,6 +755,142 @@ def _check_run_configs(runs) -> None:
             raise ReproduceError(f"run {run.name}: {exc}") from None
 
 
+def _figures(spec: dict, rows: list[dict], datasets: dict, fig_dir: Path) -> list[str]:
+    """The spec's figures from the rows: figures drawn from metrics alone
+    (:data:`~derlhybrid.experiments.figures.METRIC_ONLY`) get every row, the others the
+    rows whose checkpoint is on this machine."""
+    from .figures import FIGURES, METRIC_ONLY, RunInfo
+
+    infos = [
+        RunInfo.from_row(r, datasets.get(r.get("dataset"))) for r in rows if r["mode"] != "hnn"
+    ]
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    figs: list[str] = []
+    for fname in spec["figures"]:
+        use = infos if fname in METRIC_ONLY else [i for i in infos if i.checkpoint.exists()]
+        figs += [str(p) for p in FIGURES[fname](use, fig_dir)]
+    return figs
+
+
+def _comparable(config: dict) -> dict:
+    """A run's training configuration without what differs between calls of one plan:
+    the data file's path and the intra-op thread count (``--jobs`` sets it)."""
+    c = copy.deepcopy(config)
+    c.get("data", {}).pop("path", None)
+    c.get("train", {}).pop("threads", None)
+    return c
+
+
+def merge(
+    name: str, files: list, *, out=None, figures: bool = True, scale: str | None = None
+) -> Path:
+    """One ``results.json`` (and ``results.md``, metric figures) from the rows of earlier
+    calls of ``derl reproduce name`` — e.g. the seeds or groups of one study trained in
+    separate sittings — with no training and no data: every row must be a run the spec
+    plans at that scale, with the configuration the spec gives it now, and each run may
+    come from one file only. The table is built over the rows found; ``planned`` and
+    ``missing`` say how much of the plan that is. Returns the path of ``results.json``."""
+    t_start = time.perf_counter()
+    spec = load_spec(name)
+    if not files:
+        raise ReproduceError("--merge needs at least one results.json")
+    parts = []
+    for f in files:
+        try:
+            parts.append((Path(f), json.loads(Path(f).read_text())))
+        except OSError as exc:
+            raise ReproduceError(f"cannot read {f} ({exc.strerror})") from None
+        except json.JSONDecodeError as exc:
+            raise ReproduceError(f"{f} is not a results.json ({exc.msg})") from None
+    for f, part in parts:
+        if not isinstance(part, dict) or not isinstance(part.get("runs"), list):
+            raise ReproduceError(f"{f} is not a results.json of derl reproduce (no runs)")
+        if part.get("experiment") != spec["name"]:
+            raise ReproduceError(
+                f"{f} holds results of {part.get('experiment')!r}, not {spec['name']!r}"
+            )
+    scales = {part.get("scale") for _, part in parts}
+    if scale is None:
+        if len(scales) != 1:
+            raise ReproduceError(f"the files are of different scales: {sorted(map(str, scales))}")
+        scale = scales.pop()
+    elif scales != {scale}:
+        raise ReproduceError(f"the files are of scale(s) {sorted(map(str, scales))}, not {scale}")
+    seeds = sorted({int(r["seed"]) for _, part in parts for r in part["runs"]})
+    datasets, runs = plan(spec, str(scale), None)
+    by_name = {r.name: r for r in runs}
+    # runs with other seeds than the spec's (--seeds) are planned with those seeds
+    extra = sorted(set(seeds) - {r.seed for r in runs})
+    if extra:
+        by_name.update({r.name: r for r in plan(spec, str(scale), extra)[1]})
+    rows: dict[str, dict] = {}
+    origin: dict[str, Path] = {}
+    for f, part in parts:
+        for row in part["runs"]:
+            run = by_name.get(row.get("name"))
+            if run is None:
+                raise ReproduceError(
+                    f"{f}: run {row.get('name')!r} is not planned by the spec at scale {scale}"
+                )
+            if row["name"] in rows:
+                raise ReproduceError(
+                    f"run {row['name']} is in both {origin[row['name']]} and {f}: keep one"
+                )
+            if isinstance(run, Run) and _comparable(row.get("config", {})) != _comparable(
+                run.config
+            ):
+                raise ReproduceError(
+                    f"{f}: run {row['name']} was trained with another configuration than "
+                    "the spec gives it now: train it again instead of merging it"
+                )
+            rows[row["name"]] = row
+            origin[row["name"]] = f
+    ordered = [rows[n] for n in by_name if n in rows]
+    planned = [r.name for r in runs]
+    out = Path(out) if out else Path("reproduce") / f"{spec['name']}-merged"
+    out.mkdir(parents=True, exist_ok=True)
+    columns = spec.get("columns", [])
+    table = _aggregate(ordered, columns)
+    checks = _checks(spec, table, scale)
+    figs = (
+        _figures(spec, ordered, datasets, out / "figures")
+        if figures and spec.get("figures")
+        else []
+    )
+    meta = {
+        "experiment": spec["name"],
+        "scale": scale,
+        "version": __version__,
+        "source": source_revision(),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": time.perf_counter() - t_start,
+        "figures": figs,
+        "spec": spec["_path"],
+        "merged_from": [
+            {
+                "file": str(f),
+                "runs": len(part["runs"]),
+                **{k: part.get(k) for k in ("finished", "version", "source", "machine", "cpus")},
+                "seconds": part.get("seconds"),
+            }
+            for f, part in parts
+        ],
+        "planned": len(planned),
+        "missing": [n for n in planned if n not in rows],
+        "torch": parts[0][1].get("torch"),
+        "machine": parts[0][1].get("machine"),
+        "cpus": parts[0][1].get("cpus"),
+    }
+    result = {**meta, "table": table, "checks": checks, "runs": ordered}
+    from ..learn.metrics import to_jsonable
+
+    with exclusive_lock(out, error=ReproduceError):
+        text = json.dumps(to_jsonable(result), indent=1, allow_nan=True)
+        write_text_atomic(out / "results.json", text)
+        write_text_atomic(out / "results.md", _markdown(spec, scale, table, checks, ordered, meta))
+    return out / "results.json"
+
+
 def _die_with_parent() -> None:
     """Linux: the data-generating child gets SIGTERM when this process dies (killed with
     SIGKILL, say), instead of generating on without the folder's lock."""
@@ -855,17 +1009,7 @@ def _reproduce_into(
     checks = _checks(spec, table, scale)
     figs: list[str] = []
     if figures and spec.get("figures"):
-        from .figures import FIGURES, RunInfo
-
-        infos = [
-            RunInfo.from_row(r)
-            for r in rows
-            if r["mode"] != "hnn" and Path(r["checkpoint"]).exists()
-        ]
-        fig_dir = out / "figures"
-        fig_dir.mkdir(exist_ok=True)
-        for fname in spec["figures"]:
-            figs += [str(p) for p in FIGURES[fname](infos, fig_dir)]
+        figs = _figures(spec, rows, datasets, out / "figures")
     meta = {
         "experiment": spec["name"],
         "scale": scale,

@@ -37,6 +37,7 @@ import torch
 
 from .._io import exclusive_lock
 from .._io import write_json_atomic as _write_json
+from .._revision import source_revision
 from ..data.store import DatasetError
 from . import fused
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, stale_temporaries
@@ -669,6 +670,8 @@ def _train(
         # the best marks a run that diverged while staying finite (derl reproduce flags it)
         "loss_first": run.history[0]["train"].get("loss") if run.history else None,
         "loss_best": min((r["train"].get("loss", math.inf) for r in run.history), default=None),
+        # the code that trained (this call's; a resumed run's earlier calls may differ)
+        "source": source_revision(),
         **base,
     }
     _write_json(out / "train.json", summary)

@@ -40,6 +40,9 @@ def test_import_is_cheap_and_every_export_resolves():
 
     assert derlhybrid.generate is generate and derlhybrid.train is train
     assert {"Term", "evaluate", "reproduce", "Pipeline", "register"} <= set(dir(derlhybrid))
+    # __all__ is a literal list (read by static checkers): every lazy name, sorted() order
+    eager = ["__version__", "available_backends", "derivative", "fornberg_weights"]
+    assert derlhybrid.__all__ == sorted([*eager, *derlhybrid._LAZY])
 
 
 CELL = """

@@ -348,8 +348,7 @@ def prepare_teacher(run: NCLRun, data: Path, out: Path) -> dict[str, Any]:
     if not _labels_fresh(tdir, run.orders):
         problem = problem or teacher_problem_from_file(data)
         t0 = time.perf_counter()
-        # load_model's map_location is typed str (from its default): the device's name
-        teacher = load_model(ckpt, map_location=str(resolve_device(tc.train.device)))[0]
+        teacher = load_model(ckpt, map_location=resolve_device(tc.train.device))[0]
         sets = {"train": tuple(range(run.orders + 1)), "initial": (0,)}
         width = int(tc.model.get("width", 128))
         with _threads(cfg["train"], width, run.label_batch_size):
@@ -472,7 +471,7 @@ def run_one(run: NCLRun, data: Path, out: Path, divergence) -> dict:
             metrics = _fresh_metrics(mpath, [tckpt], n, run.seed + 1)
             if metrics is None:
                 device = resolve_device(run.teacher["train"].get("device", "auto"))
-                teacher = load_model(tckpt, map_location=str(device))[0]
+                teacher = load_model(tckpt, map_location=device)[0]
                 metrics = _evaluate(teacher, tckpt, run, run.teacher["train"], mpath)
         return {
             **row,
@@ -535,7 +534,7 @@ def run_one(run: NCLRun, data: Path, out: Path, divergence) -> dict:
         metrics = _fresh_metrics(mpath, [ckpt, tckpt], n, run.seed + 1)
         if metrics is None:
             if model is None:
-                model = load_model(ckpt, map_location=str(resolve_device(tc.train.device)))[0]
+                model = load_model(ckpt, map_location=resolve_device(tc.train.device))[0]
             metrics = _evaluate(model, tckpt, run, cfg["train"], mpath)
     return {
         **row,

@@ -151,7 +151,7 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def load_checkpoint(path, map_location="cpu") -> dict[str, Any]:
+def load_checkpoint(path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and validate a checkpoint (one-line :class:`CheckpointError`). Nothing in the
     file is executed: only tensors and plain values are rebuilt."""
     path = Path(path)

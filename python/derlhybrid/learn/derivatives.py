@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -166,15 +167,19 @@ def _forward_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict[MultiInde
     for layer in layers[1:]:
         if first_order:  # σ(z) and σ'(z)·∂z in as few kernels as the activation allows
             a, tangents = act.first_order(cur[0], cur[1:])
-            cur = [nn.functional.linear(a, layer.weight, layer.bias)] + [
-                nn.functional.linear(t, layer.weight) for t in tangents
-            ]
+            cur = cast(
+                "list[torch.Tensor | None]",
+                [nn.functional.linear(a, layer.weight, layer.bias)]
+                + [nn.functional.linear(t, layer.weight) for t in tangents],
+            )
             continue
         sig = act.derivatives(cur[0], plan.order)
         zero_c = torch.zeros((), dtype=sig[0].dtype, device=sig[0].device)
         if stack is not None:  # every derivative live and stacked: batched first-order part
             cur, stack = _stacked_layer(plan, sig, cur, stack, layer, batch)
             continue
+        # the same list, typed for the reads below: only at positions checked non-None
+        live_cur = cast("list[torch.Tensor]", cur)
         nxt: list[torch.Tensor | None] = [sig[0]]
         products: dict[tuple[int, ...], torch.Tensor | None] = {}  # shared within a layer
         for m in range(1, n_idx):
@@ -184,13 +189,13 @@ def _forward_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict[MultiInde
                     continue
                 # acc += coef · σ^(k) · Π cur[subs]: the last multiplication fused (addcmul)
                 if len(subs) == 1:
-                    left = cur[subs[0]]
+                    left = live_cur[subs[0]]
                 else:
                     left = products.get(subs)
                     if left is None:
-                        left = cur[subs[0]]
+                        left = live_cur[subs[0]]
                         for p in subs[1:]:
-                            left = left * cur[p]
+                            left = left * live_cur[p]
                         products[subs] = left
                 if acc is None:
                     acc = (
@@ -202,26 +207,30 @@ def _forward_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict[MultiInde
                     acc = torch.addcmul(acc, sig[k], left, value=coef)
             nxt.append(acc)
         live = [m for m in range(1, n_idx) if nxt[m] is not None]
-        cur = [nn.functional.linear(nxt[0], layer.weight, layer.bias)] + [None] * (n_idx - 1)
+        # the same list, typed for the reads below: the value (σ(z)) and the live positions
+        live_nxt = cast("list[torch.Tensor]", nxt)
+        cur = [nn.functional.linear(live_nxt[0], layer.weight, layer.bias)] + [None] * (n_idx - 1)
         if len(live) == 1 or rowwise:  # one product per derivative, no stacking copies
             for m in live:
-                cur[m] = nn.functional.linear(nxt[m], layer.weight)
+                cur[m] = nn.functional.linear(live_nxt[m], layer.weight)
         elif live:
-            width = nxt[0].shape[-1]
-            stacked = torch.stack([nxt[m].expand(batch, width) for m in live])
+            width = live_nxt[0].shape[-1]
+            stacked = torch.stack([live_nxt[m].expand(batch, width) for m in live])
             out = torch.matmul(stacked, layer.weight.T)
             for m, row in zip(live, out.unbind(0), strict=True):
                 cur[m] = row
             if len(live) == n_idx - 1:
                 stack = out
-    n_out = cur[0].shape[-1]
+    value = cur[0]
+    assert value is not None  # the value is always carried (None marks zero derivatives)
+    n_out = value.shape[-1]
     zero = None
     values = {}
     for m, alpha in enumerate(plan.indices):
         t = cur[m]
         if t is None:
             if zero is None:
-                zero = torch.zeros_like(cur[0])
+                zero = torch.zeros_like(value)
             t = zero
         elif t.dim() == 1:  # a derivative of a one-layer (linear) network
             t = t.expand(batch, n_out)
@@ -251,8 +260,11 @@ def _forward_mlp_ragged(
     for layer in layers[1:]:
         sig = act.derivatives(cur[0], plan.order, high)
         cut: dict[tuple[bool, int, int], torch.Tensor] = {}
+        # the same list, typed for the reads below: only at positions checked non-None
+        live_cur = cast("list[torch.Tensor]", cur)
 
-        def rows(i, n, src, sig=sig, cut=cut):  # the first n rows of src[i], one view a layer
+        # the first n rows of src[i], one view a layer
+        def rows(i: int, n: int, src: list[torch.Tensor], sig=sig, cut=cut) -> torch.Tensor:
             t = src[i]
             if t.dim() == 1 or t.shape[0] == n:
                 return t
@@ -271,13 +283,13 @@ def _forward_mlp_ragged(
                 if any(cur[p] is None for p in subs):
                     continue
                 if len(subs) == 1:
-                    left = rows(subs[0], n, cur)
+                    left = rows(subs[0], n, live_cur)
                 else:
                     left = products.get((subs, n))
                     if left is None:
-                        left = rows(subs[0], n, cur)
+                        left = rows(subs[0], n, live_cur)
                         for p in subs[1:]:
-                            left = left * rows(p, n, cur)
+                            left = left * rows(p, n, live_cur)
                         products[(subs, n)] = left
                 sk = rows(k, n, sig)
                 if acc is None:
@@ -285,15 +297,19 @@ def _forward_mlp_ragged(
                 else:
                     acc = torch.addcmul(acc, sk, left, value=coef)
             nxt.append(acc)
-        cur = [nn.functional.linear(nxt[0], layer.weight, layer.bias)] + [
+        value = nxt[0]
+        assert value is not None  # σ(z): the value is always carried
+        cur = [nn.functional.linear(value, layer.weight, layer.bias)] + [
             None if t is None else nn.functional.linear(t, layer.weight) for t in nxt[1:]
         ]
-    n_out = cur[0].shape[-1]
+    value = cur[0]
+    assert value is not None  # the value is always carried (None marks zero derivatives)
+    n_out = value.shape[-1]
     values = {}
     for m, alpha in enumerate(plan.indices):
         t, n = cur[m], counts[m]
         if t is None:
-            t = cur[0].new_zeros(n, n_out)
+            t = value.new_zeros(n, n_out)
         elif t.dim() == 1:  # a derivative of a one-layer (linear) network
             t = t.expand(n, n_out)
         values[alpha] = t
@@ -378,7 +394,9 @@ def split_derivatives(
     return [Derivatives({k: v[i] for k, v in split.items()}) for i in range(len(sizes))]
 
 
-def _stacked_layer(plan: DerivativePlan, sig, cur, stack, layer, batch):
+def _stacked_layer(
+    plan: DerivativePlan, sig, cur, stack, layer, batch
+) -> tuple[list[torch.Tensor | None], torch.Tensor]:
     """One activation + linear layer with all derivatives carried in one (M − 1, B, W)
     tensor: the σ'·∂^α z part of every α in one product, the higher Faà di Bruno terms
     added to the rows of |α| ≥ 2, one batched matrix product. Rows are split with
@@ -413,13 +431,18 @@ def _stacked_layer(plan: DerivativePlan, sig, cur, stack, layer, batch):
                 acc = torch.addcmul(acc, weight(k, coef), product(subs))
         rows[m - 1] = acc
     out = torch.matmul(torch.stack(rows), layer.weight.T)
-    nxt = [nn.functional.linear(sig[0], layer.weight, layer.bias), *out.unbind(0)]
+    nxt: list[torch.Tensor | None] = [
+        nn.functional.linear(sig[0], layer.weight, layer.bias),
+        *out.unbind(0),
+    ]
     return nxt, out
 
 
-def _autograd(fn: Callable, x: torch.Tensor, plan: DerivativePlan) -> dict:
+def _autograd(
+    fn: Callable, x: torch.Tensor, plan: DerivativePlan
+) -> dict[MultiIndex, torch.Tensor]:
     x = x.detach().requires_grad_(True)
-    values = {(): fn(x)}
+    values: dict[MultiIndex, torch.Tensor] = {(): fn(x)}
     n_out = values[()].shape[-1]
     grads: dict[tuple[MultiIndex, int], torch.Tensor] = {}
     for alpha in plan.indices[1:]:
@@ -472,7 +495,7 @@ def input_derivatives(
         raise ValueError(f"unknown derivative engine {engine!r}; choose one of {ENGINES}")
     own = getattr(model, "input_derivatives", None)
     if callable(own) and engine != "autograd":
-        return own(x, indices, engine=engine)
+        return cast(Derivatives, own(x, indices, engine=engine))
     is_mlp = hasattr(model, "layers") and hasattr(model, "activation")
     if engine == "forward" and not is_mlp:
         raise ValueError("the forward engine needs a derlhybrid MLP; use engine='autograd'")

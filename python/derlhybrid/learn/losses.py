@@ -30,9 +30,9 @@ penalty) and is called with ``d = batch = None``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -205,7 +205,12 @@ class InitialTerm(Term):
         if not p.initial_from_batch:
             return _mse(d.value, batch.targets["output"])
         # a flow map's initial points (0, y0) are their own targets: y0 = (q0, v0)
-        pred = torch.cat([d.value, d[(p.time_input,)]], 1) if p.form == "positions" else d.value
+        # (time_input is an int here: a flow map's inputs start with "t")
+        pred = (
+            torch.cat([d.value, d[(cast(int, p.time_input),)]], 1)
+            if p.form == "positions"
+            else d.value
+        )
         target = batch.targets["state"] if "state" in batch.targets else batch.X[:, 1:]
         return _mse(pred, target)
 
@@ -357,10 +362,12 @@ class Objective:
                 ctx.model, [batches[n].X for n in names], need, engine=ctx.engine
             )
             per_set.update(zip(names, got, strict=True))
-        total, parts = None, {}
+        total: torch.Tensor | None = None
+        parts: dict[str, torch.Tensor] = {}
         for term, weight in self.terms:
             if term.point_set == PARAMETERS:
-                value = term(None, None, ctx)
+                # a term of the network's weights (EWC) reads no derivatives and no points
+                value = term(cast(Derivatives, None), cast(PointSet, None), ctx)
             elif term.point_set not in per_set:
                 continue
             else:
@@ -370,13 +377,14 @@ class Objective:
                 total = value if weight == 1.0 else value * weight
             else:
                 total = torch.add(total, value, alpha=weight)
-        return total, parts
+        # None where no term reads these batches (a validation chunk: its total is unused)
+        return cast(torch.Tensor, total), parts
 
     def describe(self) -> list[dict]:
         out = []
         for term, weight in self.terms:
             # a term may describe itself (one holding tensors, or wrapping another term)
-            params = term.describe() if hasattr(term, "describe") else dict(vars(term))
+            params = cast(Any, term).describe() if hasattr(term, "describe") else dict(vars(term))
             out.append({"term": term.name, "weight": weight, **params})
         return out
 
@@ -385,7 +393,7 @@ def build_objective(
     problem: Problem,
     mode: str | None = None,
     weights: Mapping[str, float] | None = None,
-    terms: list[Mapping] | None = None,
+    terms: Sequence[Mapping] | None = None,
     hessian_projection: Mapping | None = None,
 ) -> Objective:
     """The objective of a named mode (plus the problem's conditions), or of an explicit

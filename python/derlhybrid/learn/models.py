@@ -17,6 +17,7 @@ import itertools
 import math
 from dataclasses import asdict, dataclass
 from functools import cached_property
+from typing import cast
 
 import numpy as np
 import torch
@@ -114,7 +115,7 @@ class _PolynomialActivation(Activation):
 
     @cached_property
     def _polys(self) -> list[np.ndarray]:
-        polys = [np.array(self.first, dtype=np.float64)]
+        polys: list[np.ndarray] = [np.array(self.first, dtype=np.float64)]
         g = np.polynomial.Polynomial(self.generator)
         for _ in range(7):  # derivatives up to order 8 (the engine needs ≤ 4)
             p = np.polynomial.Polynomial(polys[-1])
@@ -328,11 +329,11 @@ class MLP(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.layers[0].weight.dtype
+        return cast(nn.Linear, self.layers[0]).weight.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.layers[0].weight.device
+        return cast(nn.Linear, self.layers[0]).weight.device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers[:-1]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -229,7 +230,9 @@ class Problem:
     def to(self, device=None, dtype=None) -> Problem:
         self.sets = {k: v.to(device, dtype) for k, v in self.sets.items()}
         if self.periodic is not None:
-            self.periodic = tuple(p.to(device, dtype) for p in self.periodic)
+            self.periodic = cast(
+                "tuple[PointSet, PointSet]", tuple(p.to(device, dtype) for p in self.periodic)
+            )
         return self
 
 
@@ -589,12 +592,14 @@ def load_problem(
                 f"{path} holds data of system {file_system.name!r}, not {system.name!r}"
             )
         layout = prov["layout"]
+        # the layout follows the system's kind: trajectories of an ODE, fields otherwise
         if layout == "trajectories":
-            problem = _load_trajectories(f, system, form, variant, stream or StreamPolicy())
+            ode = cast(ODESystem, system)
+            problem = _load_trajectories(f, ode, form, variant, stream or StreamPolicy())
         elif layout == "points":
-            problem = _load_points(f, system, variant)
+            problem = _load_points(f, cast(FieldSystem, system), variant)
         elif layout == "grid":
-            problem = _load_grid(f, system, variant)
+            problem = _load_grid(f, cast(FieldSystem, system), variant)
         else:  # pragma: no cover - open_dataset validates layouts
             raise DatasetError(f"{path}: unknown layout {layout!r}")
         problem.source = {

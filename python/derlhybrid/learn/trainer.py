@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -99,7 +99,10 @@ def resolve_device(name: str) -> torch.device:
 
 def _seeds(seed: int) -> tuple[int, int, int]:
     kids = np.random.SeedSequence(seed).spawn(3)
-    return tuple(int(k.generate_state(1, np.uint64)[0] % (2**63 - 1)) for k in kids)
+    return cast(
+        "tuple[int, int, int]",
+        tuple(int(k.generate_state(1, np.uint64)[0] % (2**63 - 1)) for k in kids),
+    )
 
 
 def build_model(problem: Problem, model_cfg: dict, seed: int) -> MLP:
@@ -217,7 +220,9 @@ class _Run:
         self.epoch = 0
 
     def zero_grad(self) -> None:
-        self.flat.grad.zero_()  # one kernel; the parameters' grads are views of it
+        grad = self.flat.grad
+        assert grad is not None  # set by _flat_parameters, zeroed in place, never None
+        grad.zero_()  # one kernel; the parameters' grads are views of it
 
     def adam_step(self, opt) -> None:
         """``opt.step()`` of the fused Adam over the one flat buffer, with the optimizer's
@@ -240,11 +245,14 @@ class _Run:
             opt.step()
             return
         step = state["step"]
-        torch._foreach_add_([step], 1)
+        grad = self.flat.grad
+        assert grad is not None  # set by _flat_parameters, zeroed in place, never None
+        # private torch ops (what Adam(fused=True) runs), not exported in torch's stubs
+        torch._foreach_add_([step], 1)  # pyright: ignore[reportPrivateImportUsage]
         beta1, beta2 = group["betas"]
-        torch._fused_adam_(
+        torch._fused_adam_(  # pyright: ignore[reportPrivateImportUsage]
             [self.flat],
-            [self.flat.grad],
+            [grad],
             [state["exp_avg"]],
             [state["exp_avg_sq"]],
             [],
@@ -264,7 +272,9 @@ class _Run:
     def phase(self, epoch: int) -> str:
         t = self.t
         if t.optimizer == "adam+lbfgs":
-            return "adam" if epoch < t.adam_epochs else "lbfgs"
+            adam_epochs = t.adam_epochs
+            assert adam_epochs is not None  # adam+lbfgs: TrainingConfig requires it
+            return "adam" if epoch < adam_epochs else "lbfgs"
         return t.optimizer
 
     def optimizer(self, phase: str):
@@ -327,19 +337,19 @@ class _Run:
             batches = self.batches(train, full=True)
             last = {}
 
-            def closure():
+            def full_closure():
                 self.zero_grad()
                 total, parts = self.loss(batches, self.ctx)
                 total.backward()
                 last["v"] = (total, parts)
                 return total
 
-            opt.step(closure)
+            opt.step(full_closure)
             accumulate(*last["v"])
         else:
             bs = self.t.batch_size
             if self.streaming:
-                interiors = train.batches(bs, self.batch_gen)
+                interiors = cast(StreamingSet, train).batches(bs, self.batch_gen)
             else:
                 perm = torch.randperm(n, generator=self.batch_gen).to(train.X.device)
                 interiors = (train.take(perm[start : start + bs]) for start in range(0, n, bs))
@@ -408,7 +418,9 @@ class _Run:
         if ckpt["adam"] is not None:
             self.optimizer("adam").load_state_dict(ckpt["adam"])
             if ckpt["scheduler"] is not None:
-                self.scheduler.load_state_dict(ckpt["scheduler"])
+                scheduler = self.scheduler
+                assert scheduler is not None  # saved with one: the same schedule (_resumable)
+                scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt["lbfgs"] is not None:
             self.optimizer("lbfgs").load_state_dict(ckpt["lbfgs"])
         self.batch_gen.set_state(ckpt["rng"]["batch"])
@@ -686,7 +698,7 @@ def _train(
     )
 
 
-def load_model(path, map_location="cpu") -> tuple[MLP, dict[str, Any]]:
+def load_model(path, map_location: str | torch.device = "cpu") -> tuple[MLP, dict[str, Any]]:
     """Rebuild the network a checkpoint holds: ``(model, checkpoint)``."""
     ckpt = load_checkpoint(path, map_location=map_location)
     try:

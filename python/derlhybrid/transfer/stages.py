@@ -805,9 +805,7 @@ def _fisher_of(source: Stage, result: StageResult, problems, e: EWCConfig):
     model = model.to(device)
     problem = stage_problem(source, problems.get(source.name)).to(device, model.dtype)
     o = source.config.objective
-    # a copy typed as build_objective's list[Mapping] (a list is invariant in its items)
-    terms: list[Mapping] = list(o.terms)
-    objective = build_objective(problem, o.mode, o.weights, terms, o.hessian_projection)
+    objective = build_objective(problem, o.mode, o.weights, o.terms, o.hessian_projection)
     fisher = task_fisher(
         model,
         objective,

@@ -40,9 +40,7 @@ def test_central_differences_of_exact_samples_equal_the_closed_form_stencil(tmp_
 
 
 @pytest.mark.parametrize("estimator", ["savgol", "spline"])
-def test_smoothers_recover_the_exact_gradient_better_than_central_differences(
-    tmp_path, estimator
-):
+def test_smoothers_recover_the_exact_gradient_better_than_central_differences(tmp_path, estimator):
     sigma = 0.01
     smooth, out_attrs, _ = _measured(tmp_path, "s.h5", empirical=estimator, noise=sigma)
     raw, _, _ = _measured(tmp_path, "r.h5", empirical="central:2", noise=sigma)

@@ -83,3 +83,59 @@ def test_results_md_prints_mean_plus_minus_std():
     rand = next(ln for ln in lines if ln.startswith("| DERL † | 1,2 |"))
     assert rand.split(" | ")[2:4] == ["0.5 ± 0.25", "—"]  # no number in any run
     assert "† DERL, seed 2: the loss rose 100x." in lines
+
+
+def test_paired_decision_over_seeds():
+    from derlhybrid.experiments.runner import paired_decision
+
+    a = {1: 1.0, 2: 2.0, 3: 3.0, 4: 4.0, 5: 5.0}
+    # five wins: the exact one-sided Wilcoxon p is 1/2^5 (every sign negative)
+    d = paired_decision(a, {k: v + 1 + 0.1 * k for k, v in a.items()})
+    assert d["verdict"] == "holds" and d["wins"] == 5 and d["n"] == 5
+    assert d["p_wilcoxon"] == pytest.approx(1 / 32)
+    assert d["mean_difference"] == pytest.approx(-1.3)
+    # the paired t-test is the one-sample t-test of the differences (SciPy's ttest_rel)
+    from scipy import stats
+
+    ref = stats.ttest_rel(
+        list(a.values()), [v + 1 + 0.1 * k for k, v in a.items()], alternative="less"
+    )
+    assert d["p_ttest"] == pytest.approx(ref.pvalue)
+    # 4 of 5 holds; 3 of 5 is not settled; the reverse is "no"
+    four = {**{k: v + 1 for k, v in a.items()}, 5: 4.5}
+    assert paired_decision(a, four)["verdict"] == "holds"
+    three = {**four, 4: 3.5}
+    assert paired_decision(a, three)["verdict"] == "not settled"
+    assert paired_decision({k: v + 1 for k, v in a.items()}, a)["verdict"] == "no"
+    # fewer than 3 seeds settle nothing; seeds pair by number, unmatched and NaN dropped
+    assert paired_decision({1: 0.0, 2: 0.0}, {1: 1.0, 2: 1.0})["verdict"] == "not settled"
+    got = paired_decision({1: 0.0, 2: 0.0, 3: 0.0, 9: 5.0}, {1: 1.0, 2: 1.0, 3: float("nan")})
+    assert got["seeds"] == [1, 2] and got["n"] == 2
+    # against a bound: every seed below it
+    assert paired_decision({1: 0.1, 2: 0.2, 3: 0.3}, 0.5)["verdict"] == "holds"
+    assert paired_decision({1: 0.1, 2: 0.6, 3: 0.3}, 0.5)["verdict"] == "not settled"
+
+
+@pytest.mark.parametrize(
+    "check,message",
+    [
+        ('kind = "tautology"', "kind must be one of"),
+        ('lowr = "derl"', "unknown key 'lowr'"),
+        ('column = "nope"', "not a [[columns]] key"),
+    ],
+)
+def test_checks_of_a_spec_are_validated(tmp_path, check, message):
+    from derlhybrid.experiments.runner import ReproduceError, load_spec
+
+    base = {"claim": '"c"', "group": '"g"', "column": '"u"', "lower": '"derl"', "than": '"outl"'}
+    key = check.split(" = ")[0]
+    lines = [f"{k} = {v}" for k, v in base.items() if k != key] + [check]
+    spec = tmp_path / "s.toml"
+    spec.write_text(
+        '[datasets.d]\nsystem = "pendulum"\n[[groups]]\nname = "g"\ndataset = "d"\n'
+        "[groups.modes]\nderl = {}\noutl = {}\n"
+        '[[columns]]\nkey = "u"\ntitle = "u"\npath = "metrics.u"\n'
+        "[[checks]]\n" + "\n".join(lines) + "\n"
+    )
+    with pytest.raises(ReproduceError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_spec(str(spec))

@@ -174,8 +174,25 @@ def load_spec(name: str) -> dict:
         for mode in sv.get("modes", []):
             if mode not in known:
                 raise ReproduceError(f"{path}: scales.{scale}: unknown mode {mode!r}")
+    columns = {c.get("key") for c in spec.get("columns", [])}
+    for i, c in enumerate(spec.get("checks", [])):
+        where = f"{path}: checks[{i}]"
+        bad = set(c) - _CHECK_KEYS
+        if bad:
+            raise ReproduceError(f"{where}: unknown key {sorted(bad)[0]!r}")
+        if c.get("kind", "paper") not in CHECK_KINDS:
+            raise ReproduceError(
+                f"{where}: kind must be one of {', '.join(CHECK_KINDS)}, got {c['kind']!r}"
+            )
+        if c.get("column") not in columns:
+            raise ReproduceError(f"{where}: column {c.get('column')!r} is not a [[columns]] key")
+        if c.get("group") not in by_name:
+            raise ReproduceError(f"{where}: unknown group {c.get('group')!r}")
     spec["_path"] = str(path)
     return spec
+
+
+_CHECK_KEYS = {"claim", "kind", "group", "column", "lower", "than", "below", "smoke"}
 
 
 # ------------------------------------------------------------------------------------------
@@ -492,12 +509,77 @@ def _aggregate(rows: list[dict], columns: list[dict]) -> list[dict]:
     return out
 
 
-def _checks(spec, table, scale) -> list[dict]:
-    """The claims of ``[[checks]]``: ``lower`` below ``than`` on ``column`` (group means),
-    or, with ``below = <number>``, ``lower`` (a mode, or ``"*"``: every method of the
-    group, their largest mean) below that bound."""
+#: the kinds of ``[[checks]]``: a claim of the paper (the default), a question of a study of
+#: this package's own, and a sanity check (true by construction, or trivially)
+CHECK_KINDS = ("paper", "study", "sanity")
+
+
+def _wins_needed(n: int) -> int:
+    """Seeds a claim must win to hold: all of 3, 4 of 5, 8 of 10 — n − ⌊n/5⌋."""
+    return n - n // 5
+
+
+def paired_decision(a: dict[int, float], b: dict[int, float] | float) -> dict[str, Any]:
+    """The claim "a < b" over seeds: ``a`` and ``b`` map seed → value (the same seed: the
+    same data and initialisation draw), or ``b`` is a bound. Per-seed wins, the mean
+    difference a − b, one-sided paired tests (SciPy: Wilcoxon signed-rank, exact for small
+    n, and the paired t-test; alternative "a < b"), and the verdict: ``"holds"`` needs ≥ 3
+    seeds, the mean difference below 0 and a win in n − ⌊n/5⌋ of n seeds (3 of 3, 4 of 5);
+    ``"no"`` when the reverse claim holds by the same rule; else ``"not settled"``."""
+    from scipy import stats
+
+    seeds = sorted(a) if not isinstance(b, dict) else sorted(set(a) & set(b))
+    va = np.array([a[k] for k in seeds], dtype=float)
+    vb = np.array([b[k] if isinstance(b, dict) else float(b) for k in seeds], dtype=float)
+    ok = np.isfinite(va) & np.isfinite(vb)
+    d = va[ok] - vb[ok]
+    n = int(d.size)
+    out: dict[str, Any] = {
+        "seeds": [s for s, keep in zip(seeds, ok, strict=True) if keep],
+        "n": n,
+        "wins": int((d < 0).sum()),
+        "mean_difference": float(d.mean()) if n else None,
+        "p_wilcoxon": None,
+        "p_ttest": None,
+    }
+    if n >= 2 and np.any(d != 0):
+        with np.errstate(all="ignore"):
+            # SciPy's result objects are not typed with .pvalue in its stubs
+            wil: Any = stats.wilcoxon(d, alternative="less")
+            out["p_wilcoxon"] = float(wil.pvalue)
+            if np.std(d) > 0:
+                tt: Any = stats.ttest_1samp(d, 0.0, alternative="less")
+                out["p_ttest"] = float(tt.pvalue)
+    need = _wins_needed(n)
+    if n < 3:
+        out["verdict"] = "not settled"
+    elif d.mean() < 0 and out["wins"] >= need:
+        out["verdict"] = "holds"
+    elif d.mean() > 0 and int((d > 0).sum()) >= need:
+        out["verdict"] = "no"
+    else:
+        out["verdict"] = "not settled"
+    return out
+
+
+def _per_seed(rows: list[dict], group: str, mode: str, path: str) -> dict[int, float]:
+    out = {}
+    for r in rows:  # rows without a seed (e.g. an NCL group's shared teacher) pair nothing
+        if r.get("group") == group and r.get("mode") == mode and r.get("seed") is not None:
+            v = _get(r.get("metrics") or {}, path)
+            out[int(r["seed"])] = float(v) if isinstance(v, int | float) else math.nan
+    return out
+
+
+def _checks(spec, table, scale, rows: list[dict] | None = None) -> list[dict]:
+    """The claims of ``[[checks]]``: ``lower`` below ``than`` on ``column``, or, with
+    ``below = <number>``, ``lower`` (a mode, or ``"*"``: every method of the group, their
+    largest mean) below that bound. ``holds``: the group means are ordered as claimed;
+    with ``rows``, ``paired``: the decision over seeds (:func:`paired_decision`; for
+    ``"*"`` the mode with the largest mean) — what ``verdict`` reports."""
     out = []
     by = {(t["group"], t["mode"]): t for t in table}
+    paths = {c["key"]: c["path"] for c in spec.get("columns", [])}
     for c in spec.get("checks", []):
         bound = c.get("below")
         if bound is not None:
@@ -522,9 +604,26 @@ def _checks(spec, table, scale) -> list[dict]:
             vb = b["stats"].get(c["column"], {}).get("mean")
             pair = [c["lower"], c["than"]]
         holds = va is not None and vb is not None and math.isfinite(va) and va < vb
+        paired = None
+        if rows is not None and c["column"] in paths:
+            path = paths[c["column"]]
+            if bound is not None:  # the method with the largest mean against the bound
+                means = [
+                    by[(c["group"], m)]["stats"].get(c["column"], {}).get("mean") for m in pair
+                ]
+                finite = [math.nan if v is None else float(v) for v in means]
+                if any(math.isfinite(v) for v in finite):
+                    worst = pair[int(np.nanargmax(finite))]
+                    paired = paired_decision(_per_seed(rows, c["group"], worst, path), float(bound))
+            else:
+                paired = paired_decision(
+                    _per_seed(rows, c["group"], pair[0], path),
+                    _per_seed(rows, c["group"], pair[1], path),
+                )
         out.append(
             {
                 "claim": c["claim"],
+                "kind": c.get("kind", "paper"),
                 "group": c["group"],
                 "column": c["column"],
                 "lower": c.get("lower", "*"),
@@ -536,6 +635,8 @@ def _checks(spec, table, scale) -> list[dict]:
                 "diverged": sorted(m for m in set(pair) if by[(c["group"], m)]["diverged"]),
                 "expected_at_smoke": bool(c.get("smoke", False)),
                 "scale": scale,
+                "paired": paired,
+                "verdict": paired["verdict"] if paired else ("holds" if holds else "no"),
             }
         )
     return out
@@ -622,24 +723,44 @@ def _markdown(spec, scale, table, checks, rows, meta) -> str:
             "unverified; metric definitions may differ)."
         )
         lines.append("")
-    if checks:
+    headings = {
+        "paper": "## The paper's qualitative claims",
+        "study": "## This study's questions",
+        "sanity": "## Sanity checks (true by construction, or trivially)",
+    }
+    for kind in CHECK_KINDS:
+        these = [c for c in checks if c.get("kind", "paper") == kind]
+        if not these:
+            continue
         lines += [
-            "## The paper's qualitative claims",
+            headings[kind],
             "",
-            "| claim | ours | holds |",
-            "|---|---|---|",
+            "Decided over seeds, each pair from the same seed and data: *holds* needs the mean "
+            "difference in the claimed direction and a win in all of 3, 4 of 5 seeds "
+            "(n − ⌊n/5⌋); *no* when the reverse holds so; otherwise *not settled* (always "
+            "with fewer than 3 seeds). p: one-sided Wilcoxon signed-rank / paired t-test.",
+            "",
+            "| claim | means (column) | seeds won | p (Wilcoxon / t) | verdict |",
+            "|---|---|---|---|---|",
         ]
-        for c in checks:
+        for c in these:
             va, vb = c["values"]
-            verdict = "yes" if c["holds"] else "**no**"
-            if c.get("diverged"):
-                verdict += f" ({', '.join(c['diverged'])} diverged †)"
             if c.get("below") is not None:
                 who = "largest of all" if c["lower"] == "*" else c["lower"]
                 ours = f"{who} {_fmt(va)} vs bound {_fmt(vb)}"
             else:
                 ours = f"{c['lower']} {_fmt(va)} vs {c['than']} {_fmt(vb)}"
-            lines.append(f"| {c['claim']} | {ours} ({c['column']}) | {verdict} |")
+            pr = c.get("paired") or {}
+            won = f"{pr['wins']} of {pr['n']}" if pr else "—"
+            p = (
+                f"{_fmt(pr.get('p_wilcoxon'))} / {_fmt(pr.get('p_ttest'))}"
+                if pr.get("n", 0) >= 2
+                else "—"
+            )
+            verdict = {"holds": "holds", "no": "**no**"}.get(c["verdict"], "not settled")
+            if c.get("diverged"):
+                verdict += f" ({', '.join(c['diverged'])} diverged †)"
+            lines.append(f"| {c['claim']} | {ours} ({c['column']}) | {won} | {p} | {verdict} |")
         lines.append("")
     figs = meta.get("figures", [])
     if figs:
@@ -851,7 +972,7 @@ def merge(
     out.mkdir(parents=True, exist_ok=True)
     columns = spec.get("columns", [])
     table = _aggregate(ordered, columns)
-    checks = _checks(spec, table, scale)
+    checks = _checks(spec, table, scale, ordered)
     figs = (
         _figures(spec, ordered, datasets, out / "figures")
         if figures and spec.get("figures")
@@ -1006,7 +1127,7 @@ def _reproduce_into(
 
     columns = spec.get("columns", [])
     table = _aggregate(rows, columns)
-    checks = _checks(spec, table, scale)
+    checks = _checks(spec, table, scale, rows)
     figs: list[str] = []
     if figures and spec.get("figures"):
         figs = _figures(spec, rows, datasets, out / "figures")

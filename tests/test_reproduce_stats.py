@@ -119,7 +119,7 @@ def test_paired_decision_over_seeds():
 @pytest.mark.parametrize(
     "check,message",
     [
-        ('kind = "tautology"', "kind must be one of"),
+        ('kind = "tautology"', "checks[0].kind: input should be 'paper', 'study' or 'sanity'"),
         ('lowr = "derl"', "unknown key 'lowr'"),
         ('column = "nope"', "not a [[columns]] key"),
     ],

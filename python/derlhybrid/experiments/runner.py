@@ -45,56 +45,12 @@ from .._revision import source_revision
 from .._tables import deep_merge as _merge
 from . import ncl as _ncl
 from .ncl import NCLRun
-from .pipelines import GROUP_KEYS, PipelineRun, plan_group, run_row, validate_group
+from .pipelines import PipelineRun, plan_group, run_row, validate_group
+from .spec_model import SpecError, validate_spec
 
 SPECS = Path(__file__).with_name("specs")
 EXPERIMENTS = tuple(sorted(p.stem for p in SPECS.glob("*.toml")))
 SCALES = ("full", "quick", "smoke")
-_SPEC_KEYS = {
-    "name",
-    "title",
-    "section",
-    "datasets",
-    "defaults",
-    "groups",
-    "scales",
-    "columns",
-    "paper",
-    "checks",
-    "figures",
-    "baselines",
-    "notes",
-}
-_GROUP_KEYS = {
-    "name",
-    "dataset",
-    "variant",
-    "seeds",
-    "model",
-    "objective",
-    "train",
-    "data",
-    "evaluate",
-    "modes",
-    "modes_from",
-    "label",
-    *GROUP_KEYS,  # kind = "stages" (pipelines.py)
-    *_ncl.GROUP_KEYS,  # kind = "ncl" (ncl.py)
-}
-_SCALE_KEYS = {
-    "datasets",
-    "data",
-    "model",
-    "objective",
-    "train",
-    "evaluate",
-    "groups",
-    "modes",
-    "seeds",
-    "patch",
-    "notes",
-}
-_MODE_KEYS = {"mode", "label", "weights", "lr", "model", "objective", "train", "data"}
 
 
 class ReproduceError(ValueError):
@@ -118,18 +74,16 @@ def load_spec(name: str) -> dict:
             spec = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise ReproduceError(f"{path}: not valid TOML ({exc})") from None
-    bad = set(spec) - _SPEC_KEYS
-    if bad:
-        raise ReproduceError(f"{path}: unknown key {sorted(bad)[0]!r}")
+    try:  # the typed tree: unknown keys and wrong types, with their path (spec_model.py)
+        validate_spec(spec, str(path))
+    except SpecError as exc:
+        raise ReproduceError(str(exc)) from None
     spec.setdefault("name", path.stem)
     names = [g.get("name") for g in spec.get("groups", [])]
     if not names or None in names or len(set(names)) != len(names):
         raise ReproduceError(f"{path}: every [[groups]] entry needs a unique name")
     by_name = {g["name"]: g for g in spec["groups"]}
     for g in spec["groups"]:
-        bad = set(g) - _GROUP_KEYS
-        if bad:
-            raise ReproduceError(f"{path}: group {g['name']!r}: unknown key {sorted(bad)[0]!r}")
         if g.get("dataset") not in spec.get("datasets", {}):
             raise ReproduceError(
                 f"{path}: group {g['name']!r}: unknown dataset {g.get('dataset')!r}"
@@ -141,32 +95,11 @@ def load_spec(name: str) -> dict:
             g["modes"] = _merge(src["modes"], g.get("modes", {}))
         if not g.get("modes"):
             raise ReproduceError(f"{path}: group {g['name']!r} has no modes")
-        if g.get("kind", "runs") not in ("runs", "stages", "ncl"):
-            raise ReproduceError(
-                f"{path}: group {g['name']!r}: kind must be 'runs', 'stages' or 'ncl', "
-                f"got {g['kind']!r}"
-            )
-        if g.get("kind") == "stages":
+        if g.get("kind") == "stages":  # what a stage group's tables hold (pipelines.py)
             validate_group(path, g, ReproduceError)
-            continue
-        if g.get("kind") == "ncl":
+        elif g.get("kind") == "ncl":  # the teacher/student tables (ncl.py)
             _ncl.validate_group(path, g, ReproduceError)
-            continue
-        bad = set(g) & (_ncl.GROUP_KEYS - {"kind"})
-        if bad:
-            raise ReproduceError(
-                f"{path}: group {g['name']!r}: {sorted(bad)[0]!r} needs kind = 'ncl'"
-            )
-        for m, mv in g["modes"].items():
-            bad = set(mv) - _MODE_KEYS
-            if bad:
-                raise ReproduceError(f"{path}: {g['name']}.{m}: unknown key {sorted(bad)[0]!r}")
     for scale, sv in spec.get("scales", {}).items():
-        if scale not in SCALES:
-            raise ReproduceError(f"{path}: unknown scale {scale!r}")
-        bad = set(sv) - _SCALE_KEYS
-        if bad:
-            raise ReproduceError(f"{path}: scales.{scale}: unknown key {sorted(bad)[0]!r}")
         for gname in sv.get("groups", []):
             if gname not in by_name:
                 raise ReproduceError(f"{path}: scales.{scale}: unknown group {gname!r}")
@@ -177,22 +110,12 @@ def load_spec(name: str) -> dict:
     columns = {c.get("key") for c in spec.get("columns", [])}
     for i, c in enumerate(spec.get("checks", [])):
         where = f"{path}: checks[{i}]"
-        bad = set(c) - _CHECK_KEYS
-        if bad:
-            raise ReproduceError(f"{where}: unknown key {sorted(bad)[0]!r}")
-        if c.get("kind", "paper") not in CHECK_KINDS:
-            raise ReproduceError(
-                f"{where}: kind must be one of {', '.join(CHECK_KINDS)}, got {c['kind']!r}"
-            )
         if c.get("column") not in columns:
             raise ReproduceError(f"{where}: column {c.get('column')!r} is not a [[columns]] key")
         if c.get("group") not in by_name:
             raise ReproduceError(f"{where}: unknown group {c.get('group')!r}")
     spec["_path"] = str(path)
     return spec
-
-
-_CHECK_KEYS = {"claim", "kind", "group", "column", "lower", "than", "below", "smoke"}
 
 
 # ------------------------------------------------------------------------------------------

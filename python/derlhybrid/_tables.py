@@ -1,5 +1,6 @@
 """Configuration tables shared by every TOML reader of the package (training configs,
-pipelines, sweeps, experiment specs): one deep merge and one TOML loader."""
+pipelines, sweeps, experiment specs, generation configs): one deep merge, one TOML loader
+and one refusal of unknown keys."""
 
 from __future__ import annotations
 
@@ -31,3 +32,11 @@ def read_toml(path: Path, what: str, error: type[Exception]) -> dict:
         raise error(f"cannot read {what} {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def refuse_unknown(values: Mapping, known, where: str, error: type[Exception]) -> None:
+    """Raise ``error`` naming the first key of ``values`` that is not in ``known`` (and the
+    keys that are), in one line."""
+    bad = sorted(set(values) - set(known))
+    if bad:
+        raise error(f"{where}: unknown key {bad[0]!r}; keys are {', '.join(sorted(known))}")

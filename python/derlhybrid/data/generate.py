@@ -173,15 +173,9 @@ def request_from_cli(args) -> GenerateRequest:
 
     values: dict[str, Any] = {}
     if args.config:
-        import tomllib
+        from .._tables import read_toml
 
-        try:
-            with open(args.config, "rb") as fh:
-                values = tomllib.load(fh)
-        except OSError as exc:
-            raise ValueError(f"cannot read --config {args.config}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"--config {args.config} is not valid TOML: {exc}") from None
+        values = read_toml(args.config, "--config", ValueError)
         known = {f.name for f in dataclasses.fields(GenerateRequest)}
         unknown = sorted(set(values) - known)
         if unknown:

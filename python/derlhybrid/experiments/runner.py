@@ -31,7 +31,6 @@ import os
 import platform
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +42,7 @@ from .. import __version__
 from .._io import exclusive_lock, write_text_atomic
 from .._revision import source_revision
 from .._tables import deep_merge as _merge
+from .._tables import read_toml
 from . import ncl as _ncl
 from .ncl import NCLRun
 from .pipelines import PipelineRun, plan_group, run_row, validate_group
@@ -69,11 +69,7 @@ def load_spec(name: str) -> dict:
             f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)} "
             "(or give a spec .toml file)"
         )
-    with open(path, "rb") as fh:
-        try:
-            spec = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ReproduceError(f"{path}: not valid TOML ({exc})") from None
+    spec = read_toml(path, "experiment spec", ReproduceError)
     try:  # the typed tree: unknown keys and wrong types, with their path (spec_model.py)
         validate_spec(spec, str(path))
     except SpecError as exc:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._tables import read_toml
+from .._tables import read_toml, refuse_unknown
 from .._typecheck import check_fields
 from .losses import MODES, TERMS, WEIGHT_GROUPS
 from .models import MLPConfig
@@ -262,11 +262,7 @@ class TrainConfig:
 
 
 def _no_unknown(values: dict, known: set[str], where: str) -> None:
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r}; keys are {', '.join(sorted(known))}"
-        )
+    refuse_unknown(values, known, where, ConfigError)
 
 
 def _build(cls, values, where: str):

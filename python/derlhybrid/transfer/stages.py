@@ -39,7 +39,7 @@ import torch
 from .._io import exclusive_lock
 from .._io import write_json_atomic as _write_json
 from .._tables import deep_merge as _merge
-from .._tables import read_toml
+from .._tables import read_toml, refuse_unknown
 from ..data.store import DatasetError, h5_dataset, open_dataset
 from ..learn.checkpoint import CheckpointError, load_checkpoint
 from ..learn.config import ConfigError, DataConfig, TrainConfig
@@ -244,9 +244,7 @@ DISTILL_KEYS = tuple(f.name for f in dataclasses.fields(DistillSource))
 
 
 def _unknown(values: Mapping, known, where: str) -> None:
-    bad = sorted(set(values) - set(known))
-    if bad:
-        raise ConfigError(f"{where}: unknown key {bad[0]!r}; keys are {', '.join(sorted(known))}")
+    refuse_unknown(values, known, where, ConfigError)
 
 
 def _table(v, where: str) -> dict:

@@ -10,8 +10,7 @@ import pytest
 from matplotlib import image as mpimg
 
 from derlhybrid.data.generate import GenerateRequest, generate
-from derlhybrid.experiments import figures
-from derlhybrid.experiments.figures import FIGURES, RunInfo
+from derlhybrid.experiments.figures import FIGURES, RunInfo, allen_cahn
 from derlhybrid.learn.checkpoint import load_checkpoint, save_checkpoint
 from derlhybrid.learn.config import TrainConfig
 from derlhybrid.learn.evaluate import evaluate
@@ -138,7 +137,7 @@ def _broken_runs(runs: list[RunInfo], tmp: Path) -> list[RunInfo]:
 # per-stage metrics and are checked end to end in tests/test_reproduce_transfer.py
 @pytest.mark.parametrize("figure", [f for names in FIGURES_OF.values() for f in names])
 def test_figure_writes_one_png_per_group_despite_broken_runs(runs, tmp_path, figure, monkeypatch):
-    monkeypatch.setattr(figures, "PARAMETRIC_GRID", 21)  # the NULL run's fallback
+    monkeypatch.setattr(allen_cahn, "PARAMETRIC_GRID", 21)  # the NULL run's fallback
     (key,) = [k for k, names in FIGURES_OF.items() if figure in names]
     group = runs[key][0].group
     paths = FIGURES[figure](runs[key] + _broken_runs(runs[key], tmp_path), tmp_path)

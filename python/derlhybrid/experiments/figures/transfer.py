@@ -1,0 +1,301 @@
+"""Multi-stage experiments (paper.md §8, §10): errors per phase, loss across the stages,
+error maps with the phase boundaries."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ...learn import metrics as M
+from .ncl import is_ncl
+from .plumbing import (
+    ERROR_FLOOR,
+    PARAM_LABELS,
+    SPARE_COLORS,
+    Loaded,
+    RunInfo,
+    colormap,
+    error_colorbar,
+    error_map,
+    fmt,
+    label_outer,
+    load_group,
+    log,
+    log_norm,
+    log_or_linear,
+    map_axes,
+    new_figure,
+    num,
+    per_group,
+    save_png,
+)
+
+#: markers of the evaluation regions of a parametric extension
+REGION_MARKERS = ("o", "s", "D", "v", "P", "X")
+TRANSFER_MAP_GRID = 101
+
+
+def _final(run: RunInfo) -> dict:
+    m = run.metrics.get("metrics") if isinstance(run.metrics, dict) else None
+    return (m or {}).get("final") or {}
+
+
+def _regions(run: RunInfo) -> dict:
+    m = run.metrics.get("metrics") if isinstance(run.metrics, dict) else None
+    return (m or {}).get("regions") or {}
+
+
+def _first_per_label(runs):
+    seen, out = set(), []
+    for r in runs:
+        if r.label not in seen and _final(r):
+            seen.add(r.label)
+            out.append(r)
+    return out
+
+
+def transfer_phase_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
+    """Multi-stage experiments: the final model's relative L² error of u per evaluation
+    region (the phases, ``unseen``, ``global``) as grouped bars, one group per method
+    (log scale; from the metrics, no network is evaluated)."""
+
+    def draw(group, group_runs, path):
+        chosen = _first_per_label(group_runs)
+        if not chosen:
+            return False
+        names = list(_final(chosen[0]))
+        names = [n for n in names if n not in ("global", "unseen")] + [
+            n for n in ("unseen", "global") if n in names
+        ]
+        fig = new_figure(max(6.0, 0.9 * len(chosen) * max(1, len(names)) / 2 + 2), 4.2)
+        ax = fig.add_subplot()
+        width = 0.8 / max(1, len(names))
+        vals = []
+        for j, name in enumerate(names):
+            ys = []
+            for r in chosen:
+                v = (_final(r).get(name) or {}).get("u", {}).get("rel_l2")
+                ys.append(float(v) if isinstance(v, int | float) else math.nan)
+            vals += ys
+            xs = np.arange(len(chosen)) + (j - (len(names) - 1) / 2) * width
+            ax.bar(
+                xs,
+                ys,
+                width,
+                label=name,
+                color=SPARE_COLORS[j % len(SPARE_COLORS)] if name not in ("global",) else "black",
+            )
+        ax.set_xticks(np.arange(len(chosen)), [r.label for r in chosen], rotation=30, ha="right")
+        log_or_linear(ax, vals)
+        ax.set_ylabel("relative L² error of u (final model)")
+        ax.legend(title="region", fontsize=8)
+        ax.set_title(f"Errors per phase — {group}")
+        save_png(fig, path)
+        return True
+
+    return per_group("transfer_phase_errors", runs, out_dir, draw)
+
+
+def stage_losses(run: RunInfo) -> list[tuple[str, np.ndarray]]:
+    """(stage, total training loss per epoch) of each evaluated stage of a pipeline run,
+    from the stages' checkpoints (their ``history``)."""
+    from ...learn.checkpoint import load_checkpoint
+
+    m = run.metrics.get("metrics") if isinstance(run.metrics, dict) else None
+    order = (m or {}).get("stages_order") or []
+    pdir = Path(run.checkpoint).parent.parent
+    out = []
+    for stage in order:
+        ckpt = pdir / stage / "checkpoint.pt"
+        if not ckpt.is_file():
+            continue
+        hist = load_checkpoint(ckpt).get("history") or []
+        loss = [((h.get("train") or {}).get("loss", math.nan)) for h in hist]
+        out.append((stage, np.asarray(loss, dtype=float)))
+    return out
+
+
+def transfer_loss_curves(runs: list[RunInfo], out_dir: Path) -> list[Path]:
+    """Multi-stage experiments: each method's total training loss per epoch across its
+    stages, one after the other (log scale), a dot at the first epoch of each later stage —
+    where a stage starts from the previous weights (extend) or afresh (new), and how far
+    each phase trains down."""
+
+    def draw(group, group_runs, path):
+        chosen = [r for r in _first_per_label(group_runs) if not is_ncl(r)]
+        curves = [(r, stage_losses(r)) for r in chosen]
+        curves = [(r, c) for r, c in curves if c]
+        if not curves:
+            return False
+        fig = new_figure(9.0, 4.6)
+        ax = fig.add_subplot()
+        vals = []
+        colors = colormap("tab20")
+        for k, (r, stages) in enumerate(curves):
+            start, xs, ys, firsts = 0, [], [], []
+            for _, loss in stages:
+                xs.append(start + np.arange(1, len(loss) + 1))
+                ys.append(loss)
+                if start and len(loss):
+                    firsts.append((start + 1, loss[0]))
+                start += len(loss)
+            x, y = np.concatenate(xs), np.concatenate(ys)
+            c = colors(k % 20)
+            ax.plot(x, y, lw=1.2, color=c, label=r.label, ls="--" if "(new)" in r.label else "-")
+            if firsts:
+                ax.plot(*zip(*firsts, strict=True), "o", color=c, ms=4)
+            vals += [v for v in y.tolist() if math.isfinite(v)]
+        log_or_linear(ax, vals)
+        ax.set_xlabel("epoch (stages one after the other)")
+        ax.set_ylabel("total training loss")
+        ax.legend(fontsize=7, ncols=2)
+        ax.set_title(f"Training loss across the stages — {group}")
+        save_png(fig, path)
+        return True
+
+    return per_group("transfer_loss_curves", runs, out_dir, draw)
+
+
+def _kdv_error_grid(lr: Loaded, path: Path):
+    from ...data.store import open_dataset
+    from ...transfer.regions import kdv_grid
+
+    with open_dataset(path) as f:
+        t, x, u = kdv_grid(f)
+    T, X = np.meshgrid(t, x, indexing="ij")
+    pts = np.stack([T.ravel(), X.ravel()], axis=1)
+    v = lr.eval(pts)[()][:, 0]
+    return t, x, np.abs(v - u.reshape(-1)).reshape(len(t), len(x))
+
+
+def _draw_boxes(ax, regions, xname, yname, dom) -> None:
+    for name, reg in regions.items():
+        box = (reg or {}).get("box")
+        if not box:
+            continue
+        x0, x1 = box.get(xname, dom[xname])
+        y0, y1 = box.get(yname, dom[yname])
+        ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color="white", lw=1.2, ls="--")
+        ax.text(
+            (x0 + x1) / 2,
+            (y0 + y1) / 2,
+            name,
+            color="white",
+            ha="center",
+            va="center",
+            fontsize=9,
+            bbox={"facecolor": "black", "alpha": 0.3, "edgecolor": "none"},
+        )
+
+
+def transfer_error_maps(runs: list[RunInfo], out_dir: Path) -> list[Path]:
+    """Multi-stage experiments: per method the final model's pointwise |û − u| over the
+    whole domain with the phase regions drawn (KdV: over (t, x) on the data grid;
+    Allen–Cahn: over (x, y) on a 101² grid), one shared log colour scale; parametric
+    families: the per-parameter-set relative L² error in the (Λ₁, Λ₂) plane, one marker
+    per region."""
+
+    def draw(group, group_runs, path):
+        chosen = _first_per_label(group_runs)
+        loaded = load_group(chosen, ("kdv", "allen-cahn", "allen-cahn-multi", "allen-cahn-exp"))
+        if not loaded:
+            return False
+        system = loaded[0].system
+        n = len(loaded)
+        ncols = min(n, 4)
+        nrows = math.ceil(n / ncols)
+        fig = new_figure(3.4 * ncols + 1.2, 3.0 * nrows + 0.6)
+        if getattr(system, "parameter_inputs", ()):
+            return _draw_parametric(fig, loaded, nrows, ncols, group, path)
+        panels = []
+        for lr in loaded:
+            try:
+                if system.name == "kdv":
+                    a, b, err = _kdv_error_grid(lr, lr.run.data)
+                    names = ("t", "x")
+                else:
+                    axes, X, _ = M._grid(lr.system, lr.system.coordinates, TRANSFER_MAP_GRID)
+                    a, b = axes
+                    err = np.abs(lr.eval(X)[()][:, 0] - lr.system.exact(X)[:, 0]).reshape(
+                        len(a), len(b)
+                    )
+                    names = tuple(lr.system.coordinates)
+                panels.append((lr, a, b, err, names))
+            except Exception as exc:
+                log.warning("figures: %s not evaluated: %s", lr.run.name, exc)
+        if not panels:
+            return False
+        axs = map_axes(fig, nrows, ncols)
+        norm = log_norm([p[3] for p in panels])
+        cmap = colormap("viridis")
+        img = None
+        dom = system.domain()
+        for k, (lr, a, b, err, names) in enumerate(panels):
+            ax = axs[k // ncols][k % ncols]
+            extent = (a[0], a[-1], b[0], b[-1])
+            img = error_map(ax, err, extent, norm, cmap, names[0], names[1], aspect="auto")
+            _draw_boxes(ax, _regions(lr.run), names[0], names[1], dom)
+            ax.set_xlim(extent[0], extent[1])  # the boxes' lines add no margin
+            ax.set_ylim(extent[2], extent[3])
+            rel = (_final(lr.run).get("global") or {}).get("u", {}).get("rel_l2")
+            ax.set_title(f"{lr.run.label}\nglobal rel. L² {fmt(num(rel))}", fontsize=9)
+        for k in range(len(panels), nrows * ncols):
+            axs[k // ncols][k % ncols].set_visible(False)
+        error_colorbar(fig, img, [a for row in axs for a in row], r"$|\hat u - u|$")
+        label_outer(axs)
+        fig.suptitle(f"Final model, pointwise error, phase regions dashed — {group}")
+        save_png(fig, path)
+        return True
+
+    return per_group("transfer_error_maps", runs, out_dir, draw)
+
+
+def _draw_parametric(fig, loaded, nrows, ncols, group, path) -> bool:
+    params = tuple(loaded[0].system.parameter_inputs)
+    data = []
+    for lr in loaded:
+        per = []
+        for j, (name, res) in enumerate((k, v) for k, v in _final(lr.run).items() if k != "global"):
+            for s in res.get("sets", []):
+                p = s["parameters"]
+                per.append((name, j, [p[q] for q in params], num(s["u_rel_l2"])))
+        data.append((lr, per))
+    vals = [e for _, per in data for *_, e in per]
+    norm = log_norm([np.asarray(vals)])
+    cmap = colormap("viridis")
+    axs = map_axes(fig, nrows, ncols)
+    sc = None
+    for k, (lr, per) in enumerate(data):
+        ax = axs[k // ncols][k % ncols]
+        for name in dict.fromkeys(n for n, *_ in per):
+            pts = [(j, xy, e) for n, j, xy, e in per if n == name]
+            xy = np.array([p[1] for p in pts], dtype=np.float64).reshape(-1, len(params))
+            e = np.maximum(np.array([p[2] for p in pts]), ERROR_FLOOR)
+            sc = ax.scatter(
+                xy[:, 0],
+                xy[:, -1],
+                c=e,
+                norm=norm,
+                cmap=cmap,
+                s=40,
+                marker=REGION_MARKERS[pts[0][0] % len(REGION_MARKERS)],
+                edgecolors="black",
+                linewidths=0.5,
+                label=name,
+            )
+        ax.set_xlabel(PARAM_LABELS.get(params[0], params[0]))
+        ax.set_ylabel(PARAM_LABELS.get(params[-1], params[-1]))
+        rel = (_final(lr.run).get("global") or {}).get("u", {}).get("rel_l2")
+        ax.set_title(f"{lr.run.label}\nmean rel. L² {fmt(num(rel))}", fontsize=9)
+        if k == 0:
+            ax.legend(fontsize=7, title="parameters")
+    for k in range(len(data), nrows * ncols):
+        axs[k // ncols][k % ncols].set_visible(False)
+    if sc is not None:
+        fig.colorbar(sc, ax=[a for row in axs for a in row], label="relative L² error of u")
+    label_outer(axs)
+    fig.suptitle(f"Final model, error per parameter set — {group}")
+    save_png(fig, path)
+    return True

@@ -281,11 +281,12 @@ def generate_for(
     ``finalize(writer)`` adds datasets before the file is completed."""
     if isinstance(system, ODESystem):
         return _generate_trajectories(req, system, progress, finalize)
-    if system.name in ("kdv", "continuity"):
+    layout = getattr(system, "data_layout", None)  # declared by the system, not its name
+    if isinstance(system, FieldSystem) and layout == "grid":
         return _generate_grid(req, system, progress, finalize)
-    if isinstance(system, FieldSystem) and system.has_exact:
+    if isinstance(system, FieldSystem) and layout == "points" and system.has_exact:
         return _generate_points(req, system, design, finalize)
-    if system.name == "euler-ball":
+    if isinstance(system, FieldSystem) and layout == "ball":
         return _generate_ball(req, system)
     raise ValueError(f"generation of {req.system!r} data is not available yet")
 

@@ -207,6 +207,10 @@ class FieldSystem(System):
     parameter_inputs: ClassVar[tuple[str, ...]] = ()
     periodic_inputs: ClassVar[tuple[str, ...]] = ()
     has_exact: ClassVar[bool] = False
+    #: how ``derl generate`` stores the ground truth: ``"points"`` (the closed form at
+    #: sampled points), ``"grid"`` (a solver's fields on a space–time grid) or ``"ball"``
+    #: (the NCL setting's samplers); the generator dispatches on it, not on the name
+    data_layout: ClassVar[str] = "points"
 
     def domain(self) -> dict[str, tuple[float, float]]:
         """Bounds of every input (a box; ``euler-ball`` restricts it further)."""

@@ -103,6 +103,7 @@ class EulerBall(FieldSystem):
     description = "variable-density Euler in the unit ball (setting for the NCL teacher)"
     inputs = ("t", "x", "y", "z")
     outputs = ("rho", "m1", "m2", "m3", "p")
+    data_layout = "ball"
 
     t_end: float = parameter(0.5, low=0.0, low_open=True, doc="final time T")
     radius: float = parameter(1.0, low=0.0, low_open=True, doc="ball radius")

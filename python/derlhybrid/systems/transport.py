@@ -27,6 +27,7 @@ class Continuity(FieldSystem):
     inputs = ("t", "x", "y")
     outputs = ("rho",)
     has_exact = True
+    data_layout = "grid"  # the MOL / finite-volume solver's fields (the closed form checks it)
 
     width: float = parameter(0.05, low=0.0, low_open=True, doc="w in exp(−‖x−c‖²/w)")
     half_size: float = parameter(1.5, low=0.0, low_open=True, doc="domain [−L, L]²")
@@ -102,6 +103,7 @@ class KdV(FieldSystem):
     inputs = ("t", "x")
     outputs = ("u",)
     periodic_inputs = ("x",)
+    data_layout = "grid"
 
     nu: float = parameter(0.0025, low=0.0, low_open=True, doc="dispersion coefficient ν")
     t_end: float = parameter(1.0, low=0.0, low_open=True, doc="final time T")

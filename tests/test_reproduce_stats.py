@@ -139,3 +139,30 @@ def test_checks_of_a_spec_are_validated(tmp_path, check, message):
     )
     with pytest.raises(ReproduceError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_spec(str(spec))
+
+
+def test_a_bound_check_decides_over_the_seeds_of_its_worst_method():
+    # a bound check before a pair check: neither may lose the runs (a name clash once did)
+    from derlhybrid.experiments.runner import _checks
+
+    rows = [
+        _row("g", m, s, u)
+        for m, vs in (("derl", (1, 2, 3)), ("outl", (4, 5, 6)))
+        for s, u in zip((1, 2, 3), vs, strict=True)
+    ]
+    spec = {
+        "columns": COLUMNS,
+        "checks": [
+            {"claim": "all below 10", "group": "g", "column": "u_l2", "lower": "*", "below": 10},
+            {
+                "claim": "derl < outl",
+                "group": "g",
+                "column": "u_l2",
+                "lower": "derl",
+                "than": "outl",
+            },
+        ],
+    }
+    bound, pair = _checks(spec, _aggregate(rows, COLUMNS), "full", rows)
+    assert bound["paired"]["n"] == 3 and bound["verdict"] == "holds"  # outl: 4, 5, 6 < 10
+    assert pair["paired"]["wins"] == 3 and pair["verdict"] == "holds"

@@ -508,10 +508,10 @@ def _checks(spec, table, scale, rows: list[dict] | None = None) -> list[dict]:
                 else [c["lower"]]
             )
             found = [by.get((c["group"], m)) for m in modes]
-            rows = [r for r in found if r is not None]
-            if not modes or len(rows) != len(found):
+            cells = [t for t in found if t is not None]
+            if not modes or len(cells) != len(found):
                 continue
-            vals = [r["stats"].get(c["column"], {}).get("mean") for r in rows]
+            vals = [t["stats"].get(c["column"], {}).get("mean") for t in cells]
             va = None if None in vals else max(vals)
             vb = float(bound)
             pair = modes

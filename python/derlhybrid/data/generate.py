@@ -819,16 +819,15 @@ def _measured_grid(req: GenerateRequest, system: FieldSystem, design: PointDesig
             "(its grid variant); not available for parametric families or scattered points"
         )
     axes = [np.unique(grid[:, k]) for k in range(2)]
-    shape = tuple(a.size for a in axes)
     mesh = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
     if mesh.shape != grid.shape or not np.array_equal(mesh, grid):
         raise ValueError(f"{what}: the design's grid variant is not a tensor-product grid")
     from .estimators import parse_estimator
 
-    return parse_estimator(req.empirical), axes, shape
+    return parse_estimator(req.empirical), axes
 
 
-def _write_measured_grid(w, req, system: FieldSystem, est, axes, shape, dtype) -> None:
+def _write_measured_grid(w, req, system: FieldSystem, est, axes, dtype) -> None:
     """``/variants/measured``: the grid's exact field plus N(0, noise²) per value (one
     SeedSequence(seed, spawn_key=(3,))), and its gradient estimated from those noisy values
     along each axis (:func:`~derlhybrid.data.estimators.estimate_along`); the forcing is
@@ -840,7 +839,7 @@ def _write_measured_grid(w, req, system: FieldSystem, est, axes, shape, dtype) -
     if req.noise:
         rng = np.random.default_rng(np.random.SeedSequence(req.seed, spawn_key=(3,)))
         u = u + req.noise * rng.standard_normal(u.shape)
-    U = u.reshape(*shape, u.shape[1])
+    U = u.reshape(*(a.size for a in axes), u.shape[1])
     jac = np.empty((X.shape[0], u.shape[1], 2))
     infos = []
     for k in range(2):

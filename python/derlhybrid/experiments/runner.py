@@ -233,11 +233,16 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
 
 
+def _dataset_path(out: Path, key: str, request: dict) -> Path:
+    """Where the dataset ``key`` of a plan lives: its request's hash in the name."""
+    return out / "data" / f"{key}-{_hash(request)}.h5"
+
+
 def _dataset(out: Path, key: str, request: dict, progress: bool) -> Path:
     from ..data.generate import GenerateRequest, generate
     from ..data.store import DatasetError, open_dataset
 
-    path = out / "data" / f"{key}-{_hash(request)}.h5"
+    path = _dataset_path(out, key, request)
     if path.exists():
         # a file at the final name was written whole (atomic writer): one that cannot be
         # opened was damaged or moved since (e.g. its shard folder); it is not ours to delete
@@ -921,14 +926,8 @@ def merge(
         "machine": parts[0][1].get("machine"),
         "cpus": parts[0][1].get("cpus"),
     }
-    result = {**meta, "table": table, "checks": checks, "runs": ordered}
-    from ..learn.metrics import to_jsonable
-
     with exclusive_lock(out, error=ReproduceError):
-        text = json.dumps(to_jsonable(result), indent=1, allow_nan=True)
-        write_text_atomic(out / "results.json", text)
-        write_text_atomic(out / "results.md", _markdown(spec, scale, table, checks, ordered, meta))
-    return out / "results.json"
+        return _write_results(out, spec, scale, table, checks, ordered, meta)
 
 
 def _die_with_parent() -> None:
@@ -967,7 +966,7 @@ def _reproduce_into(
     # the data are generated in a fresh process that never imports torch (its OpenMP and
     # thread pools, its memory), whatever this process has loaded already; where every
     # file exists (a rerun), they are only opened here
-    if all((out / "data" / f"{k}-{_hash(r)}.h5").exists() for k, r in datasets.items()):
+    if all(_dataset_path(out, k, r).exists() for k, r in datasets.items()):
         generated = {**_generate_datasets(out, datasets, progress), "process": "this (found)"}
     else:
         with ProcessPoolExecutor(
@@ -1066,15 +1065,16 @@ def _reproduce_into(
         "spec": spec["_path"],
         "data_generation": {k: generated[k] for k in ("process", "torch_imported")},
     }
-    result = {
-        **meta,
-        "datasets": {k: str(v) for k, v in paths.items()},
-        "table": table,
-        "checks": checks,
-        "runs": rows,
-    }
+    datasets_written = {"datasets": {k: str(v) for k, v in paths.items()}}
+    return _write_results(out, spec, scale, table, checks, rows, meta, datasets_written)
+
+
+def _write_results(out, spec, scale, table, checks, rows, meta, extra=None) -> Path:
+    """``results.json`` (``meta``, ``extra``, the table, the claims and every run) and
+    ``results.md``, each written atomically; returns the path of ``results.json``."""
     from ..learn.metrics import to_jsonable
 
+    result = {**meta, **(extra or {}), "table": table, "checks": checks, "runs": rows}
     text = json.dumps(to_jsonable(result), indent=1, allow_nan=True)
     write_text_atomic(out / "results.json", text)
     write_text_atomic(out / "results.md", _markdown(spec, scale, table, checks, rows, meta))

@@ -336,9 +336,7 @@ def ragged_derivatives(
     plan = _plan(closure([a for need in needs for a in need]))
     if len(plan.indices) > ROWWISE_MAX_INDICES:
         return None
-    n_in = blocks[0][0].shape[1]
-    if any(i < 0 or i >= n_in for a in plan.indices for i in a):
-        raise ValueError(f"a multi-index of {plan.indices} refers to an input beyond {n_in}")
+    _check_indices(plan.indices, blocks[0][0].shape[1])
     stops, stop = [], 0
     for xb, _ in blocks:
         stop += xb.shape[0]
@@ -355,6 +353,12 @@ def ragged_derivatives(
         out.append(Derivatives({a: values[a][start:stop] for a in need}))
         start = stop
     return out
+
+
+def _check_indices(indices: Sequence[MultiIndex], n_in: int) -> None:
+    bad = [a for a in indices if any(i < 0 or i >= n_in for i in a)]
+    if bad:
+        raise ValueError(f"multi-index {bad[0]} refers to an input beyond the {n_in} inputs")
 
 
 def split_derivatives(
@@ -381,9 +385,7 @@ def split_derivatives(
         and max(len(a) for a in indices) <= 1
         and fused.applies(model, x)
     ):
-        n_in = x.shape[1]
-        if any(i >= n_in for a in indices for i in a):
-            raise ValueError(f"a multi-index of {indices} refers to an input beyond {n_in}")
+        _check_indices(indices, x.shape[1])
         pieces = fused.first_order_tanh(model, x, [a[0] for a in indices[1:]], sizes)
         n = len(sizes)
         return [
@@ -486,10 +488,7 @@ def input_derivatives(
     if x.dim() != 2:
         raise ValueError(f"inputs must be (batch, n_in), got shape {tuple(x.shape)}")
     indices = closure(multi_indices)
-    n_in = x.shape[1]
-    bad = [a for a in indices if any(i < 0 or i >= n_in for i in a)]
-    if bad:
-        raise ValueError(f"multi-index {bad[0]} refers to an input beyond the {n_in} inputs")
+    _check_indices(indices, x.shape[1])
     plan = _plan(indices)
     if engine not in ENGINES:
         raise ValueError(f"unknown derivative engine {engine!r}; choose one of {ENGINES}")

@@ -160,3 +160,72 @@ def test_float32_matches_float64_to_single_precision():
     for k in d64.keys():
         assert d32[k].dtype == torch.float32
         assert np.allclose(d32[k].double().numpy(), d64[k].numpy(), rtol=1e-4, atol=1e-5)
+
+
+# -- the Taylor path: any order, hand-written backward --------------------------------------
+def _loss_sets(ds, weights):
+    return sum(_loss(d, w) for d, w in zip(ds, weights, strict=True))
+
+
+@pytest.mark.parametrize(
+    "n_in,n_out,depth,needs",
+    [
+        (2, 1, 4, [(0,), (1,), (1, 1, 1)]),  # KdV: u_t, u_x, u_xxx
+        (2, 2, 3, [(0, 0), (1, 1), (0, 1)]),  # a Hessian, two outputs
+        (3, 1, 1, [(0, 0, 1), (2,)]),  # a mixed third derivative, one hidden layer
+        (2, 1, 2, [(1, 1, 1, 1)]),  # fourth order (σ⁽⁵⁾ in the backward pass)
+    ],
+)
+def test_higher_orders_equal_nested_autograd(n_in, n_out, depth, needs):
+    model = _model(n_in, n_out, depth)
+    x = torch.randn(23, n_in, dtype=F64)
+    ref_d = input_derivatives(model, x, needs, engine="autograd")
+    weights = {k: torch.randn_like(ref_d[k]) for k in ref_d.keys()}
+    ref = _reference_grads(model, x, needs, weights)
+    with fused.hand_written_backward():
+        d = input_derivatives(model, x, needs)
+        for k in ref_d.keys():
+            assert _rel(d[k].detach(), ref_d[k].detach()) < 1e-12, k
+        _loss(d, weights).backward()
+    for p, g in zip(model.parameters(), ref, strict=True):
+        assert p.grad is not None
+        assert _rel(p.grad, g) < 1e-12
+
+
+def test_ragged_sets_equal_one_autograd_call_per_set():
+    """The trainer's ragged pass (learn/derivatives.ragged_derivatives): sets needing
+    fewer derivatives after those needing more, each carried on its own rows only."""
+    from derlhybrid.learn.derivatives import ragged_derivatives
+
+    model = _model(2, 1, 4)
+    xs = [torch.randn(n, 2, dtype=F64) for n in (9, 7, 5)]
+    needs = [[(0,), (1,), (1, 1, 1)], [(0,), (1,)], []]
+    refs = [
+        input_derivatives(model, x, n, engine="autograd") for x, n in zip(xs, needs, strict=True)
+    ]
+    weights = [{k: torch.randn_like(r[k]) for k in r.keys()} for r in refs]
+    grads = torch.autograd.grad(_loss_sets(refs, weights), list(model.parameters()))
+    with fused.hand_written_backward():
+        got = ragged_derivatives(model, list(zip(xs, needs, strict=True)))
+        assert got is not None
+        for d, r in zip(got, refs, strict=True):
+            assert set(d.keys()) == set(r.keys())
+            for k in r.keys():
+                assert _rel(d[k].detach(), r[k].detach()) < 1e-12, k
+        _loss_sets(got, weights).backward()
+    for p, g in zip(model.parameters(), grads, strict=True):
+        assert _rel(p.grad, g) < 1e-12
+
+
+def test_higher_order_float32_matches_float64_to_single_precision():
+    m64 = _model(2, 1, 9, width=50)
+    m32 = _model(2, 1, 9, width=50, dtype="float32")
+    m32.load_state_dict({k: v.float() for k, v in m64.state_dict().items()})
+    x = torch.rand(300, 2, dtype=F64)
+    with fused.hand_written_backward(), torch.no_grad():
+        d32 = input_derivatives(m32, x.float(), [(0,), (1, 1, 1)])
+        d64 = input_derivatives(m64, x, [(0,), (1, 1, 1)])
+    for k in d64.keys():
+        assert d32[k].dtype == torch.float32
+        scale = d64[k].abs().max().item()
+        assert np.allclose(d32[k].double().numpy(), d64[k].numpy(), rtol=1e-3, atol=1e-4 * scale)

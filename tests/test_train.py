@@ -415,13 +415,22 @@ def test_cuda_trains_like_the_cpu(data, tmp_path):
         torch.testing.assert_close(f[k], a[k], rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("system,mode", [("pendulum", "derl"), ("allen-cahn", "derl")])
-def test_hand_written_backward_trains_like_the_autograd_engine(data, tmp_path, system, mode):
-    # the default engine takes first derivatives of tanh networks through learn/fused.py
-    # (its own backward pass); engine = "autograd" differentiates nested autograd graphs.
+@pytest.mark.parametrize(
+    "system,mode,batch",
+    [
+        ("pendulum", "derl", 32),  # first order
+        ("allen-cahn", "derl", 32),
+        ("allen-cahn", "pinn", 32),  # second order (the Laplacian): the Taylor path
+        ("allen-cahn", "pinn", 300),  # interior and boundary sets in one ragged pass
+        ("kovasznay", "pinn", 32),  # second order, three outputs
+    ],
+)
+def test_hand_written_backward_trains_like_the_autograd_engine(data, tmp_path, system, mode, batch):
+    # the default engine takes derivatives of tanh networks through learn/fused.py (its
+    # own backward pass); engine = "autograd" differentiates nested autograd graphs.
     # Same batches and updates: float64 weights agree to rounding after three epochs.
-    fast = train(_cfg(data[system], mode), tmp_path / "f")
-    ref = train(_cfg(data[system], mode, engine="autograd"), tmp_path / "a")
+    fast = train(_cfg(data[system], mode, batch_size=batch), tmp_path / "f")
+    ref = train(_cfg(data[system], mode, batch_size=batch, engine="autograd"), tmp_path / "a")
     torch.testing.assert_close(_weights(fast.model), _weights(ref.model), rtol=0, atol=1e-10)
     for a, b in zip(fast.history, ref.history, strict=True):
         assert a["train"]["loss"] == pytest.approx(b["train"]["loss"], rel=1e-10)

@@ -145,7 +145,9 @@ class Derivatives:
 
 
 def _forward_mlp(model, x: torch.Tensor, plan: DerivativePlan) -> dict[MultiIndex, torch.Tensor]:
-    if plan.order <= 1 and fused.applies(model, x):  # tanh, CPU, eager: one autograd node
+    if fused.applies(model, x):  # tanh, CPU, eager, in the trainer: hand-written backward
+        if plan.order > 1:
+            return fused.taylor_tanh(model, x, plan)
         outs = fused.first_order_tanh(model, x, [alpha[0] for alpha in plan.indices[1:]])
         return dict(zip(plan.indices, outs, strict=True))
     # a list, not the ModuleList: slicing a ModuleList builds a new module (~25 µs)
@@ -247,6 +249,8 @@ def _forward_mlp_ragged(
     without paying for derivatives they do not read. A sub-derivative of ``m`` must be
     carried for at least ``counts[m]`` rows. Each derivative row has its own matrix
     product (large batches: the kernels are large, and no stacking copies)."""
+    if fused.applies(model, x):  # tanh, CPU, eager, in the trainer: hand-written backward
+        return fused.taylor_tanh(model, x, plan, counts)
     layers, act = list(model.layers), model.activation
     first = layers[0]
     n_idx = len(plan.indices)

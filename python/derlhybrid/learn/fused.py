@@ -1,4 +1,9 @@
-"""A tanh MLP's value and first input derivatives with a hand-written backward pass.
+"""A tanh MLP's value and input derivatives with a hand-written backward pass.
+
+Two paths, both entered only inside the trainer (:func:`hand_written_backward`):
+:func:`first_order_tanh` for first-order plans (described below) and
+:func:`taylor_tanh` for any plan of the derivative engine, ragged point sets included
+(its arithmetic is described above the function).
 
 First-order plans (the pendulum's ∂θ̂/∂t, the Allen–Cahn ∇u, every derivative-distillation
 Jacobian) are the common case, and at the paper's batch sizes (64 + 64 rows, width 50)
@@ -35,7 +40,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["applies", "first_order_tanh", "hand_written_backward"]
+__all__ = ["applies", "first_order_tanh", "hand_written_backward", "taylor_tanh"]
 
 _DTYPES = (torch.float32, torch.float64)
 _active = [False]
@@ -210,10 +215,254 @@ def _backward(state: _State, grad: torch.Tensor, params: list[torch.Tensor]) -> 
     for j, i in enumerate(directions):
         gW0[:, i] += ones @ G[(j + 1) * B : (j + 2) * B]
     out[0], out[1] = gW0, ones @ gz
+    _accumulate(params, out)
+
+
+def _accumulate(params: list[torch.Tensor], out: list[np.ndarray | None]) -> None:
+    """Add the parameter gradients into ``.grad``, as autograd would accumulate them
+    (other terms of the loss may have added to it already)."""
     for p, g in zip(params, out, strict=True):
         if not p.requires_grad or g is None:
             continue
         if p.grad is None:
             p.grad = torch.from_numpy(g)
-        else:  # accumulated as autograd would (other terms may have added to it)
+        else:
             np.add(p.grad.numpy(), g, out=p.grad.numpy())
+
+
+# -- any order: Taylor-mode forward, hand-written backward -----------------------------------
+#
+# The derivative engine's plan (learn/derivatives.py) carries each multi-index α of a
+# pre-activation; an activation combines them by Faà di Bruno's rules, ∂^α σ(z) =
+# Σ coef · σ⁽ᵏ⁾(z) · Π_{p ∈ subs} ∂^{β_p} z. Forward, per hidden layer: a = tanh z, the
+# σ⁽ᵏ⁾ the rules read (polynomials in a), each live derivative's rule sum written into its
+# rows of one stacked tile S, one product S Wᵀ. Backward, with G the gradient of the next
+# tile: gW = Gᵀ S, gb = Σ G (value rows), gS = G W; then, rule by rule, gσ⁽ᵏ⁾ += coef·g·Π
+# and g(∂^{β_p} z) += coef·g·σ⁽ᵏ⁾·Π_{q ≠ p}; and gz = g_a·σ' + Σ_k gσ⁽ᵏ⁾·σ⁽ᵏ⁺¹⁾. A
+# derivative m may be carried for its first ``counts[m]`` rows only (the ragged pass:
+# point sets that need fewer derivatives after those that need more).
+
+
+def taylor_tanh(model, x: torch.Tensor, plan, counts: Sequence[int] | None = None) -> dict:
+    """``{α: ∂^α model(x)}`` for the multi-indices of a derivative plan
+    (:class:`~derlhybrid.learn.derivatives.DerivativePlan`) of a tanh MLP, derivative
+    ``m`` on the first ``counts[m]`` rows of ``x`` (default: all). With gradients enabled,
+    their gradients reach the parameters' ``.grad`` by the hand-written backward pass."""
+    cache = _cache(model)
+    params = cache.params
+    B = x.shape[0]
+    counts = [B] * len(plan.indices) if counts is None else list(counts)
+    state = _taylor_forward(cache.arrays, x.detach().numpy(), plan, counts)
+    y = torch.from_numpy(state.output)
+    if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        y.requires_grad_(True)
+
+        def backward(grad, state=state, params=params):
+            _taylor_backward(state, grad, params)
+
+        y.register_hook(backward)
+    last = state.layers[-1]
+    pieces = y.split([B] + [counts[m] for m in last.live])
+    slot = {m: i + 1 for i, m in enumerate(last.live)}
+    values = {}
+    for m, alpha in enumerate(plan.indices):
+        i = 0 if m == 0 else slot.get(m)
+        values[alpha] = y.new_zeros(counts[m], y.shape[1]) if i is None else pieces[i]
+    return values
+
+
+def _tanh_poly(k: int) -> list[float]:
+    """Coefficients (lowest power first, Python floats: numpy scalars would promote float32
+    arrays) of dσ⁽ᵏ⁾/da for tanh, σ⁽ᵏ⁾ a polynomial in a = tanh z: σ' = 1 − a²,
+    σ⁽ᵏ⁺¹⁾ = (dσ⁽ᵏ⁾/da)·(1 − a²)."""
+    got = _TANH_POLYS.get(k)
+    if got is None:
+        P = np.polynomial.Polynomial
+        s1 = P([1.0, 0.0, -1.0])
+        poly = s1
+        for _ in range(k - 1):
+            poly = poly.deriv() * s1
+        got = _TANH_POLYS[k] = [float(c) for c in poly.deriv().coef]
+    return got
+
+
+_TANH_POLYS: dict[int, list[float]] = {}
+
+
+def _sigma(a: np.ndarray, s1: np.ndarray, k: int) -> np.ndarray:
+    """σ⁽ᵏ⁾ of tanh (k ≥ 2) at ``a`` = tanh z, ``s1`` = 1 − a² (rows alike):
+    s1 · (dσ⁽ᵏ⁻¹⁾/da)(a), by Horner."""
+    q = _tanh_poly(k - 1)
+    d = len(q) - 1
+    if d == 0:
+        return s1 * q[0]
+    acc = a * q[d]
+    for i in range(d - 1, -1, -1):
+        if q[i]:
+            acc += q[i]
+        if i:
+            acc *= a
+    acc *= s1
+    return acc
+
+
+def _rows(t: np.ndarray, n: int) -> np.ndarray:
+    return t if t.ndim == 1 else t[:n]  # 1-D: the first layer's tangent, every row alike
+
+
+def _product(cur: list, subs: tuple[int, ...], n: int, cache: dict) -> np.ndarray:
+    """Π of the carried derivatives at ``subs`` over the first ``n`` rows, once per layer."""
+    key = (subs, n)
+    got = cache.get(key)
+    if got is None:
+        got = _rows(cur[subs[0]], n)
+        for p in subs[1:]:
+            got = got * _rows(cur[p], n)
+        cache[key] = got
+    return got
+
+
+class _TaylorLayer:
+    __slots__ = ("a", "cur", "live", "offsets", "products", "s", "sig")
+
+    def __init__(self, S, a, sig, cur, live, offsets, products):
+        self.s, self.a, self.sig, self.cur = S, a, sig, cur
+        self.live, self.offsets, self.products = live, offsets, products
+
+
+class _TaylorState:
+    __slots__ = ("counts", "layers", "output", "plan", "rows_k", "weights", "x")
+
+    def __init__(self, weights, x, plan, counts, rows_k, layers, output):
+        self.weights, self.x, self.plan, self.counts = weights, x, plan, counts
+        self.rows_k, self.layers, self.output = rows_k, layers, output
+
+
+def _taylor_forward(params: list[np.ndarray], X: np.ndarray, plan, counts) -> _TaylorState:
+    weights, biases = params[0::2], params[1::2]
+    B, n_idx = X.shape[0], len(plan.indices)
+    z = _mm(X, weights[0].T)
+    z += biases[0]
+    # after the first (affine) layer: ∂z/∂x_i = W₀[:, i] on every row (1-D), higher ones 0
+    cur: list = [z] + [weights[0][:, a[0]] if len(a) == 1 else None for a in plan.indices[1:]]
+    rows_k = {1: B}  # σ⁽ᵏ⁾ on the rows of the derivatives whose rules read it (σ': all)
+    for m in range(1, n_idx):
+        for k, _, _ in plan.rules[m]:
+            rows_k[k] = max(rows_k.get(k, 0), counts[m])
+    layers = []
+    Z = z
+    for W, b in zip(weights[1:], biases[1:], strict=True):
+        live = [
+            m
+            for m in range(1, n_idx)
+            if any(all(cur[p] is not None for p in subs) for _, _, subs in plan.rules[m])
+        ]
+        offsets, stop = {}, B
+        for m in live:
+            offsets[m] = stop
+            stop += counts[m]
+        S = np.empty((stop, z.shape[1]), dtype=z.dtype)
+        a = np.tanh(z, out=S[:B])
+        s1 = a * a
+        np.subtract(1, s1, out=s1)
+        sig = {1: s1}
+        for k, r in rows_k.items():
+            if k >= 2:
+                sig[k] = _sigma(a[:r], s1[:r], k)
+        products: dict = {}
+        for m in live:
+            n = counts[m]
+            dst = S[offsets[m] : offsets[m] + n]
+            first = True
+            for k, coef, subs in plan.rules[m]:
+                if any(cur[p] is None for p in subs):
+                    continue
+                P = _product(cur, subs, n, products)
+                if first:
+                    np.multiply(sig[k][:n], P, out=dst)
+                    if coef != 1:
+                        dst *= coef
+                    first = False
+                else:
+                    t = sig[k][:n] * P
+                    if coef != 1:
+                        t *= coef
+                    dst += t
+        layers.append(_TaylorLayer(S, a, sig, cur, live, offsets, products))
+        Z = _mm(S, W.T)
+        Z[:B] += b
+        z = Z[:B]
+        cur = [z] + [None] * (n_idx - 1)
+        for m in live:
+            cur[m] = Z[offsets[m] : offsets[m] + counts[m]]
+    return _TaylorState(weights, X, plan, counts, rows_k, layers, Z)
+
+
+def _taylor_backward(state: _TaylorState, grad: torch.Tensor, params: list[torch.Tensor]):
+    weights, X, plan, counts = state.weights, state.x, state.plan, state.counts
+    B, n_idx = X.shape[0], len(plan.indices)
+    G = np.ascontiguousarray(grad.numpy())  # the output tile's: value rows, live derivatives
+    ones = _ones(max(G.shape[0], B), G.dtype)  # row sums as one product
+    out: list[np.ndarray | None] = [None] * len(params)
+    tangent_grads: dict[int, np.ndarray] = {}  # the first layer's constant tangents
+    for li in range(len(weights) - 1, 0, -1):
+        L = state.layers[li - 1]
+        out[2 * li] = _mm(G.T, L.s)
+        out[2 * li + 1] = ones[:B] @ G[:B]
+        gS = _mm(G, weights[li])
+        cur, sig = L.cur, L.sig
+        # the gradient tile of the layer below (its z rows, then its live derivatives'), or
+        # for the first layer's 1-D tangents their row sums
+        below = [m for m in range(1, n_idx) if cur[m] is not None and cur[m].ndim == 2]
+        width = gS.shape[1]
+        Gn = np.zeros((B + sum(counts[m] for m in below), width), G.dtype)
+        gcur: list = [Gn[:B]] + [None] * (n_idx - 1)
+        stop = B
+        for m in below:
+            gcur[m] = Gn[stop : stop + counts[m]]
+            stop += counts[m]
+        for m in range(1, n_idx):
+            if cur[m] is not None and cur[m].ndim == 1:
+                gcur[m] = tangent_grads[m] = np.zeros_like(cur[m])
+        gsig: dict[int, np.ndarray] = {}
+        for m in L.live:
+            n = counts[m]
+            g = gS[L.offsets[m] : L.offsets[m] + n]
+            for k, coef, subs in plan.rules[m]:
+                if any(cur[p] is None for p in subs):
+                    continue
+                t = g * _product(cur, subs, n, L.products)
+                if coef != 1:
+                    t *= coef
+                gk = gsig.get(k)
+                if gk is None:
+                    gk = gsig[k] = np.zeros((state.rows_k[k], width), G.dtype)
+                gk[:n] += t
+                gs = g * sig[k][:n]
+                if coef != 1:
+                    gs *= coef
+                for j, p in enumerate(subs):
+                    others = subs[:j] + subs[j + 1 :]
+                    v = gs * _product(cur, others, n, L.products) if others else gs
+                    if gcur[p].ndim == 1:
+                        gcur[p] += ones[:n] @ v
+                    else:
+                        gcur[p][:n] += v
+        # through a = tanh z and σ⁽ᵏ⁾(z): gz = g_a·σ' + Σ_k gσ⁽ᵏ⁾·σ⁽ᵏ⁺¹⁾
+        gz = gcur[0]
+        np.multiply(gS[:B], sig[1], out=gz)
+        for k, gk in gsig.items():
+            r = gk.shape[0]
+            nxt = sig.get(k + 1)
+            if nxt is None or nxt.shape[0] < r:
+                nxt = _sigma(L.a[:r], sig[1][:r], k + 1)
+            gk *= nxt[:r]
+            gz[:r] += gk
+        G = Gn
+    # the first layer: z = x W₀ᵀ + b₀, ∂z/∂x_i = W₀[:, i]
+    gz = G[:B]
+    gW0 = _mm(gz.T, X)
+    for m, g in tangent_grads.items():
+        gW0[:, plan.indices[m][0]] += g
+    out[0], out[1] = gW0, ones[:B] @ gz
+    _accumulate(params, out)

@@ -229,3 +229,41 @@ def test_higher_order_float32_matches_float64_to_single_precision():
         assert d32[k].dtype == torch.float32
         scale = d64[k].abs().max().item()
         assert np.allclose(d32[k].double().numpy(), d64[k].numpy(), rtol=1e-3, atol=1e-4 * scale)
+
+
+def test_two_halves_on_two_threads_equal_nested_autograd(monkeypatch):
+    """A large pass inside a block with two workers runs as two halves of equal work on
+    two threads (rows split inside the ragged sets); values and summed gradients as one."""
+    from derlhybrid.learn.derivatives import ragged_derivatives
+
+    monkeypatch.setattr(fused, "PARALLEL_ROWS", 16)
+    model = _model(2, 1, 3)
+    xs = [torch.randn(n, 2, dtype=F64) for n in (13, 8, 6)]
+    needs = [[(0,), (1,), (1, 1, 1)], [(0,), (1,)], []]
+    refs = [
+        input_derivatives(model, x, n, engine="autograd") for x, n in zip(xs, needs, strict=True)
+    ]
+    weights = [{k: torch.randn_like(r[k]) for k in r.keys()} for r in refs]
+    grads = torch.autograd.grad(_loss_sets(refs, weights), list(model.parameters()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with fused.hand_written_backward(workers=2):
+            got = ragged_derivatives(model, list(zip(xs, needs, strict=True)))
+            assert got is not None
+            for d, r in zip(got, refs, strict=True):
+                for k in r.keys():
+                    assert _rel(d[k].detach(), r[k].detach()) < 1e-12, k
+            _loss_sets(got, weights).backward()
+    finally:
+        torch.set_num_threads(before)
+    for p, g in zip(model.parameters(), grads, strict=True):
+        assert _rel(p.grad, g) < 1e-12
+
+
+@pytest.mark.parametrize("counts", [[27, 21, 21, 13, 13], [10, 10], [40, 1], [5, 5, 5, 5]])
+def test_the_split_row_halves_the_work(counts):
+    r = fused._split_row(counts)
+    work = [sum(min(c, k) for c in counts) for k in range(1, max(counts))]
+    best = min(range(1, max(counts)), key=lambda k: abs(work[k - 1] - sum(counts) / 2))
+    assert abs(work[r - 1] - sum(counts) / 2) <= abs(work[best - 1] - sum(counts) / 2) + len(counts)

@@ -44,24 +44,32 @@ __all__ = ["applies", "first_order_tanh", "hand_written_backward", "taylor_tanh"
 
 _DTYPES = (torch.float32, torch.float64)
 _active = [False]
+_workers = [1]
+
+#: from this many carried rows on (all derivatives' rows of a step summed), a Taylor pass
+#: is split into two halves of equal work, computed at once by two threads (numpy and
+#: OpenBLAS release the GIL), when the block allows two workers and torch runs one thread
+PARALLEL_ROWS = 4096
 
 
 @contextmanager
-def hand_written_backward() -> Iterator[None]:
-    """Within this block, first-order derivatives of tanh MLPs on the CPU are computed with
-    the hand-written backward pass (see the module doc): ``loss.backward()`` fills the
-    parameters' ``.grad``; ``torch.autograd.grad`` with respect to them does not see them."""
+def hand_written_backward(workers: int = 1) -> Iterator[None]:
+    """Within this block, derivatives of tanh MLPs on the CPU are computed with the
+    hand-written backward pass (see the module doc): ``loss.backward()`` fills the
+    parameters' ``.grad``; ``torch.autograd.grad`` with respect to them does not see them.
+    ``workers`` ≥ 2 lets large Taylor passes run as two halves on two threads (the trainer
+    passes the cores it may use: ``train.threads``, or all of them when that is 0)."""
     from threadpoolctl import threadpool_limits
 
-    prev = _active[0]
-    _active[0] = True
+    prev, prev_w = _active[0], _workers[0]
+    _active[0], _workers[0] = True, max(1, int(workers))
     try:
         # OpenBLAS splits a product over all cores from M·N·K > 262 144 on (a 256 × 50 × 50
         # tile): on cores shared with other runs that is ~30× slower; torch's count rules
         with threadpool_limits(limits=max(1, torch.get_num_threads()), user_api="blas"):
             yield
     finally:
-        _active[0] = prev
+        _active[0], _workers[0] = prev, prev_w
 
 
 def applies(model, x: torch.Tensor) -> bool:
@@ -227,7 +235,8 @@ def _accumulate(params: list[torch.Tensor], out: list[np.ndarray | None]) -> Non
         if p.grad is None:
             p.grad = torch.from_numpy(g)
         else:
-            np.add(p.grad.numpy(), g, out=p.grad.numpy())
+            acc = p.grad.numpy()
+            np.add(acc, g, out=acc)
 
 
 # -- any order: Taylor-mode forward, hand-written backward -----------------------------------
@@ -247,28 +256,91 @@ def taylor_tanh(model, x: torch.Tensor, plan, counts: Sequence[int] | None = Non
     """``{α: ∂^α model(x)}`` for the multi-indices of a derivative plan
     (:class:`~derlhybrid.learn.derivatives.DerivativePlan`) of a tanh MLP, derivative
     ``m`` on the first ``counts[m]`` rows of ``x`` (default: all). With gradients enabled,
-    their gradients reach the parameters' ``.grad`` by the hand-written backward pass."""
+    their gradients reach the parameters' ``.grad`` by the hand-written backward pass.
+    Large passes inside a block with two workers run as two halves on two threads."""
     cache = _cache(model)
     params = cache.params
     B = x.shape[0]
     counts = [B] * len(plan.indices) if counts is None else list(counts)
-    state = _taylor_forward(cache.arrays, x.detach().numpy(), plan, counts)
-    y = torch.from_numpy(state.output)
+    X = x.detach().numpy()
+    if _workers[0] > 1 and torch.get_num_threads() == 1 and sum(counts) >= PARALLEL_ROWS:
+        r = _split_row(counts)
+        parts = [(X[:r], [min(c, r) for c in counts]), (X[r:], [max(0, c - r) for c in counts])]
+        states = _both(lambda p: _taylor_forward(cache.arrays, p[0], plan, p[1]), parts)
+    else:
+        states = [_taylor_forward(cache.arrays, X, plan, counts)]
+    live = states[0].layers[-1].live  # the same in every half (it depends on the plan only)
+    slots = [0, *live]
+    if len(states) == 1:
+        y = torch.from_numpy(states[0].output)
+    else:  # per carried derivative, the halves' rows one after the other
+        halves = [_slots(st, live) for st in states]
+        y = torch.from_numpy(np.concatenate([h[i] for i in range(len(slots)) for h in halves]))
     if torch.is_grad_enabled() and any(p.requires_grad for p in params):
         y.requires_grad_(True)
 
-        def backward(grad, state=state, params=params):
-            _taylor_backward(state, grad, params)
+        def backward(grad, states=states, params=params, live=live):
+            G = np.ascontiguousarray(grad.numpy())
+            if len(states) == 1:
+                _accumulate(params, _taylor_backward(states[0], G))
+                return
+            # each half's tile from its rows of every carried derivative
+            sizes = [[st.counts[m] for m in slots] for st in states]
+            tiles, stop = [[] for _ in states], 0
+            for i in range(len(slots)):
+                for h, st_sizes in enumerate(sizes):
+                    tiles[h].append(G[stop : stop + st_sizes[i]])
+                    stop += st_sizes[i]
+            jobs = [(st, np.concatenate(t)) for st, t in zip(states, tiles, strict=True)]
+            outs = _both(lambda job: _taylor_backward(*job), jobs)
+            total = [a if b is None else a + b for a, b in zip(*outs, strict=True)]
+            _accumulate(params, total)
 
         y.register_hook(backward)
-    last = state.layers[-1]
-    pieces = y.split([B] + [counts[m] for m in last.live])
-    slot = {m: i + 1 for i, m in enumerate(last.live)}
+    sizes = [sum(st.counts[m] for st in states) for m in slots]
+    pieces = y.split(sizes)
+    slot = {m: i for i, m in enumerate(slots)}
     values = {}
     for m, alpha in enumerate(plan.indices):
-        i = 0 if m == 0 else slot.get(m)
+        i = slot.get(m)
         values[alpha] = y.new_zeros(counts[m], y.shape[1]) if i is None else pieces[i]
     return values
+
+
+def _slots(state, live) -> list[np.ndarray]:
+    """A pass's output tile cut into its value rows and each live derivative's rows."""
+    out, stop = [], 0
+    for m in [0, *live]:
+        n = state.counts[m]
+        out.append(state.output[stop : stop + n])
+        stop += n
+    return out
+
+
+def _split_row(counts: Sequence[int]) -> int:
+    """The row r that halves the work Σ_m min(counts[m], r) of a ragged pass (derivative m
+    carried on its first counts[m] rows)."""
+    half, done, cs = sum(counts) / 2, 0, sorted(counts)
+    for i, c in enumerate(cs):  # on [previous count, c]: work(r) = done + r·(len − i)
+        if done + c * (len(cs) - i) >= half:
+            return max(1, min(cs[-1] - 1, round((half - done) / (len(cs) - i))))
+        done += c
+    return cs[-1] // 2  # pragma: no cover - the loop always returns
+
+
+_POOL: list = []
+
+
+def _both(fn, halves: list) -> list:
+    """``[fn(h) for h in halves]`` (two halves), the second on a worker thread while the
+    calling thread computes the first (numpy and OpenBLAS release the GIL)."""
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="derl-taylor"))
+    other = _POOL[0].submit(fn, halves[1])
+    first = fn(halves[0])
+    return [first, other.result()]
 
 
 def _tanh_poly(k: int) -> list[float]:
@@ -398,12 +470,13 @@ def _taylor_forward(params: list[np.ndarray], X: np.ndarray, plan, counts) -> _T
     return _TaylorState(weights, X, plan, counts, rows_k, layers, Z)
 
 
-def _taylor_backward(state: _TaylorState, grad: torch.Tensor, params: list[torch.Tensor]):
+def _taylor_backward(state: _TaylorState, G: np.ndarray) -> list[np.ndarray | None]:
+    """The parameter gradients (weights and biases, layer by layer) from ``G``, the
+    gradient of the pass's output tile (value rows, then each live derivative's)."""
     weights, X, plan, counts = state.weights, state.x, state.plan, state.counts
     B, n_idx = X.shape[0], len(plan.indices)
-    G = np.ascontiguousarray(grad.numpy())  # the output tile's: value rows, live derivatives
     ones = _ones(max(G.shape[0], B), G.dtype)  # row sums as one product
-    out: list[np.ndarray | None] = [None] * len(params)
+    out: list[np.ndarray | None] = [None] * (2 * len(weights))
     tangent_grads: dict[int, np.ndarray] = {}  # the first layer's constant tangents
     for li in range(len(weights) - 1, 0, -1):
         L = state.layers[li - 1]
@@ -415,12 +488,17 @@ def _taylor_backward(state: _TaylorState, grad: torch.Tensor, params: list[torch
         # for the first layer's 1-D tangents their row sums
         below = [m for m in range(1, n_idx) if cur[m] is not None and cur[m].ndim == 2]
         width = gS.shape[1]
-        Gn = np.zeros((B + sum(counts[m] for m in below), width), G.dtype)
+        Gn = np.empty((B + sum(counts[m] for m in below), width), G.dtype)
         gcur: list = [Gn[:B]] + [None] * (n_idx - 1)
+        # written, not added: gz's σ' part, and each carried derivative's own σ'·∂^α z term
+        # (the rule (1, 1, (m,)) of every m: the first contribution to its rows)
+        np.multiply(gS[:B], sig[1], out=gcur[0])
         stop = B
         for m in below:
-            gcur[m] = Gn[stop : stop + counts[m]]
-            stop += counts[m]
+            n = counts[m]
+            gcur[m] = Gn[stop : stop + n]
+            stop += n
+            np.multiply(gS[L.offsets[m] : L.offsets[m] + n], sig[1][:n], out=gcur[m])
         for m in range(1, n_idx):
             if cur[m] is not None and cur[m].ndim == 1:
                 gcur[m] = tangent_grads[m] = np.zeros_like(cur[m])
@@ -428,6 +506,7 @@ def _taylor_backward(state: _TaylorState, grad: torch.Tensor, params: list[torch
         for m in L.live:
             n = counts[m]
             g = gS[L.offsets[m] : L.offsets[m] + n]
+            own = (m,)
             for k, coef, subs in plan.rules[m]:
                 if any(cur[p] is None for p in subs):
                     continue
@@ -438,6 +517,8 @@ def _taylor_backward(state: _TaylorState, grad: torch.Tensor, params: list[torch
                 if gk is None:
                     gk = gsig[k] = np.zeros((state.rows_k[k], width), G.dtype)
                 gk[:n] += t
+                if k == 1 and subs == own and gcur[m].ndim == 2:
+                    continue  # written above
                 gs = g * sig[k][:n]
                 if coef != 1:
                     gs *= coef
@@ -450,7 +531,6 @@ def _taylor_backward(state: _TaylorState, grad: torch.Tensor, params: list[torch
                         gcur[p][:n] += v
         # through a = tanh z and σ⁽ᵏ⁾(z): gz = g_a·σ' + Σ_k gσ⁽ᵏ⁾·σ⁽ᵏ⁺¹⁾
         gz = gcur[0]
-        np.multiply(gS[:B], sig[1], out=gz)
         for k, gk in gsig.items():
             r = gk.shape[0]
             nxt = sig.get(k + 1)
@@ -465,4 +545,4 @@ def _taylor_backward(state: _TaylorState, grad: torch.Tensor, params: list[torch
     for m, g in tangent_grads.items():
         gW0[:, plan.indices[m][0]] += g
     out[0], out[1] = gW0, ones[:B] @ gz
-    _accumulate(params, out)
+    return out

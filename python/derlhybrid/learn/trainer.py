@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -194,6 +195,9 @@ class _Run:
         self.term_gen = torch.Generator().manual_seed(term_seed)
         self.val_seed = term_seed + 1
         self.ctx = StepContext(self.model, problem, self.t.engine, self.term_gen)
+        # cores the hand-written engine may use for a large step (learn/fused.py):
+        # train.threads, or every core this process may run on when that is 0 (auto)
+        self.workers = self.t.threads or _cpus()
         cbs = self.t.condition_batch_size or self.t.batch_size
         self.cbs = cbs
         self.cycles: dict[str, _Cycle] = {}
@@ -314,9 +318,13 @@ class _Run:
 
     # -- one epoch ----------------------------------------------------------------------
     def run_epoch(self, epoch: int) -> dict[str, float]:
-        # first derivatives of tanh MLPs: the hand-written backward (learn/fused.py)
-        with fused.hand_written_backward():
+        with self.hand_written_backward():
             return self._run_epoch(epoch)
+
+    def hand_written_backward(self):
+        """The block in which this run's steps take the derivatives of tanh MLPs through
+        the hand-written backward pass (learn/fused.py), with this run's cores."""
+        return fused.hand_written_backward(workers=self.workers)
 
     def _run_epoch(self, epoch: int) -> dict[str, float]:
         phase = self.phase(epoch)
@@ -500,6 +508,12 @@ def _extensible(saved: dict, now: TrainConfig) -> str | None:
 
 def _fmt(v: float) -> str:
     return f"{v:.3e}"
+
+
+def _cpus() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
 
 
 def train_threads(config: TrainConfig, width: int) -> int:

@@ -18,7 +18,7 @@ from scipy.integrate import solve_ivp
 
 from derlhybrid.cli import main
 from derlhybrid.data import DatasetError, open_dataset, provenance
-from derlhybrid.data import generate as gen_mod
+from derlhybrid.data import trajectories as traj_mod
 from derlhybrid.data.generate import GenerateRequest, generate
 from derlhybrid.data.store import partial_path
 from derlhybrid.systems import ODESystem, Pendulum, parameter, register
@@ -122,7 +122,7 @@ def test_interrupted_run_resumes_only_missing_chunks(tmp_path, monkeypatch):
     assert not partial_path(out).exists()
     with open_dataset(out) as f, open_dataset(ref) as g:
         np.testing.assert_array_equal(f["trajectories/states"][...], g["trajectories/states"][...])
-    assert "solve_ensemble" not in vars(gen_mod)  # imported at call time (so patchable)
+    assert "solve_ensemble" not in vars(traj_mod)  # imported at call time (so patchable)
 
 
 def test_killed_process_resumes(tmp_path):

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-from derlhybrid.data import generate as gen_mod
+from derlhybrid.data import grid as grid_mod
 from derlhybrid.data import open_dataset, provenance
 from derlhybrid.data.generate import GenerateRequest, generate
-from derlhybrid.systems import Continuity, KdV
+from derlhybrid.systems import Continuity, FieldSystem, GridPlan, KdV, parameter
 
 
 def _grid(tmp_path, system, name="g.h5", **kw):
@@ -82,11 +84,11 @@ def test_kdv_file_derivatives_are_consistent(tmp_path):
 # window (two finished windows in <out>.partial/, nothing at <out>).
 _KILLED_RUN = """
 import os, signal, sys
-from derlhybrid.data import generate as gen_mod
+from derlhybrid.data import grid as grid_mod
 from derlhybrid.data.generate import GenerateRequest, generate
 from derlhybrid.kernels import pde
 
-gen_mod.GRID_BYTES = int(sys.argv[2])
+grid_mod.GRID_BYTES = int(sys.argv[2])
 real, calls = pde.solve_continuity, []
 
 
@@ -122,7 +124,7 @@ def test_windows_and_resume_do_not_change_the_data(tmp_path, monkeypatch):
     kw = dict(n_points=61, n_times=21, params={"t_end": 1.0}, empirical="central:4")
     one = _grid(tmp_path, "continuity", name="one.h5", **kw)
     window_bytes = 8 * 61 * 61 * 7 * 4  # windows of 4 frames: 7 windows for 21 frames
-    monkeypatch.setattr(gen_mod, "GRID_BYTES", window_bytes)
+    monkeypatch.setattr(grid_mod, "GRID_BYTES", window_bytes)
     many = _grid(tmp_path, "continuity", name="many.h5", **kw)
     killed = tmp_path / "killed.h5"
     proc = subprocess.run(
@@ -238,3 +240,85 @@ def test_conformance_kdv_and_continuity_generation(backend, tmp_path):
             errors.append(np.abs(h["fields/rho"][...] - sys.exact(P).reshape(shape)).max())
     assert errors[0] < 2e-3, errors  # measured 5.8e-4, then 1.0e-5
     assert np.log2(errors[0] / errors[1]) > 5.3, errors
+
+
+@dataclass(frozen=True)
+class _Advection(FieldSystem):
+    """u_t + c u_x = 0 on the periodic [0, 2π), u0 = sin x: a grid system defined outside
+    the package, through the grid_plan hook alone. Its "solver" marches window to window
+    by the exact Fourier shift of the previous window's last frame."""
+
+    name = "test-advection"
+    kind = "pde"
+    inputs = ("t", "x")
+    outputs = ("u",)
+    data_layout = "grid"
+    c: float = parameter(0.7)
+    t_end: float = parameter(1.0)
+
+    def grid_plan(self, *, method, n_points, n_times, backend, rtol):
+        x = 2 * np.pi * np.arange(n_points or 32) / (n_points or 32)
+        k = np.fft.rfftfreq(x.size, 1.0 / x.size)
+
+        def solve(t, start):
+            u0 = np.sin(x) if start is None else start
+            shift = np.exp(-1j * k[None, :] * self.c * (t - t[0])[:, None])
+            u = np.fft.irfft(np.fft.rfft(u0)[None, :] * shift, x.size, axis=-1)
+            ux = np.fft.irfft(1j * k * np.fft.rfft(u, axis=-1), x.size, axis=-1)
+            return u, {"u_t": -self.c * ux, "u_x": ux}
+
+        return GridPlan(
+            axes={"x": x},
+            n_times=n_times or 11,
+            t_end=self.t_end,
+            field="u",
+            method="exact Fourier shift",
+            derivative_method="spectral u_x, u_t from the PDE",
+            derivatives=("u_t", "u_x"),
+            periodic=True,
+            backend="python",
+            solve=solve,
+        )
+
+
+def test_a_user_grid_system_needs_only_its_grid_plan(tmp_path, monkeypatch):
+    """A new grid PDE written outside data/: fields, derivatives, provenance, periodic
+    empirical derivatives, and the same field in windows (the plan marches from the
+    previous window's last frame)."""
+    from derlhybrid.data.generate import generate_for
+
+    system = _Advection()
+    kw = dict(system=system.name, n_points=32, n_times=21, seed=0, empirical="central:4")
+    one = generate_for(GenerateRequest(out=str(tmp_path / "one.h5"), **kw), system, progress=False)
+    monkeypatch.setattr(grid_mod, "GRID_BYTES", 8 * 32 * 5 * 4)  # windows of 4 frames
+    many = generate_for(
+        GenerateRequest(out=str(tmp_path / "many.h5"), **kw), system, progress=False
+    )
+    with open_dataset(one) as f, open_dataset(many) as g:
+        assert provenance(f)["generator"]["method"] == "exact Fourier shift"
+        assert f["grid/x"].attrs["periodic"]
+        t, x, u = f["grid/t"][...], f["grid/x"][...], f["fields/u"][...]
+        X = x[None, :] - system.c * t[:, None]
+        np.testing.assert_allclose(u, np.sin(X), rtol=0, atol=1e-13)
+        np.testing.assert_allclose(f["derivatives/u_x"][...], np.cos(X), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(f["derivatives/u_t"][...], -system.c * np.cos(X), atol=1e-12)
+        h = x[1] - x[0]
+        np.testing.assert_allclose(f["empirical/u_x"][...], np.cos(X), rtol=0, atol=2 * h**4)
+        for name in ("fields/u", "derivatives/u_t", "empirical/u_t", "empirical/u_x"):
+            # each window starts from the last frame of the one before (not from u0)
+            np.testing.assert_allclose(g[name][...], f[name][...], rtol=0, atol=1e-12)
+
+
+def test_a_grid_plan_that_breaks_its_promise_is_named(tmp_path, monkeypatch):
+    """A solve that returns other derivatives than its plan declares: one clear error, no
+    file."""
+    from derlhybrid.data.generate import generate_for
+
+    system = _Advection()
+    plan = system.grid_plan(method=None, n_points=8, n_times=3, backend="python", rtol=1e-9)
+    broken = dataclasses.replace(plan, derivatives=("u_t", "u_x", "u_xx"))
+    monkeypatch.setattr(_Advection, "grid_plan", lambda self, **kw: broken)
+    req = GenerateRequest(system=system.name, out=str(tmp_path / "b.h5"))
+    with pytest.raises(ValueError, match="test-advection: grid_plan's solve must return"):
+        generate_for(req, system, progress=False)
+    assert not (tmp_path / "b.h5").exists()

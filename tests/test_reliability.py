@@ -500,13 +500,13 @@ def test_train_stages_and_reproduce_refuse_an_output_another_run_holds(trained, 
 def test_a_grid_resume_with_other_windows_is_refused(tmp_path, monkeypatch):
     # the windows are part of the work's identity: frames of one split must not be stitched
     # into another (a resume after GRID_BYTES changed)
-    from derlhybrid.data import generate as gen_mod
+    from derlhybrid.data import grid as grid_mod
     from derlhybrid.kernels import pde
 
     req = GenerateRequest(
         system="continuity", out=str(tmp_path / "c.h5"), n_points=31, n_times=21, seed=0
     )
-    monkeypatch.setattr(gen_mod, "GRID_BYTES", 8 * 31 * 31 * 4 * 4)  # windows of 4 frames
+    monkeypatch.setattr(grid_mod, "GRID_BYTES", 8 * 31 * 31 * 4 * 4)  # windows of 4 frames
     real, calls = pde.solve_continuity, []
 
     def interrupted(*a, **k):
@@ -519,10 +519,10 @@ def test_a_grid_resume_with_other_windows_is_refused(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         generate(req, progress=False)
     monkeypatch.setattr(pde, "solve_continuity", real)
-    monkeypatch.setattr(gen_mod, "GRID_BYTES", 8 * 31 * 31 * 4 * 6)  # other windows
+    monkeypatch.setattr(grid_mod, "GRID_BYTES", 8 * 31 * 31 * 4 * 6)  # other windows
     with pytest.raises(DatasetError, match="different request"):
         generate(req, progress=False)
-    monkeypatch.setattr(gen_mod, "GRID_BYTES", 8 * 31 * 31 * 4 * 4)  # the same: resumes
+    monkeypatch.setattr(grid_mod, "GRID_BYTES", 8 * 31 * 31 * 4 * 4)  # the same: resumes
     generate(req, progress=False)
     with open_dataset(req.out) as f:
         assert f["fields/rho"].shape == (21, 31, 31)

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .generate import GenerateRequest, PointDesign, generate_for
+from .dispatch import generate_for
+from .points import PointDesign
+from .request import GenerateRequest
 
 
 def apply_preset(req: GenerateRequest, system, *, progress: bool = True) -> Path:

@@ -6,7 +6,8 @@ NumPy, SciPy and Numba only. Two problems of the paper (``paper.md`` §8.1 and �
   pseudo-spectral in space (Fourier, on the periodic grid *without* the duplicated endpoint),
   ETDRK4 in time (Cox & Matthews 2002, coefficients by contour integrals as in Kassam &
   Trefethen 2005), with a step chosen from an error tolerance by default. The FFTs and the
-  whole time loop run in one Numba call.
+  whole time loop run in one Numba call; :func:`spectral_derivatives` differentiates its
+  periodic fields.
 * :func:`solve_continuity` — ``rho_t + div(rho u) = 0`` on a rectangle with a steady
   velocity field: ``method="mol"`` (high-order central stencils of :mod:`.stencils`,
   skew-symmetric split form, classical RK4) or ``method="upwind-fv"`` (the paper's
@@ -40,6 +41,7 @@ __all__ = [
     "rotated_density",
     "solve_continuity",
     "solve_kdv",
+    "spectral_derivatives",
     "with_periodic_endpoint",
 ]
 
@@ -74,6 +76,21 @@ def with_periodic_endpoint(u, axis: int = -1) -> np.ndarray:
         raise ValueError("with_periodic_endpoint: u must have at least one dimension")
     first = np.take(u, [0], axis=axis)
     return np.concatenate([u, first], axis=axis)
+
+
+def spectral_derivatives(u: np.ndarray, period: float, orders=(1, 2, 3)) -> list[np.ndarray]:
+    """Fourier derivatives of periodic samples along the last axis (exact for the
+    band-limited interpolant; the Nyquist mode is dropped from odd derivatives)."""
+    n = u.shape[-1]
+    k = 2 * np.pi / period * np.fft.rfftfreq(n, 1.0 / n)
+    uh = np.fft.rfft(u, axis=-1)
+    out = []
+    for m in orders:
+        ik = (1j * k) ** m
+        if m % 2 and n % 2 == 0:
+            ik[-1] = 0.0
+        out.append(np.fft.irfft(ik * uh, n=n, axis=-1))
+    return out
 
 
 def _int_at_least(name: str, value, minimum: int) -> int:

@@ -1,7 +1,7 @@
 """Sharded generation of ODE ensembles on Ray (``derl generate ... --engine ray``).
 
 The trajectories ``0..n`` of a request are cut into ``K`` contiguous shards. Each shard is
-one task that builds the request's :class:`~derlhybrid.data.generate.TrajectoryPlan` (the
+one task that builds the request's :class:`~derlhybrid.data.trajectories.TrajectoryPlan` (the
 same initial states, times and chunking as the single-process run), solves its rows chunk
 by chunk into its own kill-safe work area and writes its own HDF5 shard file atomically
 (``<out>.shards/shard-00000-of-00004.h5``, under a unique ``….writing`` name until
@@ -39,15 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import write_text_atomic
-from ..data.generate import (
-    GenerateRequest,
-    TrajectoryPlan,
-    plan_trajectories,
-    row_datasets,
-    solve_rows,
-    write_meta,
-    write_rows,
-)
+from ..data.request import GenerateRequest
 from ..data.store import (
     SHARD_FORMAT,
     ChunkStore,
@@ -58,6 +50,15 @@ from ..data.store import (
     h5_dataset,
     output_lock,
 )
+from ..data.trajectories import (
+    TrajectoryPlan,
+    plan_trajectories,
+    row_datasets,
+    solve_rows,
+    write_meta,
+    write_rows,
+)
+from ..data.writing import progress_bar
 from ..systems import ODESystem, get_system
 
 RUN_FILE = "run.json"
@@ -341,9 +342,7 @@ def _generate_sharded(req, system, out: Path, engine: RayEngine, progress: bool)
         ]
         bar = None
         if progress:
-            from ..data.generate import _progress
-
-            bar = _progress(
+            bar = progress_bar(
                 plan.n, plan.n - sum(rows[i][1] - rows[i][0] for i in todo), system.name, True
             )
         try:

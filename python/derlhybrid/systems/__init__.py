@@ -11,7 +11,7 @@ See :mod:`derlhybrid.systems.base` for how to define and register your own.
 from __future__ import annotations
 
 from .allen_cahn import AllenCahn, AllenCahnExp, AllenCahnMulti
-from .base import FieldSystem, ODESystem, ParameterSpec, System, parameter
+from .base import FieldSystem, GridPlan, ODESystem, ParameterSpec, System, parameter
 from .flows import EulerBall, Kovasznay
 from .pendulum import Pendulum
 from .registry import SYSTEMS, get_system, parse_params, register
@@ -37,6 +37,7 @@ __all__ = [
     "Continuity",
     "EulerBall",
     "FieldSystem",
+    "GridPlan",
     "KdV",
     "Kovasznay",
     "ODESystem",

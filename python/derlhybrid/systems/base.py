@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -190,6 +191,40 @@ class ODESystem(System):
 
 
 @dataclass(frozen=True)
+class GridPlan:
+    """How a grid system (``data_layout = "grid"``) generates its ground truth: what
+    :meth:`FieldSystem.grid_plan` returns and ``derl generate`` follows. The generator owns
+    the rest (windows in time, resume, empirical derivatives, the HDF5 layout).
+
+    ``solve(t, start)`` computes one window of saved times ``t`` (a slice of
+    ``linspace(0, t_end, n_times)``) and returns the field, shape ``(len(t), *grid)``, and
+    a dict ``{name: array of the same shape}`` for every name of ``derivatives``. ``start``
+    is the field at ``t[0]`` (the previous window's last frame) for a ``marching`` plan,
+    and ``None`` on the first window (start from the initial condition) and for a plan
+    that is not marching (a closed form evaluates every window on its own)."""
+
+    #: the spatial axes, in the order of the field's dimensions after time
+    axes: dict[str, np.ndarray]
+    n_times: int
+    t_end: float
+    #: name of the stored field (``/fields/<field>``)
+    field: str
+    #: generator provenance: the method, and how the derivatives are computed
+    method: str
+    derivative_method: str
+    derivatives: tuple[str, ...]
+    periodic: bool
+    #: the backend the solve runs on (``"python"`` for a closed form)
+    backend: str
+    solve: Callable[[np.ndarray, np.ndarray | None], tuple[np.ndarray, dict[str, np.ndarray]]]
+    marching: bool = True
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return ("t", *self.axes)
+
+
+@dataclass(frozen=True)
 class FieldSystem(System):
     """A PDE (``kind="pde"``, time is the first input) or steady problem (``"steady"``)
     whose solution is a field u(inputs) with named inputs and outputs.
@@ -208,13 +243,29 @@ class FieldSystem(System):
     periodic_inputs: ClassVar[tuple[str, ...]] = ()
     has_exact: ClassVar[bool] = False
     #: how ``derl generate`` stores the ground truth: ``"points"`` (the closed form at
-    #: sampled points), ``"grid"`` (a solver's fields on a space–time grid) or ``"ball"``
+    #: sampled points), ``"grid"`` (a solver's fields on a space–time grid, planned by
+    #: :meth:`grid_plan`) or ``"ball"``
     #: (the NCL setting's samplers); the generator dispatches on it, not on the name
     data_layout: ClassVar[str] = "points"
 
     def domain(self) -> dict[str, tuple[float, float]]:
         """Bounds of every input (a box; ``euler-ball`` restricts it further)."""
         raise NotImplementedError
+
+    def grid_plan(
+        self,
+        *,
+        method: str | None,
+        n_points: int | None,
+        n_times: int | None,
+        backend: str,
+        rtol: float,
+    ) -> GridPlan:
+        """The ground truth of a ``data_layout = "grid"`` system, given the request's
+        ``method`` (None: the default), grid size per axis ``n_points``, ``n_times``
+        (None: the system's defaults), the resolved ``backend`` and the solver tolerance.
+        Validates them (one-line ``ValueError``); solves nothing yet."""
+        raise NotImplementedError(f"{self.name} defines no grid generation (grid_plan)")
 
     def exact(self, X) -> np.ndarray:
         raise NotImplementedError(f"{self.name} has no closed-form solution")

@@ -1,17 +1,26 @@
-"""Time-dependent PDEs of paper.md §6 and §8: the continuity equation and KdV."""
+"""Time-dependent PDEs of paper.md §6 and §8: the continuity equation and KdV, with their
+grid generation (:meth:`~derlhybrid.systems.base.FieldSystem.grid_plan`) on the solvers of
+:mod:`derlhybrid.kernels.pde`."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 
-from .base import FieldSystem, parameter
+from ..kernels import backends, derivative, pde
+from .base import FieldSystem, GridPlan, parameter
 
-# paper.md §6.1: centres of the four Gaussians of the initial density
-GAUSSIAN_CENTRES = ((-0.3, -0.6), (-0.1, 0.2), (0.5, -0.5), (0.5, 0.4))
+# paper.md §6.1: centres of the four Gaussians of the initial density (defined in kernels)
+GAUSSIAN_CENTRES = pde.PAPER_CENTRES
+
+_CONTINUITY_METHODS = {
+    "mol": "method of lines, 6th-order central stencils (periodic closure), RK4 at CFL 0.5",
+    "upwind-fv": "first-order upwind finite volumes, explicit Euler, dt = 0.001 (the "
+    "paper's reference)",
+    "exact": "closed form rho(t, x) = rho0(R(-t) x) and its exact derivatives",
+}
 
 
 @dataclass(frozen=True)
@@ -41,14 +50,7 @@ class Continuity(FieldSystem):
         return -np.asarray(y), np.asarray(x)
 
     def rho0(self, x, y) -> np.ndarray:
-        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-        # the builtin sum of four arrays (its start, 0, types as an int)
-        return cast(
-            np.ndarray,
-            sum(
-                np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / self.width) for cx, cy in GAUSSIAN_CENTRES
-            ),
-        )
+        return pde.four_gaussians(x, y, centres=GAUSSIAN_CENTRES, width=self.width)
 
     def _grad_rho0(self, x, y):
         gx = np.zeros_like(x)
@@ -80,6 +82,62 @@ class Continuity(FieldSystem):
     def mass0(self) -> float:
         """∫ρ0 over the plane, 4πw/... = 4 · π w (each Gaussian integrates to π w)."""
         return len(GAUSSIAN_CENTRES) * math.pi * self.width
+
+    def grid_plan(self, *, method, n_points, n_times, backend, rtol) -> GridPlan:
+        """``method`` ``mol`` (default), ``upwind-fv`` or ``exact`` on the (n_points)² grid
+        of [−L, L]²; ρ_x, ρ_y by 6th-order stencils of the field, ρ_t = y ρ_x − x ρ_y from
+        the PDE (the closed form's own derivatives for ``exact``)."""
+        if method == "exact":
+            backend = "python"  # a closed form needs no solver
+        method = method or "mol"
+        if method not in _CONTINUITY_METHODS:
+            raise ValueError(
+                f"continuity: --method must be mol, upwind-fv or exact, got {method!r}"
+            )
+        n_x = n_points or 301
+        L = self.half_size
+        x, y = np.linspace(-L, L, n_x), np.linspace(-L, L, n_x)
+        kw = (
+            {"method": "mol", "accuracy": 6}
+            if method == "mol"
+            else {"method": "upwind-fv", "dt": 1e-3}
+        )
+
+        def solve_exact(t, start):
+            T, X, Y = np.meshgrid(t, x, y, indexing="ij")
+            P = np.stack([T.ravel(), X.ravel(), Y.ravel()], 1)
+            u = self.exact(P).reshape(T.shape)
+            jac = self.jacobian(P)[:, 0].reshape(*T.shape, 3)
+            return u, {"rho_t": jac[..., 0], "rho_x": jac[..., 1], "rho_y": jac[..., 2]}
+
+        def solve(t, start):
+            r0 = self.rho0(x[:, None], y[None, :]) if start is None else start
+            if backend == "julia":  # pragma: no cover - needs Julia
+                u = np.empty((t.size, x.size, y.size))
+                backends.module("julia").solve_continuity(
+                    x, y, t, r0, kw["method"], 6, 0.5, kw.get("dt"), False, u
+                )
+            else:
+                u = pde.solve_continuity(x, y, t, r0, **kw)
+            hx = x[1] - x[0]
+            rx = derivative(u, hx, axis=1, accuracy=6, boundary="one-sided")
+            ry = derivative(u, hx, axis=2, accuracy=6, boundary="one-sided")
+            X, Y = x[None, :, None], y[None, None, :]
+            return u, {"rho_t": Y * rx - X * ry, "rho_x": rx, "rho_y": ry}
+
+        return GridPlan(
+            axes={"x": x, "y": y},
+            n_times=n_times or 1001,
+            t_end=self.t_end,
+            field="rho",
+            method=_CONTINUITY_METHODS[method],
+            derivative_method="6th-order stencils in space, rho_t from the PDE",
+            derivatives=("rho_t", "rho_x", "rho_y"),
+            periodic=False,
+            backend=backend,
+            solve=solve_exact if method == "exact" else solve,
+            marching=method != "exact",
+        )
 
     residual_needs = (("t",), ("x",), ("y",))
 
@@ -113,6 +171,40 @@ class KdV(FieldSystem):
 
     def initial(self, x) -> np.ndarray:
         return np.cos(np.pi * np.asarray(x, dtype=np.float64))
+
+    def grid_plan(self, *, method, n_points, n_times, backend, rtol) -> GridPlan:
+        """Fourier pseudo-spectral ETDRK4 (the only ``method``, ``etdrk4``) on ``n_points``
+        periodic points (no duplicated endpoint), step tolerance ``rtol``; u_x, u_xx, u_xxx
+        spectral, u_t = −(u u_x + ν u_xxx) from the PDE."""
+        if method not in (None, "etdrk4"):
+            raise ValueError(f"kdv: --method must be etdrk4, got {method!r}")
+        n_x = n_points or 400
+        if n_x < 4:
+            raise ValueError(f"kdv: --n-points must be >= 4 (periodic grid points), got {n_x}")
+        x = pde.periodic_grid(n_x)
+
+        def solve(t, start):
+            u0 = self.initial(x) if start is None else start
+            if backend == "julia":  # pragma: no cover - needs Julia
+                u = np.empty((t.size, x.size))
+                backends.module("julia").solve_kdv(self.nu, x, t, u0, rtol, None, u)
+            else:
+                u = pde.solve_kdv(self.nu, x, t, u0, tol=rtol)
+            ux, uxx, uxxx = pde.spectral_derivatives(u, 2.0)
+            return u, {"u_t": -(u * ux + self.nu * uxxx), "u_x": ux, "u_xx": uxx, "u_xxx": uxxx}
+
+        return GridPlan(
+            axes={"x": x},
+            n_times=n_times or 201,
+            t_end=self.t_end,
+            field="u",
+            method="Fourier pseudo-spectral (no duplicated endpoint), ETDRK4, tol = rtol",
+            derivative_method="spectral (u_x, u_xx, u_xxx), u_t from the PDE",
+            derivatives=("u_t", "u_x", "u_xx", "u_xxx"),
+            periodic=True,
+            backend=backend,
+            solve=solve,
+        )
 
     residual_needs = (("t",), ("x",), ("x", "x", "x"))
 

@@ -12,7 +12,7 @@ import types
 import numpy as np
 import pytest
 
-from derlhybrid.kernels import _julia, _julia_state, backends
+from derlhybrid.kernels import _julia, _julia_state, availability, backends
 
 JULIACALL_ENV = (
     "PYTHON_JULIAPKG_EXE",
@@ -87,9 +87,9 @@ def julia_env(monkeypatch):
     monkeypatch.setattr(_julia_state, "pid", None)
     monkeypatch.setattr(_julia, "_auto_error", None)
     monkeypatch.setattr(_julia, "_started_offline", False)
-    real_find_spec = backends.importlib.util.find_spec
+    real_find_spec = availability.importlib.util.find_spec
     monkeypatch.setattr(
-        backends.importlib.util,
+        availability.importlib.util,
         "find_spec",
         lambda name, *a: object() if name == "juliacall" else real_find_spec(name, *a),
     )

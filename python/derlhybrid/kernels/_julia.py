@@ -10,7 +10,7 @@ same memory, which Julia indexes at native speed — so NumPy axis ``a`` is Juli
 
 juliacall's environment defaults are set before it is imported; Julia is loaded into its
 own module (``DERLHybrid``), never ``Main``. Loading never downloads Julia: the backend is
-only tried when an executable is already present (see ``backends.status``), and with
+only tried when an executable is already present (see ``availability.status``), and with
 ``offline=True`` (``auto`` selection) juliapkg may not fetch packages either — for that one
 load only (``juliapkg.offline``), never through ``os.environ``, which Ray and subprocess
 workers would inherit. A failed offline load is remembered for ``auto`` only: an explicit
@@ -26,7 +26,7 @@ import sys
 import numpy as np
 
 from . import _julia_state
-from .backends import BackendUnavailable, julia_executable, status
+from .availability import BackendUnavailable, julia_executable, status
 from .buffers import check_out_buffer
 
 NAME = "julia"

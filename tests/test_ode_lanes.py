@@ -101,7 +101,7 @@ def _exact(rhs_lanes, y0, t_eval, params, **kw):
     args = (t_eval, y0, params, *tol, 0.0, np.inf, kw.get("max_steps", 100_000))
     args = (*args, kw.get("fixed_step", 0.0), *out)
     drive = ode_lanes.kernels(rhs_lanes, ns, params.shape[1], fma=False)["drive"]
-    ode._run(drive, n, args, lanes=ode_lanes._LANES)
+    ode._run(drive, n, args, lanes=ode_lanes.LANES)
     return ode.EnsembleResult(t_eval, *out)
 
 
@@ -341,16 +341,19 @@ def test_lane_results_do_not_depend_on_threads_chunks_or_lanes():
 def test_generated_module_id_does_not_depend_on_the_install_path(tmp_path, monkeypatch):
     """Two nodes (or clones) with the same code at different paths name the same generated
     module, so shards made there run the same compiled source: the id hashes the contents
-    (and file names) of the rhs's module, ``ode.py`` and ``_jitcache.py``, never their
-    paths. It used to hash the paths."""
+    (and file names) of the rhs's module, ``ode.py``, ``dop853.py`` and ``_jitcache.py``,
+    never their paths. It used to hash the paths."""
     rhs_src = "import numba\n\n\n@numba.njit\ndef rhs(x):\n    return x\n"
     kernels = Path(_jitcache.__file__).parent
 
-    def key_installed_at(where: str, src: str = rhs_src) -> str:
+    def key_installed_at(where: str, src: str = rhs_src, edited: str = "") -> str:
         root = tmp_path / where
         (root / "kernels").mkdir(parents=True)
-        for name in ("ode.py", "_jitcache.py"):
+        for name in ("ode.py", "dop853.py", "_jitcache.py"):
             shutil.copyfile(kernels / name, root / "kernels" / name)
+            if name == edited:  # another version of that file
+                with open(root / "kernels" / name, "a") as f:
+                    f.write("\n# edited\n")
         (root / "derl_probe_rhs.py").write_text(src)
         monkeypatch.syspath_prepend(str(root))
         monkeypatch.delitem(sys.modules, "derl_probe_rhs", raising=False)
@@ -363,6 +366,9 @@ def test_generated_module_id_does_not_depend_on_the_install_path(tmp_path, monke
     assert key_installed_at("node-b/opt/env/lib") == a
     # what the id must still see: a change of the rhs's code
     assert key_installed_at("node-c", rhs_src.replace("return x", "return -x")) != a
+    # and of the files holding what the generated modules import or compile
+    for i, name in enumerate(("ode.py", "dop853.py", "_jitcache.py")):
+        assert key_installed_at(f"node-e{i}", edited=name) != a, name
 
 
 # One "node": its own copy of the package (another install path), fresh caches, and the

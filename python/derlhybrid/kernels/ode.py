@@ -11,7 +11,8 @@ Butcher tables (read from ``scipy.integrate._ivp.dop853_coefficients`` at import
 same error norm (Hairer's combination of the 5th- and 3rd-order estimates), the same step-size
 controller (safety 0.9, factor limits 0.2 and 10, no growth right after a rejection) and the
 same initial step selection. Given the same tolerances it takes the same steps as scipy up to
-rounding. See ``docs/ode.md``.
+rounding. The tables, the controller's constants and the helpers that do not call ``rhs``
+live in ``dop853.py``, shared with the lane path. See ``docs/ode.md``.
 
 Execution: each call splits the trajectories into chunks that a pool of Python threads runs
 through one ``nogil`` Numba function (as many threads as ``numba.get_num_threads()``, i.e.
@@ -25,7 +26,8 @@ threads instead of ``prange``) are measured in ``docs/ode.md``.
 
 Given ``rhs_lanes`` (the vector field at many points at once), the same algorithm runs 16
 trajectories per thread in lockstep over SIMD lanes: ``ode_lanes.py``, about 2.5x faster on
-the pendulum with the vectorised ``sin`` of ``vmath.py``.
+the pendulum with the vectorised ``sin`` of ``vmath.py`` (it imports ``dop853``, not this
+module).
 """
 
 from __future__ import annotations
@@ -39,16 +41,47 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.integrate._ivp import dop853_coefficients as _dop
 
+from . import dop853
 from .buffers import check_out_buffer
+
+# The method's shared pieces (tables, controller constants, raw views, the helpers that do
+# not call rhs); the templates below use them by these names, and so does the generated
+# module, which imports them from ``dop853`` (``_kernel_source``).
+from .dop853 import (
+    A_IDX,
+    A_PTR,
+    A_VAL,
+    B_IDX,
+    B_VAL,
+    D_IDX,
+    D_VAL,
+    MAX_FACTOR,
+    MIN_FACTOR,
+    NS,
+    NW,
+    NX,
+    ORDER_ERR,
+    ROW_F,
+    ROW_Y,
+    ROW_YNEW,
+    ROW_YT,
+    SAFETY,
+    C,
+    addr,
+    all_finite,
+    at1,
+    at2,
+    error_norm,
+    first_at_or_after,
+    inv_root8,
+    rms_scaled,
+)
 
 try:  # Numba is a dependency; without it the ODE kernels are unavailable (one-line error).
     import numba
     import numba.core.dispatcher
     import numba.core.errors
-    from numba.core import cgutils, types
-    from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - exercised only on platforms without numba
     numba = None
 
@@ -75,23 +108,6 @@ STATUS_MESSAGES = {
 }
 
 METHODS = ("dop853",)
-
-# --- DOP853 tables, taken from scipy (a well-kept source) at import time -------------------
-_NS = _dop.N_STAGES  # 12 stages; stage 12 (13th row) is the FSAL evaluation f(t+h, y_new)
-_NX = _dop.N_STAGES_EXTENDED  # 16: three extra stages for the dense output
-_A = np.ascontiguousarray(_dop.A, dtype=np.float64)  # (16, 16)
-_C = np.ascontiguousarray(_dop.C, dtype=np.float64)  # (16,)
-_B = np.ascontiguousarray(_dop.B, dtype=np.float64)  # (12,)
-_E3 = np.ascontiguousarray(_dop.E3, dtype=np.float64)  # (13,)
-_E5 = np.ascontiguousarray(_dop.E5, dtype=np.float64)  # (13,)
-_D = np.ascontiguousarray(_dop.D, dtype=np.float64)  # (4, 16)
-_ORDER_ERR = 7  # error estimator order: the controller uses err ~ h^(7+1)
-if _A.shape != (_NX, _NX) or _D.shape != (_dop.INTERPOLATOR_POWER - 3, _NX):  # pragma: no cover
-    raise ImportError("scipy's DOP853 tables have an unexpected layout")
-
-SAFETY = 0.9
-MIN_FACTOR = 0.2
-MAX_FACTOR = 10.0
 
 
 @dataclass
@@ -151,177 +167,68 @@ def _per_rhs(f):
 
 _per_rhs_inline = _per_rhs  # the same, compiled with ``inline="always"``
 
-if numba is not None:
-    # explicit flags: a function that sets none is compiled with the flags of whichever
-    # caller compiles it first in a process (and cached so), so its bits would depend on
-    # what the process ran before (docs/scale-out.md)
-    _cached = numba.njit(cache=True, nogil=True, fastmath=False, error_model="python")
-    _inline = numba.njit(nogil=True, inline="always", fastmath=False, error_model="python")
-
-    @intrinsic
-    def _voidptr(typingctx, addr):
-        """The integer address ``addr`` as a ``void*`` (for ``numba.carray``)."""
-
-        def codegen(context, builder, signature, args):
-            return builder.inttoptr(args[0], cgutils.voidptr_t)
-
-        return types.voidptr(types.int64), codegen
-
-else:  # pragma: no cover
-
-    def _no_jit(f):
-        return f
-
-    _cached = _no_jit
-    _inline = _no_jit
-
-# Raw views. Numba updates an array's reference count (an out-of-line call, atomic when the
-# count is live) for every array, or view of one, passed to a function: six per rhs call. On
-# arrays that the threads share (the outputs) the atomics also bounce a cache line between
-# cores. Measured on the pendulum: 60-95 ns per rhs call that way, 19 ns through
-# ``numba.carray`` views, which have no reference count. So the hot functions take raw
-# addresses (int64) and build such views themselves, where LLVM sees that no count exists.
-# The memory belongs to ``_drive_range``'s arguments and its scratch, which outlive every
-# view. The hot loops live in small "leaf" functions because in one large function LLVM
-# declined to inline the rhs at some call sites (a call costs as much as the pendulum's rhs).
-
-
-@_cached
-def _at1(addr, n):
-    """Unowned 1-D float64 view of ``n`` values at address ``addr``."""
-    # jit-only (Numba compiles it, so numba is set); numba's stubs: carray is not re-exported,
-    # and an @intrinsic keeps its typing signature (typingctx, addr)
-    return numba.carray(_voidptr(addr), n, np.float64)  # pyright: ignore[reportPrivateImportUsage, reportOptionalMemberAccess, reportCallIssue]
-
-
-@_cached
-def _at2(addr, n0, n1):
-    """Unowned C-contiguous (n0, n1) float64 view at address ``addr``."""
-    return numba.carray(_voidptr(addr), (n0, n1), np.float64)  # pyright: ignore[reportPrivateImportUsage, reportOptionalMemberAccess, reportCallIssue]  # as _at1
-
-
-# Scratch of one trajectory, rows of n_state values: K[0..15] stages, y, y_new, ytmp, the
-# dense coefficients F[0..6]; then (n_state + 1) n_t values for the dense output's abscissae
-# and values.
-_ROW_Y = _NX
-_ROW_YNEW = _NX + 1
-_ROW_YT = _NX + 2
-_ROW_F = _NX + 3
-_NW = _NX + 10
-
-
-@_cached
-def _inv_root8(x):
-    """``x ** (-1 / (_ORDER_ERR + 1))`` = ``x ** (-1/8)``: three square roots, not ``pow``."""
-    return 1.0 / math.sqrt(math.sqrt(math.sqrt(x)))
-
-
-def _sparse_rows(rows):
-    """CSR form (row pointers, column indices, values) of the non-zero table entries."""
-    ptr, idx, val = [0], [], []
-    for r in rows:
-        nz = np.flatnonzero(r)
-        idx += nz.tolist()
-        val += np.asarray(r)[nz].tolist()
-        ptr.append(len(idx))
-    return np.array(ptr, np.uint64), np.array(idx, np.uint64), np.array(val, np.float64)
-
-
-# The tableau rows hold only the non-zero coefficients (stage s combines K[0..s-1]).
-_A_PTR, _A_IDX, _A_VAL = _sparse_rows([_A[s, :s] for s in range(_NX)])
-_B_IDX = np.flatnonzero(_B).astype(np.uint64)
-_B_VAL = _B[_B_IDX]
-_E_IDX = np.flatnonzero((_E5 != 0) | (_E3 != 0)).astype(np.uint64)
-_E5_VAL = _E5[_E_IDX]
-_E3_VAL = _E3[_E_IDX]
-_D_IDX = np.flatnonzero(np.any(_D != 0, axis=0)).astype(np.uint64)
-_D_VAL = np.ascontiguousarray(_D[:, _D_IDX])
-
 
 @_per_rhs_inline
 def _stage_range(w, p, t, h, s0, s1):
     # K[s] = rhs(t + C[s] h, y + h sum_m A[s, m] K[m]) for s0 <= s < s1
     n = w.shape[1]
-    y = w[_ROW_Y]
-    yt = w[_ROW_YT]
+    y = w[ROW_Y]
+    yt = w[ROW_YT]
     for s in range(s0, s1):
-        r0 = _A_PTR[s]
-        r1 = _A_PTR[s + 1]
+        r0 = A_PTR[s]
+        r1 = A_PTR[s + 1]
         for k in range(n):
             acc = 0.0
             for q in range(r0, r1):
-                acc += _A_VAL[q] * w[_A_IDX[q], k]
+                acc += A_VAL[q] * w[A_IDX[q], k]
             yt[k] = y[k] + h * acc
-        _rhs(t + _C[s] * h, yt, p, w[s])
+        _rhs(t + C[s] * h, yt, p, w[s])
 
 
 @_per_rhs
 def _leaf_step(wa, n, pa, n_par, t, t_new, h):
     # Stages 1..11 from (t, y, h), y_new, and the FSAL stage K[12] = f(t_new, y_new).
-    w = _at2(wa, _NW, n)
-    p = _at1(pa, n_par)
-    _stage_range(w, p, t, h, 1, _NS)
-    y = w[_ROW_Y]
-    y_new = w[_ROW_YNEW]
+    w = at2(wa, NW, n)
+    p = at1(pa, n_par)
+    _stage_range(w, p, t, h, 1, NS)
+    y = w[ROW_Y]
+    y_new = w[ROW_YNEW]
     for k in range(n):
         acc = 0.0
-        for q in range(_B_IDX.size):
-            acc += _B_VAL[q] * w[_B_IDX[q], k]
+        for q in range(B_IDX.size):
+            acc += B_VAL[q] * w[B_IDX[q], k]
         y_new[k] = y[k] + h * acc
-    _rhs(t_new, y_new, p, w[_NS])
-
-
-@_inline
-def _error_norm(w, h, rtol, atol):
-    # Hairer's DOP853 norm (scipy DOP853._estimate_error_norm)
-    n = w.shape[1]
-    e5 = 0.0
-    e3 = 0.0
-    for k in range(n):
-        a5 = 0.0
-        a3 = 0.0
-        for q in range(_E_IDX.size):
-            v = w[_E_IDX[q], k]
-            a5 += _E5_VAL[q] * v
-            a3 += _E3_VAL[q] * v
-        sc = atol[k] + max(abs(w[_ROW_Y, k]), abs(w[_ROW_YNEW, k])) * rtol[k]
-        a5 /= sc
-        a3 /= sc
-        e5 += a5 * a5
-        e3 += a3 * a3
-    if e5 == 0.0 and e3 == 0.0:
-        return 0.0
-    return abs(h) * e5 / math.sqrt((e5 + 0.01 * e3) * n)
+    _rhs(t_new, y_new, p, w[NS])
 
 
 @_per_rhs
 def _leaf_dense(wa, n, pa, n_par, t, h, tea, j0, j1, oya, ofa):
     # The step (t, t + h) just taken: its 7th-order interpolant at t_eval[j0:j1] and the
     # vector field there (scipy DOP853._dense_output_impl and Dop853DenseOutput).
-    w = _at2(wa, _NW, n)
-    p = _at1(pa, n_par)
-    _stage_range(w, p, t, h, _NS + 1, _NX)  # the three extra stages
-    F = w[_ROW_F : _ROW_F + 7]
+    w = at2(wa, NW, n)
+    p = at1(pa, n_par)
+    _stage_range(w, p, t, h, NS + 1, NX)  # the three extra stages
+    F = w[ROW_F : ROW_F + 7]
     for k in range(n):
-        dy = w[_ROW_YNEW, k] - w[_ROW_Y, k]
+        dy = w[ROW_YNEW, k] - w[ROW_Y, k]
         F[0, k] = dy
         F[1, k] = h * w[0, k] - dy
-        F[2, k] = 2.0 * dy - h * (w[_NS, k] + w[0, k])
-        for r in range(_D_VAL.shape[0]):
+        F[2, k] = 2.0 * dy - h * (w[NS, k] + w[0, k])
+        for r in range(D_VAL.shape[0]):
             acc = 0.0
-            for q in range(_D_IDX.size):
-                acc += _D_VAL[r, q] * w[_D_IDX[q], k]
+            for q in range(D_IDX.size):
+                acc += D_VAL[r, q] * w[D_IDX[q], k]
             F[3 + r, k] = h * acc
     # Evaluate the interpolant per component in a vectorised pass over the points
     # (coefficients in registers) into the scratch, interleave into the (n_t, n_state)
     # output, then call rhs at each point (independent calls the CPU overlaps).
     m = j1 - j0
-    te = _at1(tea + 8 * j0, m)
-    oy = _at2(oya + 8 * n * j0, m, n)
-    of = _at2(ofa + 8 * n * j0, m, n)
-    xa = wa + 8 * _NW * n
-    xs = _at1(xa, m)
-    vals = _at2(xa + 8 * m, n, m)
+    te = at1(tea + 8 * j0, m)
+    oy = at2(oya + 8 * n * j0, m, n)
+    of = at2(ofa + 8 * n * j0, m, n)
+    xa = wa + 8 * NW * n
+    xs = at1(xa, m)
+    vals = at2(xa + 8 * m, n, m)
     inv_h = 1.0 / h
     for q in range(m):
         xs[q] = (te[q] - t) * inv_h
@@ -333,7 +240,7 @@ def _leaf_dense(wa, n, pa, n_par, t, h, tea, j0, j1, oya, ofa):
         f4 = F[4, k]
         f5 = F[5, k]
         f6 = F[6, k]
-        yk = w[_ROW_Y, k]
+        yk = w[ROW_Y, k]
         vk = vals[k]
         for q in range(m):
             x = xs[q]
@@ -353,50 +260,12 @@ def _leaf_dense(wa, n, pa, n_par, t, h, tea, j0, j1, oya, ofa):
         _rhs(te[q], oy[q], p, of[q])
 
 
-@_cached
-def _first_at_or_after(tea, nt, j, t_new):
-    """The first index ``j1 >= j`` with ``t_eval[j1] >= t_new`` (``nt`` if none; ``t_eval``
-    at address ``tea``): guessed from the spacing at ``j``, then adjusted. A scan from ``j``
-    (~35 points per step here) cost ~0.15 us per step, a third of the lane path's time."""
-    t_eval = _at1(tea, nt)
-    if j >= nt or t_eval[j] >= t_new:
-        return j
-    j1 = nt
-    if j + 1 < nt:
-        g = min((t_new - t_eval[j]) / (t_eval[j + 1] - t_eval[j]), nt)
-        j1 = min(max(j + np.int64(g), j + 1), nt)
-    while j1 < nt and t_eval[j1] < t_new:
-        j1 += 1
-    while t_eval[j1 - 1] >= t_new:  # stops at j + 1, since t_eval[j] < t_new
-        j1 -= 1
-    return j1
-
-
-@_cached
-def _rms_scaled(v, y0, rtol, atol):
-    n = v.size
-    acc = 0.0
-    for k in range(n):
-        q = v[k] / (atol[k] + abs(y0[k]) * rtol[k])
-        acc += q * q
-    return math.sqrt(acc / n)
-
-
-@_cached
-def _all_finite(a):
-    # (v - v) is NaN exactly for inf and NaN
-    bad = False
-    for q in range(a.size):
-        bad |= (a[q] - a[q]) != 0.0
-    return not bad
-
-
 @_per_rhs_inline
 def _initial_step(p, t, span, y, f0, yt, f1, rtol, atol, max_step):
     # scipy's select_initial_step (Hairer, Norsett, Wanner I, II.4), error order 7.
     n = y.size
-    d0 = _rms_scaled(y, y, rtol, atol)
-    d1 = _rms_scaled(f0, y, rtol, atol)
+    d0 = rms_scaled(y, y, rtol, atol)
+    d1 = rms_scaled(f0, y, rtol, atol)
     if d0 < 1e-5 or d1 < 1e-5:
         h0 = 1e-6
     else:
@@ -407,11 +276,11 @@ def _initial_step(p, t, span, y, f0, yt, f1, rtol, atol, max_step):
     _rhs(t + h0, yt, p, f1)
     for k in range(n):
         f1[k] = f1[k] - f0[k]
-    d2 = _rms_scaled(f1, y, rtol, atol) / h0
+    d2 = rms_scaled(f1, y, rtol, atol) / h0
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:
-        h1 = (0.01 / max(d1, d2)) ** (1.0 / (_ORDER_ERR + 1))
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / (ORDER_ERR + 1))
     h = min(100.0 * h0, h1, span, max_step)
     if not h > 0.0:  # NaN from a non-finite f1: let the step loop report it
         h = min(1e-6 * span, max_step)
@@ -425,23 +294,23 @@ def _integrate_one(
     # One trajectory; returns (status, accepted steps, rejected steps). Arguments are raw
     # addresses (int64): t_eval (nt), y0 (n), p (n_par), rtol and atol (n), this
     # trajectory's output rows oya/ofa (nt, n), and its scratch wa.
-    t_eval = _at1(tea, nt)
-    p = _at1(pa, n_par)
-    rtol = _at1(rta, n)
-    atol = _at1(ata, n)
-    out_y = _at2(oya, nt, n)
-    out_f = _at2(ofa, nt, n)
-    w = _at2(wa, _NW, n)
-    y = w[_ROW_Y]
-    y_new = w[_ROW_YNEW]
-    f_new = w[_NS]
-    y0 = _at1(ya, n)
+    t_eval = at1(tea, nt)
+    p = at1(pa, n_par)
+    rtol = at1(rta, n)
+    atol = at1(ata, n)
+    out_y = at2(oya, nt, n)
+    out_f = at2(ofa, nt, n)
+    w = at2(wa, NW, n)
+    y = w[ROW_Y]
+    y_new = w[ROW_YNEW]
+    f_new = w[NS]
+    y0 = at1(ya, n)
     t = t_eval[0]
     tend = t_eval[nt - 1]
     for k in range(n):
         y[k] = y0[k]
     _rhs(t, y, p, w[0])
-    if not (_all_finite(y) and _all_finite(w[0])):
+    if not (all_finite(y) and all_finite(w[0])):
         return STATUS_NON_FINITE, 0, 0
     for k in range(n):
         out_y[0, k] = y[k]
@@ -455,7 +324,7 @@ def _integrate_one(
     elif first_step > 0.0:
         h_abs = min(first_step, tend - t)
     else:
-        h_abs = _initial_step(p, t, tend - t, y, w[0], w[_ROW_YT], y_new, rtol, atol, max_step)
+        h_abs = _initial_step(p, t, tend - t, y, w[0], w[ROW_YT], y_new, rtol, atol, max_step)
 
     j = np.int64(1)  # next output index (typed: a literal 1 would specialise the leaves)
     nacc = 0
@@ -488,18 +357,18 @@ def _integrate_one(
             _leaf_step(wa, n, pa, n_par, t, t_new, h)  # K[1..12], y_new
             if not adaptive:
                 break
-            err = _error_norm(w, h, rtol, atol)
+            err = error_norm(w, h, rtol, atol)
             if err < 1.0:
                 if err == 0.0:
                     factor = MAX_FACTOR
                 else:
-                    factor = min(MAX_FACTOR, SAFETY * _inv_root8(err))
+                    factor = min(MAX_FACTOR, SAFETY * inv_root8(err))
                 if rejected:
                     factor = min(1.0, factor)
                 h_abs *= factor
                 break
             if err >= 1.0:  # finite and too large
-                h_abs *= max(MIN_FACTOR, SAFETY * _inv_root8(err))
+                h_abs *= max(MIN_FACTOR, SAFETY * inv_root8(err))
                 nonfinite = False
             else:  # NaN: shrink as hard as allowed and try again
                 h_abs *= MIN_FACTOR
@@ -507,9 +376,9 @@ def _integrate_one(
             rejected = True
             nrej += 1
         nacc += 1
-        if not (_all_finite(y_new) and _all_finite(f_new)):
+        if not (all_finite(y_new) and all_finite(f_new)):
             return STATUS_NON_FINITE, nacc, nrej
-        j1 = _first_at_or_after(tea, nt, j, t_new)
+        j1 = first_at_or_after(tea, nt, j, t_new)
         if j1 > j:  # saved times inside the step: dense output
             _leaf_dense(wa, n, pa, n_par, t, h, tea, j, j1, oya, ofa)
             j = j1
@@ -523,15 +392,9 @@ def _integrate_one(
             w[0, k] = f_new[k]
         t = t_new
     # the extra stages and rhs at interpolated states were not checked yet
-    if not (_all_finite(_at1(oya, nt * n)) and _all_finite(_at1(ofa, nt * n))):
+    if not (all_finite(at1(oya, nt * n)) and all_finite(at1(ofa, nt * n))):
         return STATUS_NON_FINITE, nacc, nrej
     return STATUS_OK, nacc, nrej
-
-
-@_cached
-def _addr(a):
-    """The address of ``a``'s data as int64 (one integer type: no extra specialisations)."""
-    return np.int64(a.ctypes.data)
 
 
 @_per_rhs
@@ -559,15 +422,15 @@ def _drive_range(
     nt = t_eval.size
     n_par = params.shape[1]
     pstride = 0 if params.shape[0] == 1 else 8 * n_par
-    w = np.empty(_NW * n + (n + 1) * nt, dtype=np.float64)
-    wa = _addr(w)
-    tea = _addr(t_eval)
-    ya = _addr(y0)
-    pa = _addr(params)
-    rta = _addr(rtol)
-    ata = _addr(atol)
-    oya = _addr(states)
-    ofa = _addr(derivs)
+    w = np.empty(NW * n + (n + 1) * nt, dtype=np.float64)
+    wa = addr(w)
+    tea = addr(t_eval)
+    ya = addr(y0)
+    pa = addr(params)
+    rta = addr(rtol)
+    ata = addr(atol)
+    oya = addr(states)
+    ofa = addr(derivs)
     row = 8 * nt * n
     for i in range(lo, hi):
         st, na, nr = _integrate_one(
@@ -623,8 +486,14 @@ def _kernel_source() -> tuple[str, str]:
         names.update(f.__code__.co_names)
     own = {f.__name__ for f in _PER_RHS} | {"_rhs", "_per_rhs", "_per_rhs_inline"}
     helpers = sorted(n for n in names - own if n in globals() and n not in ("math", "np", "numba"))
+    # public names only: the method's pieces from ``dop853``, the status codes from here
+    shared = [n for n in helpers if getattr(dop853, n, None) is globals()[n]]
+    local = [n for n in helpers if n not in shared]
+    assert not any(n.startswith("_") for n in helpers), helpers
     header = "import math\n\nimport numba\nimport numpy as np\n\n"
-    header += f"from {__name__} import {', '.join(helpers)}\n"
+    header += f"from {dop853.__name__} import {', '.join(shared)}\n"
+    if local:
+        header += f"from {__name__} import {', '.join(local)}\n"
     body = [
         '_per_rhs = numba.njit(cache=_CACHE, nogil=True, fastmath=False, error_model="python")',
         "_per_rhs_inline = numba.njit("
@@ -830,8 +699,10 @@ def solve_ensemble(
         if rhs_lanes is None:
             _run(_kernels(rhs)["_drive_range"], n_traj, args)
         else:
+            # imported here: it needs ``_jitcache`` (and so Numba), which importing this
+            # module does not; ode_lanes does not import this module
             from . import ode_lanes
 
             drive = ode_lanes.kernels(rhs_lanes, n_state, params.shape[1])["drive"]
-            _run(drive, n_traj, args, lanes=ode_lanes._LANES, error=_LANES_ERROR)
+            _run(drive, n_traj, args, lanes=ode_lanes.LANES, error=_LANES_ERROR)
     return EnsembleResult(t_eval, states, derivs, n_steps, n_rej, status)

@@ -5,7 +5,7 @@ evaluates the vector field at many points at once: ``t`` of shape ``(L,)``, ``y`
 of shape ``(n_state, L)``, ``p`` of shape ``(n_par, L)`` (column ``c`` is one point, with
 its own time and parameters), all float64 and C-contiguous, ``L = y.shape[1]`` any size.
 
-Each thread integrates its trajectories ``_LANES`` (16) at a time, like GPU ensemble
+Each thread integrates its trajectories ``LANES`` (16) at a time, like GPU ensemble
 solvers: lane ``l`` holds one trajectory with its own ``t``, step size, accept/reject
 decision, counters and output index; the stages of a step are computed for all lanes in
 loops over the lanes (structure of arrays ``W[row, lane]``), which LLVM vectorises, and the
@@ -19,7 +19,7 @@ into the trajectory's ``(n_t, n_state)`` rows.
 The algorithm is the scalar path's (``ode.py``) operation for operation. Built without FMA
 (``kernels(..., fma=False)``) and given an ``rhs_lanes`` that computes exactly what ``rhs``
 computes, the lane path gives the scalar path's steps, rejections and statuses, and its
-bits where ``ode.py``'s helpers were compiled without FMA (a fresh install; see
+bits where ``dop853.py``'s helpers were compiled without FMA (a fresh install; see
 ``_HELPERS``); as shipped it contracts multiply-adds to FMA (about 10% faster), so the two
 agree to rounding. No operation mixes lanes, so results do not depend on the lane, the
 block, the chunking or the thread count; every function here sets its own ``fastmath`` and
@@ -47,12 +47,11 @@ import inspect
 
 import numpy as np
 
-from . import _jitcache
-from . import ode as _ode
+from . import _jitcache, dop853
 
 # Trajectories per block: 16 measured best (8: the right-hand side's per-call cost weighs
 # more; 32: 64 output streams per thread, and writing them became 2.5x slower).
-_LANES = 16
+LANES = 16
 _BLOCK = 128  # saved points per rhs_lanes call in the dense-output pass
 
 
@@ -63,14 +62,14 @@ def _terms(coefs, rows):
 
 def _source(n: int, n_par: int) -> str:
     """The lane kernels for ``n`` state components and ``n_par`` parameters, as Python text."""
-    NX, NS = _ode._NX, _ode._NS
-    A, C, D = _ode._A, _ode._C, _ode._D
+    NX, NS = dop853.NX, dop853.NS
+    A, C, D = dop853.A, dop853.C, dop853.D
     RY = NX * n  # rows: K[s, k] at s * n + k, then y, y_new, y_tmp, F (7 n), p, scalars
     RYN, RYT, RF = RY + n, RY + 2 * n, RY + 3 * n
     RP = RF + 7 * n
     RT, RH, RTN, RTL, RERR, RFAC = (RP + n_par + q for q in range(6))
     NR = RFAC + 1
-    L = _LANES
+    L = LANES
     row = 8 * L  # bytes per row
     g = [
         f"N = {n}",
@@ -83,12 +82,12 @@ def _source(n: int, n_par: int) -> str:
         f"BLK = {_BLOCK}",
     ]
     src = ["\n".join(g)]
-    P = f"_at2(wa + {row * RP}, NPAR, L)"
+    P = f"at2(wa + {row * RP}, NPAR, L)"
     for s in list(range(1, NS)) + list(range(NS + 1, NX)):
         nz = np.flatnonzero(A[s, :s])
         body = [
             f"@_leaf\ndef _stage{s}(wa):",
-            "    W = _at2(wa, NR, L)",
+            "    W = at2(wa, NR, L)",
             "    for l in range(L):",
         ]
         body.append("        h = W[RH, l]")
@@ -97,29 +96,29 @@ def _source(n: int, n_par: int) -> str:
             body.append(f"        W[{RYT + k}, l] = W[{RY + k}, l] + h * acc")
         body.append(f"        W[RTL, l] = W[RT, l] + {float(C[s])!r} * h")
         body.append(
-            f"    _rhs(_at1(wa + {row * RTL}, L), _at2(wa + {row * RYT}, N, L), {P}, "
-            f"_at2(wa + {row * s * n}, N, L))"
+            f"    _rhs(at1(wa + {row * RTL}, L), at2(wa + {row * RYT}, N, L), {P}, "
+            f"at2(wa + {row * s * n}, N, L))"
         )
         src.append("\n".join(body))
     # a step: stages 1..11, y_new, the FSAL stage 12 at (t_new, y_new), the error norm
-    b_idx, e_idx = _ode._B_IDX.astype(np.int64), _ode._E_IDX.astype(np.int64)
+    b_idx, e_idx = dop853.B_IDX.astype(np.int64), dop853.E_IDX.astype(np.int64)
     body = ["@_leaf\ndef _step(wa, rta, ata):"]
     body += [f"    _stage{s}(wa)" for s in range(1, NS)]
-    body += ["    W = _at2(wa, NR, L)", "    rtol = _at1(rta, N)", "    atol = _at1(ata, N)"]
+    body += ["    W = at2(wa, NR, L)", "    rtol = at1(rta, N)", "    atol = at1(ata, N)"]
     body += ["    for l in range(L):", "        h = W[RH, l]"]
     for k in range(n):
-        body.append(f"        acc = {_terms(_ode._B_VAL, b_idx * n + k)}")
+        body.append(f"        acc = {_terms(dop853.B_VAL, b_idx * n + k)}")
         body.append(f"        W[{RYN + k}, l] = W[{RY + k}, l] + h * acc")
     body.append(
-        f"    _rhs(_at1(wa + {row * RTN}, L), _at2(wa + {row * RYN}, N, L), {P}, "
-        f"_at2(wa + {row * NS * n}, N, L))"
+        f"    _rhs(at1(wa + {row * RTN}, L), at2(wa + {row * RYN}, N, L), {P}, "
+        f"at2(wa + {row * NS * n}, N, L))"
     )
     for k in range(n):  # (locals: no reload after each store)
         body += [f"    atol{k} = atol[{k}]", f"    rtol{k} = rtol[{k}]"]
     body += ["    for l in range(L):", "        e5 = 0.0", "        e3 = 0.0"]
     for k in range(n):
-        body.append(f"        a5 = {_terms(_ode._E5_VAL, e_idx * n + k)}")
-        body.append(f"        a3 = {_terms(_ode._E3_VAL, e_idx * n + k)}")
+        body.append(f"        a5 = {_terms(dop853.E5_VAL, e_idx * n + k)}")
+        body.append(f"        a3 = {_terms(dop853.E3_VAL, e_idx * n + k)}")
         body.append(
             f"        sc = atol{k} + max(abs(W[{RY + k}, l]), abs(W[{RYN + k}, l])) * rtol{k}"
         )
@@ -131,14 +130,14 @@ def _source(n: int, n_par: int) -> str:
         ]
     body.append("        err = abs(W[RH, l]) * e5 / math.sqrt((e5 + 0.01 * e3) * N)")
     body.append("        W[RERR, l] = 0.0 if (e5 == 0.0) & (e3 == 0.0) else err")
-    # the controller's SAFETY * err ** (-1/8) (ode._inv_root8), vectorised here
+    # the controller's SAFETY * err ** (-1/8) (dop853.inv_root8), vectorised here
     body.append("        W[RFAC, l] = SAFETY * (1.0 / math.sqrt(math.sqrt(math.sqrt(err))))")
     src.append("\n".join(body))
     # the dense output's three extra stages and its coefficients F[0..6]
-    d_idx = _ode._D_IDX.astype(np.int64)
+    d_idx = dop853.D_IDX.astype(np.int64)
     body = ["@_leaf\ndef _dense(wa):"]
     body += [f"    _stage{s}(wa)" for s in range(NS + 1, NX)]
-    body += ["    W = _at2(wa, NR, L)", "    for l in range(L):", "        h = W[RH, l]"]
+    body += ["    W = at2(wa, NR, L)", "    for l in range(L):", "        h = W[RH, l]"]
     for k in range(n):
         body.append(f"        dy = W[{RYN + k}, l] - W[{RY + k}, l]")
         body.append(f"        W[{RF + k}, l] = dy")
@@ -147,7 +146,7 @@ def _source(n: int, n_par: int) -> str:
             f"        W[{RF + 2 * n + k}, l] = 2.0 * dy - h * (W[{NS * n + k}, l] + W[{k}, l])"
         )
         for r in range(D.shape[0]):
-            terms = _terms(_ode._D_VAL[r], d_idx * n + k)
+            terms = _terms(dop853.D_VAL[r], d_idx * n + k)
             body.append(f"        W[{RF + (3 + r) * n + k}, l] = h * ({terms})")
     src.append("\n".join(body))
     src.append(_interleave_source(n))
@@ -161,11 +160,11 @@ def _interleave_source(n: int) -> str:
     checks), so pairs of components are stored as one complex128 (16 bytes)."""
     body = ["@_leaf\ndef _interleave(v, a, m):", "    bad = False"]
     if n == 1:
-        body += ["    o = _at1(a, m)", "    for q in range(m):", "        x = v[0, q]"]
+        body += ["    o = at1(a, m)", "    for q in range(m):", "        x = v[0, q]"]
         body += ["        o[q] = x", "        bad |= (x - x) != 0.0"]
     elif n % 2 == 0:
         body += [
-            f"    o = numba.carray(_voidptr(a), (m, {n // 2}), np.complex128)",
+            f"    o = numba.carray(voidptr(a), (m, {n // 2}), np.complex128)",
             "    for q in range(m):",
         ]
         for k in range(n // 2):
@@ -176,7 +175,7 @@ def _interleave_source(n: int) -> str:
             ]
     else:
         body += [
-            f"    o = _at2(a, m, {n})",
+            f"    o = at2(a, m, {n})",
             "    for q in range(m):",
             f"        for k in range({n}):",
             "            x = v[k, q]",
@@ -197,7 +196,7 @@ def _points(wa, l, t, h, tea, nt, j0, j1, oya, ofa):
     # output rows (oya, ofa: its row 0). Returns True when a value is not finite. The block
     # is padded to a multiple of 4 columns (copies of its last point, computed, not saved)
     # so that the vector loops run without their scalar remainder.
-    W = _at2(wa, NR, L)
+    W = at2(wa, NR, L)
     base = wa + 8 * (NR * L + NCOL)
     inv_h = 1.0 / h
     bad = False
@@ -206,15 +205,15 @@ def _points(wa, l, t, h, tea, nt, j0, j1, oya, ofa):
         m = min(BLK, j1 - b0)
         mp = (m + 3) & -4
         if b0 + mp <= nt:  # the padding columns take the next saved times
-            te = _at1(tea + 8 * b0, mp)
+            te = at1(tea + 8 * b0, mp)
         else:  # (the last saved times: the padding repeats the last one)
-            te = _at1(base, mp)
-            te0 = _at1(tea + 8 * b0, m)
+            te = at1(base, mp)
+            te0 = at1(tea + 8 * b0, m)
             for q in range(mp):
                 te[q] = te0[min(q, m - 1)]
-        vals = _at2(base + 8 * BLK, N, mp)
-        dv = _at2(base + 8 * BLK * (1 + N), N, mp)
-        pb = _at2(base + 8 * BLK * (1 + 2 * N), NPAR, mp)
+        vals = at2(base + 8 * BLK, N, mp)
+        dv = at2(base + 8 * BLK * (1 + N), N, mp)
+        pb = at2(base + 8 * BLK * (1 + 2 * N), NPAR, mp)
         for k in range(N):
             f0 = W[RF + k, l]
             f1 = W[RF + N + k, l]
@@ -251,30 +250,30 @@ def _start(wa, t, ya, pa, rta, ata, first_step, max_step, fixed_h, span):
     # the column scratch (width-1 calls). Returns h_abs, or -1.0 when y0 or f(t0, y0) is
     # not finite. Same arithmetic as ode._initial_step.
     col = wa + 8 * NR * L
-    tc = _at1(col, 1)
-    y = _at1(col + 8, N)
-    f0 = _at1(col + 8 * (1 + N), N)
-    yt = _at1(col + 8 * (1 + 2 * N), N)
-    f1 = _at1(col + 8 * (1 + 3 * N), N)
-    pc = _at2(col + 8 * (1 + 4 * N), NPAR, 1)
-    y0 = _at1(ya, N)
-    p = _at1(pa, NPAR)
-    rtol = _at1(rta, N)
-    atol = _at1(ata, N)
+    tc = at1(col, 1)
+    y = at1(col + 8, N)
+    f0 = at1(col + 8 * (1 + N), N)
+    yt = at1(col + 8 * (1 + 2 * N), N)
+    f1 = at1(col + 8 * (1 + 3 * N), N)
+    pc = at2(col + 8 * (1 + 4 * N), NPAR, 1)
+    y0 = at1(ya, N)
+    p = at1(pa, NPAR)
+    rtol = at1(rta, N)
+    atol = at1(ata, N)
     for k in range(N):
         y[k] = y0[k]
     for r in range(NPAR):
         pc[r, 0] = p[r]
     tc[0] = t
-    _rhs(tc, _at2(col + 8, N, 1), pc, _at2(col + 8 * (1 + N), N, 1))
-    if not (_all_finite(y) and _all_finite(f0)):
+    _rhs(tc, at2(col + 8, N, 1), pc, at2(col + 8 * (1 + N), N, 1))
+    if not (all_finite(y) and all_finite(f0)):
         return -1.0
     if fixed_h > 0.0:
         return fixed_h
     if first_step > 0.0:
         return min(first_step, span)
-    d0 = _rms_scaled(y, y, rtol, atol)
-    d1 = _rms_scaled(f0, y, rtol, atol)
+    d0 = rms_scaled(y, y, rtol, atol)
+    d1 = rms_scaled(f0, y, rtol, atol)
     if d0 < 1e-5 or d1 < 1e-5:
         h0 = 1e-6
     else:
@@ -283,14 +282,14 @@ def _start(wa, t, ya, pa, rta, ata, first_step, max_step, fixed_h, span):
     for k in range(N):
         yt[k] = y[k] + h0 * f0[k]
     tc[0] = t + h0
-    _rhs(tc, _at2(col + 8 * (1 + 2 * N), N, 1), pc, _at2(col + 8 * (1 + 3 * N), N, 1))
+    _rhs(tc, at2(col + 8 * (1 + 2 * N), N, 1), pc, at2(col + 8 * (1 + 3 * N), N, 1))
     for k in range(N):
         f1[k] = f1[k] - f0[k]
-    d2 = _rms_scaled(f1, y, rtol, atol) / h0
+    d2 = rms_scaled(f1, y, rtol, atol) / h0
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:
-        h1 = (0.01 / max(d1, d2)) ** (1.0 / (_ORDER_ERR + 1))
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / (ORDER_ERR + 1))
     h = min(100.0 * h0, h1, span, max_step)
     if not h > 0.0:
         h = min(1e-6 * span, max_step)
@@ -325,15 +324,15 @@ def drive(
     tend = t_eval[nt - 1]
     pstride = 0 if params.shape[0] == 1 else 8 * NPAR
     w = np.zeros(NR * L + NCOL + BLK * (2 + 2 * N + NPAR))
-    wa = _addr(w)
-    W = _at2(wa, NR, L)
-    tea = _addr(t_eval)
-    ya = _addr(y0)
-    pa = _addr(params)
-    rta = _addr(rtol)
-    ata = _addr(atol)
-    oya = _addr(states)
-    ofa = _addr(derivs)
+    wa = addr(w)
+    W = at2(wa, NR, L)
+    tea = addr(t_eval)
+    ya = addr(y0)
+    pa = addr(params)
+    rta = addr(rtol)
+    ata = addr(atol)
+    oya = addr(states)
+    ofa = addr(derivs)
     row = 8 * nt * N
     iv = np.zeros((10, L), dtype=np.int64)
     fv = np.zeros((3, L))
@@ -358,7 +357,7 @@ def drive(
                         wa, t_start, ya + 8 * N * i, pa + pstride * i, rta, ata,
                         first_step, max_step, fixed_h, tend - t_start,
                     )
-                    col = _at1(wa + 8 * (NR * L + 1), 2 * N)
+                    col = at1(wa + 8 * (NR * L + 1), 2 * N)
                     if h_abs < 0.0:
                         _finish(states, derivs, n_steps, n_rej, status, i, 3, 0, 0)
                         continue
@@ -371,7 +370,7 @@ def drive(
                     for k in range(N):
                         W[RY + k, l] = col[k]
                         W[k, l] = col[N + k]
-                    pc = _at1(wa + 8 * (NR * L + 1 + 4 * N), NPAR)
+                    pc = at1(wa + 8 * (NR * L + 1 + 4 * N), NPAR)
                     for r in range(NPAR):
                         W[RP + r, l] = pc[r]
                     W[RT, l] = t_start
@@ -473,7 +472,7 @@ def drive(
                 continue
             t_new = W[RTN, l]
             j = iv[J, l]
-            j1 = _first_at_or_after(tea, nt, j, t_new)
+            j1 = first_at_or_after(tea, nt, j, t_new)
             iv[J1, l] = j1
             iv[ACC, l] = 1
             any_dense |= j1 > j
@@ -510,39 +509,40 @@ def drive(
 """
 
 
-# What the generated source imports (the scalar path's constants and raw-view helpers, which
-# do no floating-point arithmetic).
+# What the generated source imports (the method's constants and raw-view helpers shared with
+# the scalar path, ``dop853.py``, which do no floating-point arithmetic).
 _HEADER = """import math
 
 import numba
 import numpy as np
 
-from derlhybrid.kernels.ode import (
+from derlhybrid.kernels.dop853 import (
     MAX_FACTOR,
     MIN_FACTOR,
+    ORDER_ERR,
     SAFETY,
-    _addr,
-    _at1,
-    _at2,
-    _ORDER_ERR,
-    _voidptr,
+    addr,
+    at1,
+    at2,
+    voidptr,
 )
 """
 
-# The scalar path's helpers that do arithmetic, copied into the generated module under
-# decorators that set every flag (``fastmath``, ``error_model``) themselves. Called from
-# here as ``ode.py``'s functions, they were compiled with the flags of whichever caller
-# compiled them first in a process (Numba passes a caller's flags to a callee that does not
-# set them) and cached on disk that way: the lane path's bits then depended on whether a
-# scalar solve had run before it on that machine (measured: 2205 of 80 800 pendulum values
-# up to 2e-15 apart, between two fresh processes that ran the solves in another order).
-_HELPERS = (("_leaf", "_all_finite"), ("_leaf", "_rms_scaled"), ("_helper", "_first_at_or_after"))
+# The helpers shared with the scalar path (``dop853.py``) that do arithmetic, copied into the
+# generated module under decorators that set every flag (``fastmath``, ``error_model``)
+# themselves. Called from here as the scalar path's functions, they were compiled with the
+# flags of whichever caller compiled them first in a process (Numba passes a caller's flags
+# to a callee that does not set them) and cached on disk that way: the lane path's bits then
+# depended on whether a scalar solve had run before it on that machine (measured: 2205 of
+# 80 800 pendulum values up to 2e-15 apart, between two fresh processes that ran the solves
+# in another order).
+_HELPERS = (("_leaf", "all_finite"), ("_leaf", "rms_scaled"), ("_helper", "first_at_or_after"))
 
 
 def _helpers_source() -> str:
     out = []
     for decorator, name in _HELPERS:
-        lines = inspect.getsource(getattr(_ode, name).py_func).splitlines()
+        lines = inspect.getsource(getattr(dop853, name).py_func).splitlines()
         while lines[0].startswith("@"):
             lines.pop(0)
         out.append("\n".join([f"@{decorator}", *lines]))
@@ -561,7 +561,7 @@ def kernels(rhs_lanes, n: int, n_par: int, fma: bool = True) -> dict:
     fastmath = "{'contract'}" if fma else "False"
     leaf = f"nogil=True, error_model='numpy', fastmath={fastmath}"
     decorators = [
-        f"NS_N = {_ode._NS * n}",
+        f"NS_N = {dop853.NS * n}",
         # error_model="numpy": no zero-division checks, so the loops over lanes vectorise
         f"_leaf = numba.njit(cache=_CACHE, {leaf})",
         # every function sets its flags: none depends on which caller compiled it first

@@ -131,7 +131,10 @@ def _cmd_evaluate(args) -> int:
     from .learn.evaluate import evaluate
     from .learn.metrics import non_finite_paths, write_metrics
 
-    options = {k: v for k, v in (("grid", args.grid), ("variant", args.variant)) if v}
+    # checked against the options of the data's metrics: a --grid for metrics without a
+    # grid (the pendulum's) is refused in one line, not ignored
+    options = {k: v for k, v in (("grid", args.grid), ("variant", args.variant or None))}
+    options = {k: v for k, v in options.items() if v is not None}
     result = evaluate(args.checkpoint, args.data, options=options, device=args.device)
     bad = non_finite_paths(result)
     if args.out:
@@ -370,7 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoint")
     ev.add_argument("data", help="dataset file of the same system")
     ev.add_argument("--out", help="write the metrics to this JSON file (default: print)")
-    ev.add_argument("--grid", type=int, help="evaluation grid side (Allen–Cahn, Kovasznay)")
+    ev.add_argument(
+        "--grid", type=int, help="evaluation grid side (Allen–Cahn, Kovasznay; others: an error)"
+    )
     ev.add_argument("--variant", help="evaluate on /variants/<name> of the file")
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(func=_cmd_evaluate)

@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from .._io import write_text_atomic
 from .._tables import deep_merge as _merge
 from .pipelines import _hash  # the 8-character key of the shared first stages
@@ -66,7 +68,19 @@ NCL_GROUP_KEYS |= GROUP_KEYS | {"modes_from"}
 TEACHER_KEYS = {"weights", "train", "model", "label_batch_size"}
 STUDENT_KEYS = {"weights", "train", "model", "hessian_projection"}
 MODE_KEYS = {"mode", "label", "weights", "train", "model", "hessian_projection"}
-EVALUATE_KEYS = {"points", "batch_size"}
+
+
+class NCLEvaluateOptions(BaseModel):
+    """The ``evaluate`` table of an ncl group: ``points`` metric points (drawn with seed =
+    run seed + 1), predicted ``batch_size`` at a time."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    points: int = Field(100_000, ge=1)
+    batch_size: int = Field(4096, ge=1)
+
+
+EVALUATE_KEYS = set(NCLEvaluateOptions.model_fields)
 TEACHER = "teacher"
 #: training keys that do not change a teacher's result (left out of its folder's hash)
 _NOT_HASHED = ("progress", "device", "threads", "checkpoint_every", "val_every", "compile")
@@ -102,6 +116,16 @@ def _train_keys() -> set[str]:
     from ..learn.config import TrainingConfig
 
     return {f.name for f in dataclasses.fields(TrainingConfig)}
+
+
+def _evaluate_options(table: dict, where: str = "", error=ValueError) -> NCLEvaluateOptions:
+    """The typed ``evaluate`` table (one-line ``error(msg)`` naming the bad key)."""
+    from ..learn.evaluate_options import validate_options
+
+    try:
+        return validate_options(NCLEvaluateOptions, table, where="evaluate", what="NCL metrics")
+    except ValueError as exc:
+        raise error(f"{where}: {exc}" if where else str(exc)) from None
 
 
 def validate_group(path, g: dict, error) -> None:
@@ -203,9 +227,7 @@ def plan_group(g: dict, defaults: dict, seeds: list[int], modes: list[str] | Non
         default=0,
     )
     evaluate = _merge(defaults.get("evaluate", {}), g.get("evaluate", {}))
-    bad = set(evaluate) - EVALUATE_KEYS
-    if bad:
-        raise error(f"group {g['name']!r}: evaluate: unknown key {sorted(bad)[0]!r}")
+    _evaluate_options(evaluate, f"group {g['name']!r}", error)
     runs = []
     for seed in seeds:
         try:
@@ -411,8 +433,8 @@ def _evaluate(model, teacher_ckpt: Path, run: NCLRun, train: dict, mpath: Path) 
     from ..learn.trainer import load_model
     from ..transfer.euler_ball import metric_points, ncl_metrics
 
-    n = int(run.evaluate.get("points", 100_000))
-    batch = int(run.evaluate.get("batch_size", 4096))
+    opts = _evaluate_options(run.evaluate)
+    n, batch = opts.points, opts.batch_size
     device = next(model.parameters()).device
     teacher = load_model(teacher_ckpt, map_location=device)[0]
     X = metric_points(n, seed=run.seed + 1).to(device)
@@ -454,7 +476,7 @@ def run_one(run: NCLRun, data: Path, out: Path, divergence) -> dict:
     tdir = Path(prep["dir"])
     tckpt = tdir / CHECKPOINT
     tinfo = _read_json(tdir / "train.json")
-    n = int(run.evaluate.get("points", 100_000))
+    n = _evaluate_options(run.evaluate).points
     row = {
         **run_row(run, data),
         "kind": "ncl",

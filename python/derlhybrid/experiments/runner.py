@@ -4,7 +4,8 @@ An experiment is a TOML file in ``specs/`` (data, not code):
 
 * ``[datasets.<key>]``: a generation request (``system``, ``params``, ``preset``, sizes…);
 * ``[defaults]``: ``model``, ``objective``, ``train`` tables and ``evaluate`` options shared
-  by all runs;
+  by all runs (typed by the metrics of the dataset's system,
+  :mod:`derlhybrid.learn.evaluate_options`, and checked before any data exist);
 * ``[[groups]]``: a dataset (and ``variant``), ``seeds``, table overrides and ``modes``: one
   run per mode and seed, each mode with its ``weights``, ``lr`` and further overrides
   (``modes_from`` copies another group's modes);
@@ -735,6 +736,7 @@ def reproduce(
             raise ReproduceError(str(exc)) from None
     datasets, runs = plan(spec, scale, seeds, groups)  # plan validates scale and groups
     _check_run_configs(runs)  # every run's training config, before any data exist
+    _check_evaluate(runs, datasets)  # and every group's evaluate table
     out = (
         Path(out)
         if out
@@ -798,6 +800,35 @@ def _check_run_configs(runs) -> None:
                 Pipeline.from_dict({"stages": stages})
         except ConfigError as exc:
             raise ReproduceError(f"run {run.name}: {exc}") from None
+
+
+def _check_evaluate(runs, datasets: dict) -> None:
+    """Check every group's ``evaluate`` table against the options of the metrics of its
+    dataset's system (:mod:`derlhybrid.learn.evaluate_options`; a stages group's: those of
+    its region metrics), so that ``gird = 51`` fails in one line before any data are
+    generated. NCL groups' tables were checked when they were planned."""
+    from ..learn.evaluate_options import check_options
+    from ..systems import SYSTEMS
+    from ..transfer.regions import check_region_options
+
+    seen: set[str] = set()
+    for run in runs:
+        if isinstance(run, NCLRun) or run.group in seen:
+            continue
+        seen.add(run.group)
+        cls = SYSTEMS.get(str(datasets[run.dataset].get("system")))
+        if cls is None:  # generating the dataset refuses an unknown system
+            continue
+        try:
+            if isinstance(run, PipelineRun):
+                check_region_options(cls, run.evaluate)
+            else:
+                opts = dict(run.evaluate)
+                if run.variant:  # as _run_one passes them
+                    opts.setdefault("variant", run.variant)
+                check_options(cls, opts)
+        except ValueError as exc:
+            raise ReproduceError(f"group {run.group!r}: {exc}") from None
 
 
 def _figures(spec: dict, rows: list[dict], datasets: dict, fig_dir: Path) -> list[str]:

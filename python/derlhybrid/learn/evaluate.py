@@ -5,8 +5,11 @@ loss terms on every split.
 file holds data of the same system with the inputs and outputs the network was trained on,
 and returns a JSON-ready dict: ``splits`` (the unweighted interior loss terms of the
 training objective on each split) and ``metrics`` (the experiment's metrics from
-:mod:`derlhybrid.learn.metrics`, chosen by system through :data:`EVALUATORS`; any other
-ODE system — one of your own — gets the flow-map metrics of ``evaluate_ode``).
+:mod:`derlhybrid.learn.metrics`, chosen by the kind the system declares,
+``System.metrics_kind``, through :data:`EVALUATORS`; every ODE system — one of your own
+too — gets the flow-map metrics of ``evaluate_ode`` unless it declares another kind).
+The options of each kind are typed (:mod:`derlhybrid.learn.evaluate_options`) and checked
+before the network or the data are loaded.
 """
 
 from __future__ import annotations
@@ -23,11 +26,23 @@ from ..data.store import (
     check_indices,
     damaged_file_errors,
     open_dataset,
+    provenance,
 )
-from ..systems.base import FieldSystem, ODESystem
+from ..systems import SYSTEMS
+from ..systems.base import FieldSystem, ODESystem, System
 from . import metrics as M
 from .checkpoint import CheckpointError
 from .derivatives import input_derivatives
+from .evaluate_options import (
+    AllenCahnOptions,
+    ContinuityOptions,
+    EvaluateOptions,
+    FlowMapOptions,
+    KovasznayOptions,
+    PendulumOptions,
+    check_options,
+    metrics_kind,
+)
 from .losses import StepContext, build_objective
 from .problems import Problem, load_problem
 from .trainer import chunks, load_model
@@ -67,7 +82,7 @@ def _test_trajectories(f) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return t, y0, states
 
 
-def _pendulum(predict, problem: Problem, f, options) -> dict:
+def _pendulum(predict, problem: Problem, f, options: PendulumOptions) -> dict:
     t, y0, states = _test_trajectories(f)
     return M.evaluate_pendulum(
         predict,
@@ -76,17 +91,18 @@ def _pendulum(predict, problem: Problem, f, options) -> dict:
         y0,
         states,
         form=problem.form,
-        phase_grid=options.get("phase_grid", 250),
+        phase_grid=options.phase_grid,
     )
 
 
-def _ode(predict, problem: Problem, f, options) -> dict:
-    """Any ODE system without an evaluator of its own: :func:`metrics.evaluate_ode` on the
-    test trajectories; the phase-space grid (two states) spans ``options["phase_box"]``,
-    default the box of the file's initial states."""
+def _ode(predict, problem: Problem, f, options: FlowMapOptions) -> dict:
+    """The flow-map metrics (every ODE system unless it declares another kind):
+    :func:`metrics.evaluate_ode` on the test trajectories; the phase-space grid (two
+    states) spans ``options.phase_box``, default the box of the file's initial states."""
     t, y0, states = _test_trajectories(f)
-    box = options.get("phase_box")
-    assert isinstance(problem.system, ODESystem)  # evaluate() picks _ode for ODE systems only
+    box = options.phase_box
+    if not isinstance(problem.system, ODESystem):
+        raise DatasetError(f"{problem.system.name}: the flow-map metrics are for ODE systems")
     if box is None and problem.system.n_state == 2:
         y0_all = f["trajectories/initial_states"][...]
         y0_all = y0_all[np.isfinite(y0_all).all(axis=1)]
@@ -98,15 +114,16 @@ def _ode(predict, problem: Problem, f, options) -> dict:
         y0,
         states,
         form=problem.form,
-        phase_grid=options.get("phase_grid", 100),
+        phase_grid=options.phase_grid,
         phase_box=box,
     )
 
 
-def _allen_cahn(predict, problem: Problem, f, options) -> dict:
-    n = options.get("grid", 201)
+def _allen_cahn(predict, problem: Problem, f, options: AllenCahnOptions) -> dict:
+    n = options.grid
     system = problem.system
-    assert isinstance(system, FieldSystem)  # EVALUATORS: the Allen-Cahn systems
+    if not isinstance(system, FieldSystem):
+        raise DatasetError(f"{system.name}: the allen-cahn metrics are for field systems")
     if not system.parameter_inputs:
         return M.evaluate_allen_cahn(predict, system, n=n)
     out = {}
@@ -122,14 +139,14 @@ def _allen_cahn(predict, problem: Problem, f, options) -> dict:
     return out
 
 
-def _kovasznay(predict, problem, f, options) -> dict:
-    return M.evaluate_kovasznay(predict, problem.system, n=options.get("grid", 200))
+def _kovasznay(predict, problem, f, options: KovasznayOptions) -> dict:
+    return M.evaluate_kovasznay(predict, problem.system, n=options.grid)
 
 
-def _continuity(predict, problem, f, options) -> dict:
+def _continuity(predict, problem, f, options: ContinuityOptions) -> dict:
     if "fields/rho" not in f:
         raise DatasetError(f"{f.filename}: continuity metrics need the grid file (/fields/rho)")
-    stride = int(options.get("frame_stride", 10))
+    stride = options.frame_stride
     t = f["grid/t"][...][::stride]
     rho = f["fields/rho"][::stride]
     frames = np.arange(0, len(f["grid/t"]), stride)
@@ -139,7 +156,7 @@ def _continuity(predict, problem, f, options) -> dict:
     )
 
 
-def _grid_field(predict, problem, f, options) -> dict:
+def _grid_field(predict, problem, f, options: EvaluateOptions) -> dict:
     if "fields" not in f:
         return {}
     (name,) = list(f["fields"])
@@ -151,16 +168,16 @@ def _grid_field(predict, problem, f, options) -> dict:
     return M.evaluate_field(predict, problem.system, X, u, cell=cell)
 
 
-#: the experiment metrics of each system (paper.md §3.5, §4.5, §5.4, §6.5, §7.3, §8.5);
-#: any other ODE system gets the flow-map metrics of :func:`metrics.evaluate_ode`
+#: the experiment metrics of each kind a system may declare in ``metrics_kind`` (paper.md
+#: §3.5, §4.5, §5.4, §6.5, §7.3, §8.5); ODE systems default to ``"flow-map"``, the metrics
+#: of :func:`metrics.evaluate_ode`; their options: :data:`evaluate_options.OPTIONS`
 EVALUATORS: dict[str, Callable] = {
     "pendulum": _pendulum,
+    "flow-map": _ode,
     "allen-cahn": _allen_cahn,
-    "allen-cahn-exp": _allen_cahn,
-    "allen-cahn-multi": _allen_cahn,
     "kovasznay": _kovasznay,
     "continuity": _continuity,
-    "kdv": _grid_field,
+    "grid-field": _grid_field,
 }
 
 
@@ -183,12 +200,26 @@ def split_losses(model, problem: Problem, objective, engine: str = "auto") -> di
     return out
 
 
+def data_system(data) -> type[System] | None:
+    """The class of the system a dataset file records (None: not registered; loading the
+    file then says so), read from its attributes alone."""
+    with open_dataset(data) as f, damaged_file_errors(data):
+        return SYSTEMS.get(str(provenance(f).get("system")))
+
+
 def evaluate(checkpoint, data, *, options: dict | None = None, device="cpu") -> dict[str, Any]:
-    """Metrics of the network in ``checkpoint`` on the dataset file ``data``."""
-    options = dict(options or {})
+    """Metrics of the network in ``checkpoint`` on the dataset file ``data``. ``options``:
+    those of the metrics of the file's system (:mod:`evaluate_options`), checked first (a
+    one-line :class:`~derlhybrid.learn.config.ConfigError` for an unknown key or a wrong
+    type)."""
+    cls = data_system(data)
+    opts = check_options(cls, options) if cls is not None else None
     model, ckpt = load_model(checkpoint, map_location=device)
     cfg = ckpt["config"]
-    problem = load_problem(data, form=cfg["data"]["form"], variant=options.get("variant"))
+    variant = opts.variant if opts is not None else (options or {}).get("variant")
+    problem = load_problem(data, form=cfg["data"]["form"], variant=variant)
+    if opts is None:  # not reached: load_problem refuses an unregistered system
+        opts = check_options(problem.system, options)
     trained = ckpt["system"]
     if problem.system.name != trained["system"]:
         raise DatasetError(
@@ -218,10 +249,9 @@ def evaluate(checkpoint, data, *, options: dict | None = None, device="cpu") -> 
         "epochs": ckpt["epoch"],
         "splits": split_losses(model, problem, objective, engine),
     }
-    evaluator = EVALUATORS.get(problem.system.name)
-    if evaluator is None and isinstance(problem.system, ODESystem):
-        evaluator = _ode
-    if evaluator is not None:
+    kind = metrics_kind(problem.system)
+    if kind is not None:
         with open_dataset(data) as f, damaged_file_errors(data):
-            result["metrics"] = evaluator(make_predict(model, engine), problem, f, options)
+            predict = make_predict(model, engine)
+            result["metrics"] = EVALUATORS[kind](predict, problem, f, opts)
     return M.to_jsonable(result)

@@ -128,8 +128,11 @@ def _read(data) -> dict[str, Any]:
     with open_dataset(data, layout="trajectories") as f:
         prov = provenance(f)
         system = get_system(prov["system"], prov.get("system_parameters") or {})
-        if system.name != "pendulum":
-            raise ValueError(f"the HNN baseline is for the pendulum, {data} holds {system.name}")
+        if not getattr(system, "damped_hamiltonian_1dof", False):
+            raise ValueError(
+                f"the HNN baseline is for a damped Hamiltonian system of one degree of freedom "
+                f"(damped_hamiltonian_1dof = True: the pendulum), {data} holds {system.name}"
+            )
         splits = _ok_splits(f, h5_dataset(f, "trajectories/initial_states").shape[0])
         out = {"system": system, "provenance": prov, "t": h5_dataset(f, "trajectories/t")[...]}
         for name, idx in splits.items():

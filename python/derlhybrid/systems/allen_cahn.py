@@ -35,6 +35,7 @@ class _AllenCahnBase(FieldSystem):
     kind = "steady"
     outputs = ("u",)
     has_exact = True
+    metrics_kind = "allen-cahn"
 
     def diffusion(self, X) -> np.ndarray:
         raise NotImplementedError

@@ -27,7 +27,9 @@ Defining your own system::
         def sample_initial_states(self, rng, n):
             return rng.uniform(0.5, 1.5, (n, 1))
 
-After ``register`` the system is available to ``derl generate decay --param k=2``.
+After ``register`` the system is available to ``derl generate decay --param k=2``. Its
+metrics (``derl evaluate``) follow the class variable ``metrics_kind``: ``"flow-map"`` for
+every ODE system unless it declares another kind (:mod:`derlhybrid.learn.evaluate_options`).
 """
 
 from __future__ import annotations
@@ -103,6 +105,13 @@ class System:
     name: ClassVar[str] = "system"
     kind: ClassVar[str] = "abstract"  # "ode" | "pde" | "steady"
     description: ClassVar[str] = ""
+    #: the kind of experiment metrics its data support (``derl evaluate`` and ``derl
+    #: reproduce`` pick the metrics and their options by it, not by the name):
+    #: ``"pendulum"``, ``"flow-map"`` (the default of ODE systems), ``"allen-cahn"``,
+    #: ``"kovasznay"``, ``"continuity"`` or ``"grid-field"`` (the field of a grid file
+    #: against the network, KdV); None: the split losses only
+    #: (:mod:`derlhybrid.learn.evaluate_options` lists each kind's options)
+    metrics_kind: ClassVar[str | None] = None
 
     def __post_init__(self):
         for spec in self.parameter_specs():
@@ -156,6 +165,7 @@ class ODESystem(System):
     """
 
     kind: ClassVar[str] = "ode"
+    metrics_kind: ClassVar[str | None] = "flow-map"
     state_names: ClassVar[tuple[str, ...]] = ()
     rhs_kernel: ClassVar[Any] = None
     rhs_lanes_kernel: ClassVar[Any] = None
@@ -183,6 +193,11 @@ class ODESystem(System):
     #: second-order (mechanical) form: the state is (q, v) with q' = v; a flow-map network
     #: may then output the positions q alone, its velocity being ∂q̂/∂t (the paper's pendulum)
     second_order: ClassVar[bool] = False
+    #: a damped mechanical system of one degree of freedom, state (q, v), with parameters
+    #: ``m`` (mass) and ``b`` (linear damping): m v' = −∂V/∂q − b v, the separable
+    #: Hamiltonian H = p²/2m + V(q) of p = m v with the damping force −b v added — what the
+    #: HNN baseline (:mod:`derlhybrid.learn.hnn`) models (the pendulum)
+    damped_hamiltonian_1dof: ClassVar[bool] = False
 
     def vector_field(self, t, y, xp=np):
         """f(t, y) on states ``(N, n_state)`` of any array namespace ``xp`` (NumPy or torch:

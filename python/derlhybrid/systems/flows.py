@@ -17,6 +17,7 @@ class Kovasznay(FieldSystem):
     v = (λ/2π) e^{λx} sin 2πy, p = ½(1 − e^{2λx}), λ = Re/2 − √(Re²/4 + 4π²)."""
 
     name = "kovasznay"
+    metrics_kind = "kovasznay"
     kind = "steady"
     description = "Kovasznay flow (steady Navier–Stokes, exact)"
     inputs = ("x", "y")

@@ -63,6 +63,8 @@ class Pendulum(ODESystem):
     t_end_default = 10.0
 
     second_order = True
+    damped_hamiltonian_1dof = True
+    metrics_kind = "pendulum"
 
     def vector_field(self, t, y, xp=np):
         theta, omega = y[:, 0], y[:, 1]

@@ -31,6 +31,7 @@ class Continuity(FieldSystem):
     w = 0.05 since every centre lies within 0.81 of it... see ``boundary_mass``)."""
 
     name = "continuity"
+    metrics_kind = "continuity"
     kind = "pde"
     description = "continuity equation, rotation field u = (−y, x), four Gaussians"
     inputs = ("t", "x", "y")
@@ -156,6 +157,7 @@ class KdV(FieldSystem):
     u(0, x) = cos(πx) (paper.md §8). No closed form: ground truth by the spectral solver."""
 
     name = "kdv"
+    metrics_kind = "grid-field"
     kind = "pde"
     description = "KdV u_t + u u_x + ν u_xxx = 0, periodic on [−1, 1), u0 = cos πx"
     inputs = ("t", "x")

@@ -6,12 +6,14 @@ or space) or a list of parameter sets of a parametric family (a phase of an exte
 new parameters); ``None`` is the whole domain. :func:`evaluate_regions` predicts once on
 the experiment's evaluation grid and reduces the pointwise errors per region:
 
-* KdV (``kdv``): the grid of the data file (the paper's 201×401 ``/variants/paper_grid``
+The metrics follow the kind the system declares (``System.metrics_kind``):
+
+* KdV (``grid-field``): the grid of the data file (the paper's 201×401 ``/variants/paper_grid``
   when present), cell Δt·Δx: ``u`` = |û − u| against the numerical solution, ``residual``
   = |û_t + û û_x + ν û_xxx|, and with a ``reference`` network (a teacher) ``jacobian`` =
   ‖∇û − ∇û_T‖ and ``hessian`` = ‖Hû − Hû_T‖_F;
-* Allen–Cahn (``allen-cahn``): the n×n grid of the box: ``u``, ``forcing`` (f̂ = λΔû − û +
-  û³ against f) and ``gradient``;
+* Allen–Cahn (``allen-cahn``): the n×n grid of the box (option ``grid``, default 201):
+  ``u``, ``forcing`` (f̂ = λΔû − û + û³ against f) and ``gradient``;
 * parametric Allen–Cahn families: per parameter set of the region the grid errors, and
   their means (``u.rel_l2``, ``forcing.rel_l2``, ``u.l2``, ``forcing.l2``).
 
@@ -25,11 +27,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..data.store import open_dataset
 from ..learn import metrics as M
+from ..learn.evaluate_options import validate_options
 
-__all__ = ["Region", "evaluate_regions", "kdv_grid"]
+__all__ = [
+    "AllenCahnRegionOptions",
+    "Region",
+    "RegionOptions",
+    "check_region_options",
+    "evaluate_regions",
+    "kdv_grid",
+]
 
 #: a region: {"box": {input: (lo, hi)}} and/or {"parameters": [[...], ...]}; {} = all
 Region = Mapping[str, Any]
@@ -117,8 +128,8 @@ def _ac_stats(parts, m, cell) -> dict:
     }
 
 
-def _allen_cahn(predict, system, f, regions, reference, options) -> dict:
-    n = int(options.get("grid", 201))
+def _allen_cahn(predict, system, f, regions, reference, options: AllenCahnRegionOptions) -> dict:
+    n = options.grid
     coords = system.coordinates
     _, pts, cell = M._grid(system, coords, n)
     pos = [system.inputs.index(c) for c in coords]
@@ -174,12 +185,37 @@ def _allen_cahn(predict, system, f, regions, reference, options) -> dict:
     return out
 
 
+class RegionOptions(BaseModel):
+    """The ``evaluate`` options of the region metrics of a grid field (KdV): none."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class AllenCahnRegionOptions(RegionOptions):
+    """Allen–Cahn region metrics: ``grid`` points per axis of the box."""
+
+    grid: int = Field(201, ge=2)
+
+
+#: the region metrics and their options of each kind of metrics (``System.metrics_kind``)
 _EVALUATORS = {
-    "kdv": _kdv,
-    "allen-cahn": _allen_cahn,
-    "allen-cahn-exp": _allen_cahn,
-    "allen-cahn-multi": _allen_cahn,
+    "grid-field": (_kdv, RegionOptions),
+    "allen-cahn": (_allen_cahn, AllenCahnRegionOptions),
 }
+
+
+def check_region_options(system, options: Mapping[str, Any] | None, *, where="evaluate"):
+    """The region metrics of ``system`` (an instance or a class) and its ``options``,
+    validated: ``(evaluator, options)``; a one-line ``ValueError`` (a
+    :class:`~derlhybrid.learn.config.ConfigError` for the options) otherwise."""
+    kind = getattr(system, "metrics_kind", None)
+    if kind not in _EVALUATORS:
+        raise ValueError(
+            f"no region metrics for {system.name!r} (metrics_kind {kind!r}); "
+            f"kinds with region metrics: {', '.join(_EVALUATORS)}"
+        )
+    fn, model = _EVALUATORS[kind]
+    return fn, validate_options(model, options, where=where, what=f"{kind} region metrics")
 
 
 def evaluate_regions(
@@ -201,17 +237,12 @@ def evaluate_regions(
     model.eval()
     sysd = ckpt["system"]
     system = get_system(sysd["system"], sysd.get("parameters") or {})
-    if system.name not in _EVALUATORS:
-        raise ValueError(
-            f"no region metrics for {system.name!r}; systems: {', '.join(_EVALUATORS)}"
-        )
+    fn, opts = check_region_options(system, options)
     engine = (ckpt.get("config") or {}).get("train", {}).get("engine", "auto")
     ref = None
     if reference is not None:
         ref_model, _ = load_model(reference)
         ref = _predictor(ref_model.eval(), engine)
     with open_dataset(data) as f:
-        out = _EVALUATORS[system.name](
-            _predictor(model, engine), system, f, dict(regions), ref, dict(options or {})
-        )
+        out = fn(_predictor(model, engine), system, f, dict(regions), ref, opts)
     return M.to_jsonable(out)

@@ -212,7 +212,7 @@ def transfer_error_maps(runs: list[RunInfo], out_dir: Path) -> list[Path]:
         panels = []
         for lr in loaded:
             try:
-                if system.name == "kdv":
+                if system.metrics_kind == "grid-field":  # the data grid's field (KdV)
                     a, b, err = _kdv_error_grid(lr, lr.run.data)
                     names = ("t", "x")
                 else:

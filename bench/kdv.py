@@ -9,10 +9,10 @@ Measured in the same run (best of ``--repeats`` for ours, once for the slow ones
 * ours: ``solve_kdv`` with its default tolerance (1e-10, pilot runs included), and with a
   fixed step of 0.005/32 (6400 steps);
 * the same ETDRK4 steps written with ``numpy.fft`` (the library peer that the Numba FFT of
-  ``pde.py`` replaces: per-call overhead dominates at 400 points);
+  ``kernels/spectral.py`` replaces: per-call overhead dominates at 400 points);
 * the reference: Krogstad's ETDRK4-B on NumPy's complex FFT (``bench/_reference.py``, no
-  code shared with ``pde.py``) at 64 steps per frame; its own error is bounded by comparing
-  it with 32 steps per frame and with ETDRK4 at 256 steps per frame;
+  code shared with ``kernels/kdv.py``) at 64 steps per frame; its own error is bounded by
+  comparing it with 32 steps per frame and with ETDRK4 at 256 steps per frame;
 * the paper's path (``scipy.integrate.odeint`` + ``scipy.fftpack.diff`` on the 401-point
   grid), run on t in [0, ``--odeint-horizon``] and extrapolated linearly to t = 1 (its
   cost is linear in the horizon: LSODA stays on its non-stiff method with a constant step
@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from derlhybrid import __version__
-from derlhybrid.kernels import pde
+from derlhybrid.kernels import kdv
 from derlhybrid.kernels.pde import KDV_NU, periodic_grid, solve_kdv, with_periodic_endpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,7 +68,7 @@ def etdrk4_numpy_fft(nu, x, t, u0, substeps: int) -> np.ndarray:
     lin = 1j * nu * k**3
     g = -0.5j * k
     h = (t[1] - t[0]) / substeps
-    e, e2, q, f1, f2, f3 = pde._etdrk4_coefficients(lin, h, 64)
+    e, e2, q, f1, f2, f3 = kdv.etdrk4_coefficients(lin, h, 64)
     qg, f1g, f2g, f3g = q * g, f1 * g, 2 * f2 * g, f3 * g
 
     def nl(v):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from derlhybrid.learn import metrics as M
+from derlhybrid.learn.metrics_stats import RunningStats
 from derlhybrid.systems import (
     AllenCahn,
     AllenCahnExp,
@@ -86,7 +87,7 @@ def test_error_stats_constant_over_a_grid_gives_c_sqrt_area():
 
 def test_streaming_statistics_match_one_pass():
     e = np.random.default_rng(0).normal(3.0, 0.01, 10_001)
-    acc = M._RunningStats()
+    acc = RunningStats()
     for chunk in np.array_split(e, 7):
         acc.update(chunk, chunk)
     got, ref = acc.result(0.5), M.error_stats(e, 0.5, reference=e)

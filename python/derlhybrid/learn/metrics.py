@@ -54,7 +54,9 @@ __all__ = [
     "DEFAULT_BATCH",
     "MultiIndex",
     "Predict",
+    "assemble_inputs",
     "cumulative_error_curve",
+    "derivative_getter",
     "error_stats",
     "evaluate_allen_cahn",
     "evaluate_continuity",
@@ -66,19 +68,14 @@ __all__ = [
     "mass_rmse",
     "multi_index",
     "non_finite_paths",
+    "predict_batched",
     "relative_l2",
+    "residual_indices",
     "spectral_error_norm",
+    "stack_hessian",
+    "stack_jacobian",
+    "tensor_grid",
     "to_jsonable",
     "trajectory_errors",
     "write_metrics",
 ]
-
-# The former private names, still read as ``metrics._grid`` etc. by experiments/figures and
-# transfer/regions; new code uses the public names of metrics_predict.
-_predict = predict_batched
-_residual_indices = residual_indices
-_derivative_getter = derivative_getter
-_jacobian = stack_jacobian
-_hessian = stack_hessian
-_grid = tensor_grid
-_assemble = assemble_inputs

@@ -77,15 +77,15 @@ def _kdv(predict, system, f, regions, reference, options) -> dict:
     cell = float((t[1] - t[0]) * (x[1] - x[0]))
     pos = [system.inputs.index(c) for c in system.coordinates]
     idx = [(p,) for p in pos] + [tuple(sorted((p, q))) for p in pos for q in pos]
-    idx += M._residual_indices(system)
-    v = M._predict(predict, X, idx, M.DEFAULT_BATCH)
+    idx += M.residual_indices(system)
+    v = M.predict_batched(predict, X, idx, M.DEFAULT_BATCH)
     err = np.abs(v[()][:, 0] - u)
-    R = np.abs(np.asarray(system.pde_residual(M._derivative_getter(system, v), X, {}, np))[:, 0])
+    R = np.abs(np.asarray(system.pde_residual(M.derivative_getter(system, v), X, {}, np))[:, 0])
     extra = {}
     if reference is not None:
-        w = M._predict(reference, X, idx, M.DEFAULT_BATCH)
-        J, JT = M._jacobian(v, pos), M._jacobian(w, pos)
-        H, HT = M._hessian(v, pos), M._hessian(w, pos)
+        w = M.predict_batched(reference, X, idx, M.DEFAULT_BATCH)
+        J, JT = M.stack_jacobian(v, pos), M.stack_jacobian(w, pos)
+        H, HT = M.stack_hessian(v, pos), M.stack_hessian(w, pos)
         extra["jacobian"] = (
             np.sqrt(np.sum((J - JT) ** 2, axis=(1, 2))),
             np.sqrt(np.sum(JT**2, axis=(1, 2))),
@@ -110,12 +110,12 @@ def _kdv(predict, system, f, regions, reference, options) -> dict:
 
 def _ac_pointwise(system, X, v, pos):
     """|û − u|, û − u, f̂ − f, ‖∇û − ∇u‖ and the references at points X (predictions v)."""
-    d = M._derivative_getter(system, v)
+    d = M.derivative_getter(system, v)
     f_hat = np.asarray(system.pde_residual(d, X, {"forcing": np.zeros(len(X))}, np))[:, 0]
     u = system.exact(X)[:, 0]
     force = np.asarray(system.forcing(X), dtype=np.float64)
     g_true = system.jacobian(X)[:, 0, :]
-    g_err = np.linalg.norm(M._jacobian(v, pos)[:, 0, :] - g_true, axis=1)
+    g_err = np.linalg.norm(M.stack_jacobian(v, pos)[:, 0, :] - g_true, axis=1)
     return v[()][:, 0] - u, u, f_hat - force, force, g_err, np.linalg.norm(g_true, axis=1)
 
 
@@ -131,12 +131,12 @@ def _ac_stats(parts, m, cell) -> dict:
 def _allen_cahn(predict, system, f, regions, reference, options: AllenCahnRegionOptions) -> dict:
     n = options.grid
     coords = system.coordinates
-    _, pts, cell = M._grid(system, coords, n)
+    _, pts, cell = M.tensor_grid(system, coords, n)
     pos = [system.inputs.index(c) for c in coords]
-    idx = [(p,) for p in pos] + M._residual_indices(system)
+    idx = [(p,) for p in pos] + M.residual_indices(system)
     params = tuple(system.parameter_inputs)
     if not params:
-        v = M._predict(predict, pts, idx, M.DEFAULT_BATCH)
+        v = M.predict_batched(predict, pts, idx, M.DEFAULT_BATCH)
         parts = _ac_pointwise(system, pts, v, pos)
         out = {}
         for name, region in regions.items():
@@ -152,8 +152,8 @@ def _allen_cahn(predict, system, f, regions, reference, options: AllenCahnRegion
     cols = {c: np.tile(pts[:, i], len(keys)) for i, c in enumerate(coords)}
     for j, p in enumerate(params):
         cols[p] = np.repeat([k[j] for k in keys], len(pts))
-    X = M._assemble(system, cols, len(pts) * len(keys))
-    v = M._predict(predict, X, idx, M.DEFAULT_BATCH)
+    X = M.assemble_inputs(system, cols, len(pts) * len(keys))
+    v = M.predict_batched(predict, X, idx, M.DEFAULT_BATCH)
     parts = _ac_pointwise(system, X, v, pos)
     per_set = {}
     for i, k in enumerate(keys):

@@ -40,10 +40,10 @@ def _allen_cahn_fields(lr: Loaded, n: int):
     """|û − u| and |f̂ − f| on the n×n grid of the box ('ij'), as in metrics._allen_cahn_on."""
     system = lr.system
     coords = system.coordinates
-    axes, X, _ = M._grid(system, coords, n)
+    axes, X, _ = M.tensor_grid(system, coords, n)
     pos = [system.inputs.index(c) for c in coords]
-    v = lr.eval(X, [(p,) for p in pos] + M._residual_indices(system))
-    d = M._derivative_getter(system, v)
+    v = lr.eval(X, [(p,) for p in pos] + M.residual_indices(system))
+    d = M.derivative_getter(system, v)
     f_hat = np.asarray(system.pde_residual(d, X, {"forcing": np.zeros(len(X))}, np))[:, 0]
     u_err = np.abs(v[()][:, 0] - system.exact(X)[:, 0]).reshape(n, n)
     f_err = np.abs(f_hat - np.asarray(system.forcing(X), dtype=np.float64)).reshape(n, n)

@@ -69,7 +69,7 @@ def _continuity_reference(path: Path):
 def _continuity_frame(lr: Loaded, tk: float, x, y) -> np.ndarray:
     X_, Y_ = np.meshgrid(x, y, indexing="ij")
     cols = {"t": np.full(X_.size, tk), "x": X_.ravel(), "y": Y_.ravel()}
-    X = M._assemble(lr.system, cols, X_.size)
+    X = M.assemble_inputs(lr.system, cols, X_.size)
     return lr.eval(X)[()][:, 0].reshape(x.size, y.size)
 
 

@@ -39,7 +39,7 @@ def kovasznay_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
         for lr in loaded:
             try:
                 system = lr.system
-                (x, y), X, _ = M._grid(system, system.coordinates, KOVASZNAY_GRID)
+                (x, y), X, _ = M.tensor_grid(system, system.coordinates, KOVASZNAY_GRID)
                 E = np.abs(lr.eval(X)[()] - system.exact(X))
                 E = E.reshape(x.size, y.size, -1)
                 panels.append((lr, x, y, E))

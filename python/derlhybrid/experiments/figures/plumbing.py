@@ -83,7 +83,7 @@ class Loaded:
     color: str = "tab:blue"
 
     def eval(self, X: np.ndarray, indices: Sequence[tuple[int, ...]] = ()) -> dict:
-        return M._predict(self.predict, X, list(indices), M.DEFAULT_BATCH)
+        return M.predict_batched(self.predict, X, list(indices), M.DEFAULT_BATCH)
 
 
 def slug(group: str) -> str:

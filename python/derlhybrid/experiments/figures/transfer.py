@@ -216,7 +216,7 @@ def transfer_error_maps(runs: list[RunInfo], out_dir: Path) -> list[Path]:
                     a, b, err = _kdv_error_grid(lr, lr.run.data)
                     names = ("t", "x")
                 else:
-                    axes, X, _ = M._grid(lr.system, lr.system.coordinates, TRANSFER_MAP_GRID)
+                    axes, X, _ = M.tensor_grid(lr.system, lr.system.coordinates, TRANSFER_MAP_GRID)
                     a, b = axes
                     err = np.abs(lr.eval(X)[()][:, 0] - lr.system.exact(X)[:, 0]).reshape(
                         len(a), len(b)

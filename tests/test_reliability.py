@@ -458,14 +458,16 @@ def test_permission_lost_mid_run(trained, tmp_path, capsys, monkeypatch):
 
 
 def test_reproduce_keeps_a_dataset_it_cannot_read(tmp_path):
-    from derlhybrid.experiments import runner
+    from derlhybrid.experiments.execute import ensure_dataset
+    from derlhybrid.experiments.plan import dataset_path
+    from derlhybrid.experiments.spec import ReproduceError
 
     request = {"system": "pendulum", "n_trajectories": 4, "n_times": 11}
-    path = tmp_path / "data" / f"d-{runner._hash(request)}.h5"
+    path = dataset_path(tmp_path, "d", request)
     path.parent.mkdir()
     path.write_bytes(b"not an HDF5 file, but somebody's")
-    with pytest.raises(runner.ReproduceError, match=f"delete {path}"):
-        runner._dataset(tmp_path, "d", request, progress=False)
+    with pytest.raises(ReproduceError, match=f"delete {path}"):
+        ensure_dataset(tmp_path, "d", request, progress=False)
     assert path.read_bytes() == b"not an HDF5 file, but somebody's"
 
 

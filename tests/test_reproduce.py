@@ -10,7 +10,8 @@ import pytest
 
 from derlhybrid.cli import main
 from derlhybrid.experiments import EXPERIMENTS, ReproduceError, load_spec, reproduce
-from derlhybrid.experiments.runner import DIVERGED_FACTOR, _get, divergence, plan
+from derlhybrid.experiments.report import dotted_get
+from derlhybrid.experiments.runner import DIVERGED_FACTOR, divergence, plan
 
 
 def test_every_experiment_of_the_paper_has_a_spec():
@@ -46,7 +47,7 @@ def test_smoke_run_end_to_end(name, tmp_path):
     for r in trained:
         assert Path(r["checkpoint"]).exists()
         for c in spec["columns"]:  # every metric of the table exists and is finite
-            v = _get(r["metrics"], c["path"])
+            v = dotted_get(r["metrics"], c["path"])
             assert isinstance(v, float) and math.isfinite(v), (r["name"], c["path"], v)
     md = (tmp_path / "results.md").read_text()
     for g in {r.group for r in runs}:

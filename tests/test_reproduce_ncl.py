@@ -14,7 +14,8 @@ import pytest
 
 from derlhybrid.experiments import ReproduceError, load_spec, reproduce
 from derlhybrid.experiments.ncl import NCLRun
-from derlhybrid.experiments.runner import _checks, _get, plan
+from derlhybrid.experiments.report import check_claims, dotted_get
+from derlhybrid.experiments.runner import plan
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -37,7 +38,7 @@ def test_smoke_end_to_end(smoke):
         assert r["kind"] == "ncl" and Path(r["checkpoint"]).is_file(), r["name"]
         assert r["trained_this_call"] and not r["diverged"], r["name"]
         for c in spec["columns"]:
-            v = _get(r["metrics"], c["path"])
+            v = dotted_get(r["metrics"], c["path"])
             assert isinstance(v, float) and math.isfinite(v), (r["name"], c["path"], v)
         # divergence-free by construction (float64): rounding level
         assert r["metrics"]["metrics"]["mass"]["max"] < 1e-12, r["name"]
@@ -163,7 +164,7 @@ def test_bound_checks():
         return {"group": "g", "mode": mode, "diverged": [], "stats": stats}
 
     table = [row("a", 1e-4), row("b", 2e-3)]
-    got = {c["claim"]: (c["holds"], c["values"]) for c in _checks(spec, table, "smoke")}
+    got = {c["claim"]: (c["holds"], c["values"]) for c in check_claims(spec, table, "smoke")}
     assert got == {
         "all": (False, [2e-3, 1e-3]),
         "one": (True, [1e-4, 1e-3]),

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from derlhybrid.experiments.runner import _aggregate, _markdown
+from derlhybrid.experiments.report import aggregate, results_markdown
 
 COLUMNS = [
     {"key": "u_l2", "title": "L2 u", "path": "metrics.u.l2"},
@@ -40,7 +40,7 @@ ROWS = [
 
 
 def test_mean_and_population_std_over_seeds():
-    table = {(t["group"], t["mode"]): t for t in _aggregate(ROWS, COLUMNS)}
+    table = {(t["group"], t["mode"]): t for t in aggregate(ROWS, COLUMNS)}
     assert list(table) == [("grid", "derl"), ("grid", "outl"), ("rand", "derl")]  # first seen
     t = table[("grid", "derl")]
     assert t["seeds"] == [1, 2, 3] and t["diverged"] == [] and t["label"] == "DERL"
@@ -61,12 +61,12 @@ def test_mean_and_population_std_over_seeds():
 
 def test_a_nan_value_makes_the_mean_nan_not_skipped():
     rows = [_row("g", "derl", 1, 1.0), _row("g", "derl", 2, float("nan"))]
-    (t,) = _aggregate(rows, COLUMNS[:1])
+    (t,) = aggregate(rows, COLUMNS[:1])
     assert math.isnan(t["stats"]["u_l2"]["mean"]) and t["stats"]["u_l2"]["n"] == 2
 
 
 def test_results_md_prints_mean_plus_minus_std():
-    table = _aggregate(ROWS, COLUMNS)
+    table = aggregate(ROWS, COLUMNS)
     spec = {
         "name": "toy",
         "title": "Toy",
@@ -75,7 +75,7 @@ def test_results_md_prints_mean_plus_minus_std():
         "paper": [{"group": "grid", "mode": "outl", "column": "u_l2", "value": 4.5}],
     }
     meta = {"version": "0", "torch": "0", "machine": "m", "cpus": 1, "seconds": 1.0}
-    lines = _markdown(spec, "full", table, [], ROWS, meta).splitlines()
+    lines = results_markdown(spec, "full", table, [], ROWS, meta).splitlines()
     derl = next(ln for ln in lines if ln.startswith("| DERL | 1,2,3 |"))
     assert derl.split(" | ")[2:4] == ["2.333 ± 1.247", "10 ± 0"]
     outl = next(ln for ln in lines if ln.startswith("| OUTL | 1 |"))
@@ -143,7 +143,7 @@ def test_checks_of_a_spec_are_validated(tmp_path, check, message):
 
 def test_a_bound_check_decides_over_the_seeds_of_its_worst_method():
     # a bound check before a pair check: neither may lose the runs (a name clash once did)
-    from derlhybrid.experiments.runner import _checks
+    from derlhybrid.experiments.report import check_claims
 
     rows = [
         _row("g", m, s, u)
@@ -163,6 +163,6 @@ def test_a_bound_check_decides_over_the_seeds_of_its_worst_method():
             },
         ],
     }
-    bound, pair = _checks(spec, _aggregate(rows, COLUMNS), "full", rows)
+    bound, pair = check_claims(spec, aggregate(rows, COLUMNS), "full", rows)
     assert bound["paired"]["n"] == 3 and bound["verdict"] == "holds"  # outl: 4, 5, 6 < 10
     assert pair["paired"]["wins"] == 3 and pair["verdict"] == "holds"

@@ -12,7 +12,8 @@ import pytest
 
 from derlhybrid.experiments import load_spec, reproduce
 from derlhybrid.experiments.pipelines import _resolve_range
-from derlhybrid.experiments.runner import _get, plan
+from derlhybrid.experiments.report import dotted_get
+from derlhybrid.experiments.runner import plan
 
 TRANSFER = ("kdv-distill", "kdv-transfer", "allen-cahn-transfer-space", "allen-cahn-transfer-param")
 
@@ -46,7 +47,7 @@ def test_smoke_end_to_end_and_resume(name, smoke):
             assert set(m["stages"][stage]) == set(m["regions"])
         assert "global" in m["regions"]
         for c in spec["columns"]:
-            v = _get(r["metrics"], c["path"])
+            v = dotted_get(r["metrics"], c["path"])
             assert isinstance(v, float) and math.isfinite(v), (r["name"], c["path"], v)
     # trained in this call (a first stage shared by several pipelines is linked into them)
     assert any(r["stages_trained_this_call"] for r in result["runs"])

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from derlhybrid.experiments.runner import EXPERIMENTS, _aggregate, _checks, _markdown, load_spec
+from derlhybrid.experiments.report import aggregate, check_claims, results_markdown
+from derlhybrid.experiments.runner import EXPERIMENTS, load_spec
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
 FILES = sorted(DOCS.glob("**/*results.json"))
@@ -46,10 +47,10 @@ def test_committed_tables_rebuild_from_their_runs(path):
     result = json.loads(path.read_text())
     spec = _spec_for(path, result)
     rows = result["runs"]
-    table = _aggregate(rows, spec.get("columns", []))
+    table = aggregate(rows, spec.get("columns", []))
     assert table == result["table"]
     md = path.with_name(path.name[: -len(".json")] + ".md")
-    rebuilt = _markdown(
-        spec, result["scale"], table, _checks(spec, table, result["scale"], rows), rows, result
+    rebuilt = results_markdown(
+        spec, result["scale"], table, check_claims(spec, table, result["scale"], rows), rows, result
     )
     assert _metric_tables(md.read_text()) == _metric_tables(rebuilt)

@@ -59,7 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .._io import write_text_atomic
 from .._tables import deep_merge as _merge
-from .pipelines import _hash  # the 8-character key of the shared first stages
+from .pipelines import short_hash  # the 8-character key of the shared first stages
 
 GROUP_KEYS = {"kind", "teacher", "student"}
 #: every key an ncl group may have (the runner's common ones that apply, and GROUP_KEYS)
@@ -286,7 +286,7 @@ def teacher_dir(run: NCLRun, data: Path, out: Path) -> Path:
     for k in _NOT_HASHED:
         cfg["train"].pop(k, None)
     cfg["data"].pop("path", None)
-    key = _hash({"group": run.group, "teacher": cfg, "data": Path(data).name})
+    key = short_hash({"group": run.group, "teacher": cfg, "data": Path(data).name})
     return Path(out) / "runs" / "_shared" / f"{run.group}-teacher-s{run.seed}-{key}"
 
 

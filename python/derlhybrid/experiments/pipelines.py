@@ -89,13 +89,14 @@ _STAGE_TABLES = ("data", "model", "objective", "train", "label")
 _INIT_LABELS = {"new": "new", "extend": "extend"}
 
 
-def _hash(obj) -> str:
+def short_hash(obj) -> str:
+    """The 8-character key of a shared folder (first stage, teacher): the hash of ``obj``."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def run_row(run, data: Path) -> dict[str, Any]:
     """The keys every row of ``results.json`` starts with: which run it is and its data
-    (a :class:`~derlhybrid.experiments.runner.Run` or a :class:`PipelineRun`)."""
+    (a :class:`~derlhybrid.experiments.plan.Run` or a :class:`PipelineRun`)."""
     keys = ("name", "group", "mode", "label", "seed", "dataset", "variant")
     return {**{k: getattr(run, k) for k in keys}, "data": str(data)}
 
@@ -423,7 +424,7 @@ def shared_first_stages(runs: list[PipelineRun], paths: dict[str, Path]) -> dict
     by: dict[str, list] = {}
     for r in runs:
         stages, _ = resolve(r, paths[r.dataset])
-        key = _hash({"group": r.group, "stage": stages[0], "phase": r.phases[0]})
+        key = short_hash({"group": r.group, "stage": stages[0], "phase": r.phases[0]})
         by.setdefault(key, []).append(r)
     return {k: v for k, v in by.items() if len(v) > 1}
 

@@ -267,3 +267,33 @@ def test_the_split_row_halves_the_work(counts):
     work = [sum(min(c, k) for c in counts) for k in range(1, max(counts))]
     best = min(range(1, max(counts)), key=lambda k: abs(work[k - 1] - sum(counts) / 2))
     assert abs(work[r - 1] - sum(counts) / 2) <= abs(work[best - 1] - sum(counts) / 2) + len(counts)
+
+
+def test_one_worker_and_two_give_the_same_bits(monkeypatch):
+    """The halves are cut whatever the workers, so a run's numbers do not depend on how
+    many cores it may use (``derl reproduce --engine ray`` and ``--jobs N`` train with one,
+    ``--jobs 1`` with all)."""
+    from derlhybrid.learn.derivatives import ragged_derivatives
+
+    monkeypatch.setattr(fused, "PARALLEL_ROWS", 16)
+    model = _model(2, 1, 3, dtype="float32")
+    xs = [torch.randn(n, 2) for n in (13, 8, 6)]
+    needs = [[(0,), (1,), (1, 1, 1)], [(0,), (1,)], []]
+    got = {}
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for workers in (1, 2):
+            for p in model.parameters():
+                p.grad = None
+            with fused.hand_written_backward(workers=workers):
+                ds = ragged_derivatives(model, list(zip(xs, needs, strict=True)))
+                assert ds is not None
+                loss = sum((d[k] ** 2).sum() for d in ds for k in d.keys())
+                loss.backward()
+            values = [d[k].detach().clone() for d in ds for k in sorted(d.keys())]
+            got[workers] = (values, [p.grad.clone() for p in model.parameters()])
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(got[1][0] + got[1][1], got[2][0] + got[2][1], strict=True):
+        assert torch.equal(a, b)

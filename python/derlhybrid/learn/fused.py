@@ -47,8 +47,9 @@ _active = [False]
 _workers = [1]
 
 #: from this many carried rows on (all derivatives' rows of a step summed), a Taylor pass
-#: is split into two halves of equal work, computed at once by two threads (numpy and
-#: OpenBLAS release the GIL), when the block allows two workers and torch runs one thread
+#: is split into two halves of equal work — always, so that the sums are the same whatever
+#: the threads — computed at once by two threads (numpy and OpenBLAS release the GIL) when
+#: the block allows two workers and torch runs one thread, else one after the other
 PARALLEL_ROWS = 4096
 
 
@@ -257,13 +258,14 @@ def taylor_tanh(model, x: torch.Tensor, plan, counts: Sequence[int] | None = Non
     (:class:`~derlhybrid.learn.derivatives.DerivativePlan`) of a tanh MLP, derivative
     ``m`` on the first ``counts[m]`` rows of ``x`` (default: all). With gradients enabled,
     their gradients reach the parameters' ``.grad`` by the hand-written backward pass.
-    Large passes inside a block with two workers run as two halves on two threads."""
+    Large passes run as two halves of equal work (at once on two threads inside a block
+    with two workers; the results are the same with one)."""
     cache = _cache(model)
     params = cache.params
     B = x.shape[0]
     counts = [B] * len(plan.indices) if counts is None else list(counts)
     X = x.detach().numpy()
-    if _workers[0] > 1 and torch.get_num_threads() == 1 and sum(counts) >= PARALLEL_ROWS:
+    if sum(counts) >= PARALLEL_ROWS:  # halves whatever the workers: the same sums either way
         r = _split_row(counts)
         parts = [(X[:r], [min(c, r) for c in counts]), (X[r:], [max(0, c - r) for c in counts])]
         states = _both(lambda p: _taylor_forward(cache.arrays, p[0], plan, p[1]), parts)
@@ -332,8 +334,12 @@ _POOL: list = []
 
 
 def _both(fn, halves: list) -> list:
-    """``[fn(h) for h in halves]`` (two halves), the second on a worker thread while the
-    calling thread computes the first (numpy and OpenBLAS release the GIL)."""
+    """``[fn(h) for h in halves]`` (two halves): with two workers allowed (and torch on one
+    thread), the second on a worker thread while the calling thread computes the first
+    (numpy and OpenBLAS release the GIL); otherwise one after the other. The arithmetic is
+    the same either way, so the results do not depend on the number of workers."""
+    if _workers[0] < 2 or torch.get_num_threads() != 1:
+        return [fn(h) for h in halves]
     if not _POOL:
         from concurrent.futures import ThreadPoolExecutor
 

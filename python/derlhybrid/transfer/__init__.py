@@ -8,8 +8,10 @@
   (modes :data:`DISTILL_MODES`: output, derivative, sobolev, hessian, der+hesl, sob+hesl,
   pinn replay, forgetting).
 * :func:`task_fisher`, :class:`EWCTerm` — elastic weight consolidation.
-* :class:`Pipeline` of :class:`Stage`\\ s, :func:`run_pipeline` — incremental training as
-  data (``derl stages CONFIG``), resumable stage by stage.
+* :class:`Pipeline` of :class:`Stage`\\ s (:mod:`.stage_config`), :func:`select_points`
+  (:mod:`.selection`), :func:`run_pipeline` (:mod:`.stage_runner`) — incremental training
+  as data (``derl stages CONFIG``), resumable stage by stage; :mod:`.stages` re-exports
+  all three.
 
 >>> from derlhybrid.transfer import Pipeline, run_pipeline
 >>> pipe = Pipeline.from_toml("allen-transfer.toml")     # doctest: +SKIP
@@ -33,14 +35,14 @@ from .ewc import task_fisher as task_fisher
 from .labels import Labels as Labels
 from .labels import label as label
 from .labels import read_labels as read_labels
-from .stages import EWCConfig as EWCConfig
-from .stages import LabelConfig as LabelConfig
-from .stages import Pipeline as Pipeline
-from .stages import Stage as Stage
-from .stages import StageResult as StageResult
-from .stages import run_pipeline as run_pipeline
-from .stages import select_points as select_points
-from .stages import stage_problem as stage_problem
+from .selection import select_points as select_points
+from .selection import stage_problem as stage_problem
+from .stage_config import EWCConfig as EWCConfig
+from .stage_config import LabelConfig as LabelConfig
+from .stage_config import Pipeline as Pipeline
+from .stage_config import Stage as Stage
+from .stage_runner import StageResult as StageResult
+from .stage_runner import run_pipeline as run_pipeline
 
 __all__ = [
     "DISTILL_MODES",

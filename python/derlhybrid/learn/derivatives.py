@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import fused
-from .models import _constants
+from .models import scalar_constants
 
 __all__ = [
     "ENGINES",
@@ -427,7 +427,7 @@ def _stacked_layer(
             return sig[k]
         got = scaled.get((k, coef))
         if got is None:
-            got = scaled[(k, coef)] = sig[k] * _constants(sig[k], (coef,))[0]
+            got = scaled[(k, coef)] = sig[k] * scalar_constants(sig[k], (coef,))[0]
         return got
 
     for m in range(n1 + 1, len(plan.indices)):

@@ -52,7 +52,7 @@ from ..systems import get_system
 from . import metrics as M
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .models import DTYPES
-from .problems import _ok_splits
+from .problems import ok_splits
 
 __all__ = ["HNN", "hnn_field", "load_hnn", "train_hnn"]
 
@@ -133,7 +133,7 @@ def _read(data) -> dict[str, Any]:
                 f"the HNN baseline is for a damped Hamiltonian system of one degree of freedom "
                 f"(damped_hamiltonian_1dof = True: the pendulum), {data} holds {system.name}"
             )
-        splits = _ok_splits(f, h5_dataset(f, "trajectories/initial_states").shape[0])
+        splits = ok_splits(f, h5_dataset(f, "trajectories/initial_states").shape[0])
         out = {"system": system, "provenance": prov, "t": h5_dataset(f, "trajectories/t")[...]}
         for name, idx in splits.items():
             if len(idx):

@@ -47,13 +47,22 @@ from .derivatives import (
 )
 from .problems import PointSet, Problem
 
-__all__ = ["MODES", "PARAMETERS", "TERMS", "Objective", "StepContext", "Term", "build_objective"]
+__all__ = [
+    "MODES",
+    "PARAMETERS",
+    "TERMS",
+    "Objective",
+    "StepContext",
+    "Term",
+    "build_objective",
+    "mse",
+]
 
 #: the point set of terms that read no points, only the network's weights (e.g. EWC)
 PARAMETERS = "parameters"
 
 
-def _mse(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+def mse(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
     if b is None:
         return a.square().mean()
     return nn.functional.mse_loss(a, b)  # one fused kernel forward and backward
@@ -92,7 +101,7 @@ class OutputTerm(Term):
     requires: ClassVar[tuple[str, ...]] = ("output",)
 
     def __call__(self, d, batch, ctx):
-        return _mse(d.value, batch.targets["output"])
+        return mse(d.value, batch.targets["output"])
 
 
 @dataclass(frozen=True)
@@ -108,7 +117,7 @@ class JacobianTerm(Term):
     def __call__(self, d, batch, ctx):
         di = ctx.problem.derivative_inputs
         jac = d[(di[0],)].unsqueeze(-1) if len(di) == 1 else d.jacobian(di)
-        return _mse(jac, batch.targets["jacobian"])
+        return mse(jac, batch.targets["jacobian"])
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,7 @@ class HessianTerm(Term):
         return [(i, j) for i in di for j in di if i <= j]
 
     def __call__(self, d, batch, ctx):
-        return _mse(d.hessian(ctx.problem.derivative_inputs), batch.targets["hessian"])
+        return mse(d.hessian(ctx.problem.derivative_inputs), batch.targets["hessian"])
 
 
 @dataclass(frozen=True)
@@ -183,7 +192,7 @@ class ResidualTerm(Term):
 
     def __call__(self, d, batch, ctx):
         aux = {k: batch.targets[k] for k in ctx.problem.system_aux if k in batch.targets}
-        return _mse(ctx.problem.residual(d, batch.X, aux))
+        return mse(ctx.problem.residual(d, batch.X, aux))
 
 
 @dataclass(frozen=True)
@@ -203,7 +212,7 @@ class InitialTerm(Term):
     def __call__(self, d, batch, ctx):
         p = ctx.problem
         if not p.initial_from_batch:
-            return _mse(d.value, batch.targets["output"])
+            return mse(d.value, batch.targets["output"])
         # a flow map's initial points (0, y0) are their own targets: y0 = (q0, v0)
         # (time_input is an int here: a flow map's inputs start with "t")
         pred = (
@@ -212,7 +221,7 @@ class InitialTerm(Term):
             else d.value
         )
         target = batch.targets["state"] if "state" in batch.targets else batch.X[:, 1:]
-        return _mse(pred, target)
+        return mse(pred, target)
 
 
 @dataclass(frozen=True)
@@ -223,7 +232,7 @@ class BoundaryTerm(Term):
     point_set: ClassVar[str] = "boundary"
 
     def __call__(self, d, batch, ctx):
-        return _mse(d.value, batch.targets["output"])
+        return mse(d.value, batch.targets["output"])
 
 
 @dataclass(frozen=True)
@@ -241,7 +250,7 @@ class PeriodicTerm(Term):
         cols = [d.value] + [d[(i,)] for i in ctx.problem.periodic_derivatives]
         both = torch.cat(cols, dim=1)
         half = both.shape[0] // 2
-        return _mse(both[:half], both[half:])
+        return mse(both[:half], both[half:])
 
 
 #: every term by name (what configs may name in ``[objective] terms``)

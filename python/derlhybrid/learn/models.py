@@ -31,7 +31,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _CONSTANTS: dict = {}
 
 
-def _constants(like: torch.Tensor, values) -> list[torch.Tensor]:
+def scalar_constants(like: torch.Tensor, values) -> list[torch.Tensor]:
     """0-d tensors of ``like``'s dtype and device (cached)."""
     out = []
     for v in values:
@@ -161,7 +161,7 @@ class Tanh(_PolynomialActivation):
             return super().derivatives(z, n, rows)
         if n >= 2 and _large(z):  # one autograd node: pays on large tensors only
             return list(_TanhJet.apply(z, n, rows))
-        one, m2, six = _constants(z, (1.0, -2.0, 6.0))
+        one, m2, six = scalar_constants(z, (1.0, -2.0, 6.0))
         return _tanh_jet(_tanh(z), n, rows, one, m2, six)
 
 
@@ -189,7 +189,7 @@ class _TanhJet(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z, n, rows):
-        one, m2, six = _constants(z, (1.0, -2.0, 6.0))
+        one, m2, six = scalar_constants(z, (1.0, -2.0, 6.0))
         a = torch.from_numpy(np.tanh(z.detach().numpy()))
         ctx.save_for_backward(a)
         ctx.rows = rows

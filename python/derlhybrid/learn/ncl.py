@@ -52,7 +52,7 @@ from .losses import (
     JacobianTerm,
     OutputTerm,
     Term,
-    _mse,
+    mse,
 )
 from .models import MLP, MLPConfig
 
@@ -255,7 +255,7 @@ class NCLMomentumTerm(_OnField, Term):
         return list(_FIRST)
 
     def __call__(self, d, batch, ctx):
-        return _mse(momentum_residual(self.field(d, ctx)))
+        return mse(momentum_residual(self.field(d, ctx)))
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,7 @@ class NCLDivergenceTerm(_OnField, Term):
         return list(_FIRST)
 
     def __call__(self, d, batch, ctx):
-        return _mse(density_residual(self.field(d, ctx)))
+        return mse(density_residual(self.field(d, ctx)))
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,7 @@ class NCLBoundaryTerm(_OnField, Term):
         x = batch.X[:, 1:4]
         n = x / x.norm(dim=-1, keepdim=True)
         m = self.field(d, ctx).value[:, 1:4]
-        return _mse((m * n).sum(-1))
+        return mse((m * n).sum(-1))
 
 
 @dataclass(frozen=True)
@@ -296,7 +296,7 @@ class NCLInitialTerm(_OnField, Term):
 
     def __call__(self, d, batch, ctx):
         target = batch.targets["output"]
-        return _mse(self.field(d, ctx).value[:, : target.shape[1]], target)
+        return mse(self.field(d, ctx).value[:, : target.shape[1]], target)
 
 
 @dataclass(frozen=True)

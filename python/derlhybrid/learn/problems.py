@@ -346,7 +346,7 @@ def _load_trajectories(
     rows_per_traj = arrays[2].shape[1]
     row_bytes = 8 * (1 + 2 * ns + 3 * ns)
     sets = {}
-    for split, idx in _ok_splits(f, arrays[1].shape[0]).items():
+    for split, idx in ok_splits(f, arrays[1].shape[0]).items():
         if stream.streams(len(idx) * rows_per_traj * row_bytes):
             per_block = max(1, stream.block_bytes // (rows_per_traj * row_bytes))
 
@@ -361,7 +361,7 @@ def _load_trajectories(
     return _flow_problem(system, form, n_q, sets)
 
 
-def _ok_splits(f, n: int) -> dict[str, np.ndarray]:
+def ok_splits(f, n: int) -> dict[str, np.ndarray]:
     """Sorted trajectory indices of every split; failed trajectories (NaN rows) are left
     out."""
     ok = f["trajectories/status"][...] == 0 if "trajectories/status" in f else None
@@ -393,7 +393,7 @@ def _interpolate_sets(f, form: str, n_q: int, stream: StreamPolicy) -> dict[str,
             f"{f.filename}: the interpolate mask ({mask.shape}) and anchor ({anchor}) do not "
             f"fit the {t.shape} trajectory times"
         )
-    splits = _ok_splits(f, y0_all.shape[0])
+    splits = ok_splits(f, y0_all.shape[0])
     ns = y0_all.shape[1]
     rows = sum(len(v) for v in splits.values()) * t.size
     if stream.streams(rows * 8 * (1 + 5 * ns)):  # as the streamed splits count

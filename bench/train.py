@@ -408,29 +408,23 @@ def _transfer_extras(batch: int):
 
 def kdv1000(path: Path, repeats: int, steps: int, compile_: bool, model_cfg, batch) -> dict:
     problem = transfer_problem(path)
-    runs = _runs(
-        path,
-        lambda: transfer_problem(path),
-        model_cfg,
-        {"mode": "pinn", "weights": TRANSFER_W},
-        compile_,
-        extras_fn=lambda: _transfer_extras(batch),
-        batch_size=batch,
-        condition_batch_size=batch,
-        lr=1e-3,
-    )
-    if runs["ours"][1].workers > 1:  # the one-core cost, for the extrapolated CPU-hours
-        one = _runs(
+
+    def build(compiled: bool) -> dict:
+        return _runs(
             path,
             lambda: transfer_problem(path),
             model_cfg,
             {"mode": "pinn", "weights": TRANSFER_W},
-            False,
+            compiled,
             extras_fn=lambda: _transfer_extras(batch),
             batch_size=batch,
             condition_batch_size=batch,
             lr=1e-3,
-        )["ours"]
+        )
+
+    runs = build(compile_)
+    if runs["ours"][1].workers > 1:  # the one-core cost, for the extrapolated CPU-hours
+        one = build(False)["ours"]
         one[1].workers = 1
         runs["ours_1_core"] = one
     ours, warm = {}, {}

@@ -16,7 +16,7 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["check_fields", "describe_type"]
+__all__ = ["PYDANTIC_TYPE_WORDS", "check_fields", "describe_type", "expected_type"]
 
 
 def _args(tp) -> tuple:
@@ -121,3 +121,23 @@ def check_fields(cls, values: dict[str, Any], where: str, error=ValueError) -> N
             " (write it without quotes)" if isinstance(value, str) and not _matches("", tp) else ""
         )
         raise error(f"{where}.{name} must be {describe_type(tp)}, got {_shown(value)}{hint}")
+
+
+#: pydantic's error types of a wrong type, in the words of a TOML user (the spec and the
+#: evaluate options, both pydantic models, name the expected type this way)
+PYDANTIC_TYPE_WORDS = {
+    "string_type": "a string",
+    "float_type": "a number",
+    "int_type": "an integer",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+}
+
+
+def expected_type(err) -> str | None:
+    """``expected <type>, got <value>`` for a pydantic wrong-type error, else None."""
+    words = PYDANTIC_TYPE_WORDS.get(err["type"])
+    return None if words is None else f"expected {words}, got {err['input']!r}"

@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
 from pydantic_core import ErrorDetails
 
+from .._typecheck import expected_type
+
 __all__ = ["Spec", "SpecError", "validate_spec"]
 
 Table = dict[str, Any]  # a table another parser reads (TrainConfig, GenerateRequest, …)
@@ -220,18 +222,6 @@ class Spec(_Model):
     baselines: list[Baseline] | None = None
 
 
-_TYPE_WORDS = {
-    "string_type": "a string",
-    "float_type": "a number",
-    "int_type": "an integer",
-    "bool_type": "true or false",
-    "list_type": "a list",
-    "dict_type": "a table",
-    "model_type": "a table",
-    "model_attributes_type": "a table",
-}
-
-
 def _where(loc: tuple, raw: dict) -> str:
     """``groups 'name'.modes.derl.lr`` from a pydantic location: list items named by their
     ``name`` where they have one, the discriminated union's tag after a group dropped."""
@@ -266,8 +256,9 @@ def _message(err: ErrorDetails) -> str:
         return f"unknown key {err['loc'][-1]!r}"
     if kind == "missing":
         return f"{err['loc'][-1]!r} is required"
-    if kind in _TYPE_WORDS:
-        return f"expected {_TYPE_WORDS[kind]}, got {err['input']!r}"
+    expected = expected_type(err)
+    if expected is not None:
+        return expected
     if kind == "literal_error":
         return f"{err['msg'][0].lower()}{err['msg'][1:]}, got {err['input']!r}"
     return f"{err['msg']} (got {err['input']!r})"

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
+from .._typecheck import expected_type
 from ..systems.base import System
 from .config import ConfigError
 
@@ -111,24 +112,14 @@ def metrics_kind(system: System | type[System]) -> str | None:
     return kind
 
 
-_TYPE_WORDS = {
-    "string_type": "a string",
-    "float_type": "a number",
-    "int_type": "an integer",
-    "bool_type": "true or false",
-    "list_type": "a list",
-    "dict_type": "a table",
-    "model_type": "a table",
-}
-
-
 def _message(err: ErrorDetails, where: str, what: str, allowed) -> str:
     path = ".".join([where, *map(str, err["loc"])])
     kind = err["type"]
     if kind == "extra_forbidden":
         return f"{path}: unknown option for {what} (allowed: {', '.join(sorted(allowed))})"
-    if kind in _TYPE_WORDS:
-        return f"{path}: expected {_TYPE_WORDS[kind]}, got {err['input']!r}"
+    expected = expected_type(err)
+    if expected is not None:
+        return f"{path}: {expected}"
     msg = err["msg"]
     return f"{path}: {msg[0].lower()}{msg[1:]}, got {err['input']!r}"
 

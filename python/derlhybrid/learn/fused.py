@@ -281,7 +281,7 @@ def taylor_tanh(model, x: torch.Tensor, plan, counts: Sequence[int] | None = Non
     if torch.is_grad_enabled() and any(p.requires_grad for p in params):
         y.requires_grad_(True)
 
-        def backward(grad, states=states, params=params, live=live):
+        def backward(grad, states=states, params=params):
             G = np.ascontiguousarray(grad.numpy())
             if len(states) == 1:
                 _accumulate(params, _taylor_backward(states[0], G))
@@ -351,15 +351,13 @@ def _both(fn, halves: list) -> list:
 
 def _tanh_poly(k: int) -> list[float]:
     """Coefficients (lowest power first, Python floats: numpy scalars would promote float32
-    arrays) of dσ⁽ᵏ⁾/da for tanh, σ⁽ᵏ⁾ a polynomial in a = tanh z: σ' = 1 − a²,
-    σ⁽ᵏ⁺¹⁾ = (dσ⁽ᵏ⁾/da)·(1 − a²)."""
+    arrays) of dσ⁽ᵏ⁾/da for tanh, σ⁽ᵏ⁾ the polynomial in a = tanh z of
+    :attr:`~derlhybrid.learn.models.Tanh.polynomials`."""
     got = _TANH_POLYS.get(k)
     if got is None:
-        P = np.polynomial.Polynomial
-        s1 = P([1.0, 0.0, -1.0])
-        poly = s1
-        for _ in range(k - 1):
-            poly = poly.deriv() * s1
+        from .models import Tanh
+
+        poly = np.polynomial.Polynomial(Tanh().polynomials[k - 1])
         got = _TANH_POLYS[k] = [float(c) for c in poly.deriv().coef]
     return got
 

@@ -114,7 +114,8 @@ class _PolynomialActivation(Activation):
     first: tuple[float, ...] = ()
 
     @cached_property
-    def _polys(self) -> list[np.ndarray]:
+    def polynomials(self) -> list[np.ndarray]:
+        """Coefficients (lowest power first) of σ', σ'', … as polynomials in ``var``."""
         polys: list[np.ndarray] = [np.array(self.first, dtype=np.float64)]
         g = np.polynomial.Polynomial(self.generator)
         for _ in range(7):  # derivatives up to order 8 (the engine needs ≤ 4)
@@ -131,7 +132,7 @@ class _PolynomialActivation(Activation):
         for k in range(1, n + 1):
             if k == 2 and rows is not None:
                 var = var[:rows]
-            c = self._polys[k - 1]
+            c = self.polynomials[k - 1]
             acc = torch.full_like(var, float(c[-1]))
             for coef in c[-2::-1]:  # Horner
                 acc = acc * var + float(coef)

@@ -229,7 +229,13 @@ def test_diverged_runs_are_flagged_not_fatal(tmp_path):
 def test_groups_restrict_the_plan(capsys):
     spec = load_spec("pendulum")
     datasets, runs = plan(spec, "full", groups=["conservative-interpolate"])
-    assert {r.group for r in runs} == {"conservative-interpolate"} and len(runs) == 5
+    assert {r.group for r in runs} == {"conservative-interpolate"}
+    # five modes at the seeds the spec's [scales.full] records; quick keeps one seed
+    assert sorted((r.mode, r.seed) for r in runs) == sorted(
+        (m, s) for m in ("derl", "sob", "outl", "pinn", "outl+pinn") for s in (30, 1, 2, 3, 4)
+    )
+    assert {r.seed for r in plan(spec, "quick")[1]} == {30}
+    assert all(r.config["train"]["schedule"] == {"kind": "cosine", "min_lr": 0.0} for r in runs)
     assert set(datasets) == {"conservative"}
     with pytest.raises(ReproduceError, match="no group 'nope' at scale quick"):
         plan(spec, "quick", groups=["nope"])

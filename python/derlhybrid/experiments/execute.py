@@ -144,6 +144,8 @@ def run_one(run: Run | PipelineRun | NCLRun, data: Path, out: Path, progress: bo
 
 
 def _baselines(spec, datasets_paths, out, scale, progress, groups) -> list[dict]:
+    """The spec's baselines, trained once per seed of their group's runs (``groups``: group
+    → its seeds, in plan order), each in ``runs/<name>-s<seed>``."""
     rows = []
     for b in spec.get("baselines", []):
         kind = b.get("kind")
@@ -156,27 +158,29 @@ def _baselines(spec, datasets_paths, out, scale, progress, groups) -> list[dict]
         key = b["dataset"]
         if key not in datasets_paths:
             continue
-        kw = dict(b.get("train", {}))
-        kw.update(b.get(scale, {}))
-        rdir = out / "runs" / f"{b['name']}"
-        t0 = time.perf_counter()
-        metrics = train_hnn(datasets_paths[key], rdir, progress=progress, **kw)
-        rows.append(
-            {
-                "name": b["name"],
-                "group": b["group"],
-                "mode": "hnn",
-                "label": "HNN",
-                "seed": kw.get("seed", 30),
-                "dataset": key,
-                "variant": None,
-                "data": str(datasets_paths[key]),
-                "checkpoint": str(rdir / "hnn.pt"),
-                "config": kw,
-                "train_seconds": round(time.perf_counter() - t0, 2),
-                "metrics": {"metrics": metrics},
-            }
-        )
+        for seed in groups[b["group"]]:
+            kw = dict(b.get("train", {}))
+            kw.update(b.get(scale, {}))
+            kw["seed"] = int(seed)
+            rdir = out / "runs" / f"{b['name']}-s{seed}"
+            t0 = time.perf_counter()
+            metrics = train_hnn(datasets_paths[key], rdir, progress=progress, **kw)
+            rows.append(
+                {
+                    "name": f"{b['name']}-s{seed}",
+                    "group": b["group"],
+                    "mode": "hnn",
+                    "label": "HNN",
+                    "seed": int(seed),
+                    "dataset": key,
+                    "variant": None,
+                    "data": str(datasets_paths[key]),
+                    "checkpoint": str(rdir / "hnn.pt"),
+                    "config": kw,
+                    "train_seconds": round(time.perf_counter() - t0, 2),
+                    "metrics": {"metrics": metrics},
+                }
+            )
     return rows
 
 
@@ -305,7 +309,12 @@ def run_plan(out, spec, scale, datasets, runs, progress, figures, jobs, t_start,
                 bar.update()
         rows = [done[run.name] for run in runs]
     bar.close()
-    rows += _baselines(spec, paths, out, scale, progress, {r.group for r in runs})
+    group_seeds: dict[str, list[int]] = {}
+    for r in runs:
+        group_seeds.setdefault(r.group, [])
+        if r.seed not in group_seeds[r.group]:
+            group_seeds[r.group].append(r.seed)
+    rows += _baselines(spec, paths, out, scale, progress, group_seeds)
 
     columns = spec.get("columns", [])
     table = aggregate(rows, columns)

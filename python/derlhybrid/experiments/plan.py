@@ -52,7 +52,7 @@ def plan(
     ``groups`` restricts them to those groups of the scale."""
     if scale not in SCALES:
         raise ReproduceError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
-    sc = spec.get("scales", {}).get(scale, {}) if scale != "full" else {}
+    sc = spec.get("scales", {}).get(scale, {})
     wanted = sc.get("groups") or [g["name"] for g in spec["groups"]]
     if groups:
         for gname in groups:

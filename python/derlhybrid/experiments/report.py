@@ -243,7 +243,7 @@ def results_markdown(spec, scale, table, checks, rows, meta) -> str:
             + (f"; missing: {', '.join(missing)}." if missing else "."),
             "",
         ]
-    sc = spec.get("scales", {}).get(scale, {}) if scale != "full" else {}
+    sc = spec.get("scales", {}).get(scale, {})
     notes = [*spec.get("notes", []), *(f"Scale {scale}: {n}" for n in sc.get("notes", []))]
     for note in notes:
         lines.append(f"- {note}")

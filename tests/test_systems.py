@@ -18,6 +18,7 @@ from derlhybrid.systems import (
     EulerBall,
     FieldSystem,
     Kovasznay,
+    ODESystem,
     Pendulum,
     get_system,
     parse_params,
@@ -158,6 +159,58 @@ def test_pendulum_field_and_jacobian():
     np.testing.assert_array_equal(f, fk)
     fd = _fd_jacobian(lambda Y: sys.rhs(0.0, Y), y)
     np.testing.assert_allclose(sys.jacobian(y), fd, atol=1e-9)
+
+
+_ODE_SYSTEMS = sorted(n for n, c in SYSTEMS.items() if issubclass(c, ODESystem))
+
+
+@pytest.mark.parametrize("name", _ODE_SYSTEMS)
+@pytest.mark.parametrize("variant", ["defaults", "parameters drawn"])
+def test_every_form_of_an_ode_field_is_its_vector_field(name, variant):
+    """The vector field is written once as an array function (``vector_field``, any array
+    namespace); every other form a system carries — the Numba kernel the integrator compiles,
+    the lane kernel, ``rhs``, the second-order ``residual`` a PINN reads, the ``jacobian`` —
+    must be that same field: checked here, for every registered ODE system, against it in
+    NumPy and against torch's autograd of its torch form."""
+    torch = pytest.importorskip("torch")
+    cls = SYSTEMS[name]
+    rng = np.random.default_rng(7)
+    if variant == "defaults":
+        sys = cls()
+    else:
+        sys = cls(
+            **{p.name: float(p.default) * rng.uniform(0.5, 1.5) for p in cls.parameter_specs()}
+        )
+    y = 3.0 * rng.normal(size=(200, sys.n_state))
+    t = 0.3
+    f = sys.vector_field(t, y)
+    assert f.shape == y.shape
+    scale = 1.0 + np.abs(f)
+    # the compiled kernel, state by state (the integrator's form)
+    fk = ODESystem.rhs(sys, t, y)
+    np.testing.assert_array_less(np.abs(fk - f) / scale, 1e-15)
+    np.testing.assert_array_less(np.abs(sys.rhs(t, y) - f) / scale, 1e-15)
+    if cls.rhs_lanes_kernel is not None:
+        p = np.repeat(sys.param_vector()[:, None], len(y), 1)
+        dy = np.empty((sys.n_state, len(y)))
+        cls.rhs_lanes_kernel(np.full(len(y), t), np.ascontiguousarray(y.T), p, dy)
+        np.testing.assert_array_less(np.abs(dy.T - f) / scale, 1e-15)
+    yt = torch.tensor(y, dtype=torch.float64)
+    ft = sys.vector_field(t, yt, xp=torch)
+    np.testing.assert_array_less(np.abs(ft.numpy() - f) / scale, 1e-15)
+    if hasattr(sys, "jacobian"):
+        jac = torch.func.vmap(torch.func.jacrev(lambda v: sys.vector_field(t, v, xp=torch)))(yt)
+        np.testing.assert_allclose(sys.jacobian(y), jac.numpy(), rtol=1e-14, atol=1e-14)
+    if cls.second_order:  # state (q, v), q' = v: residual(q, q', q'') of the true motion is 0
+        n = sys.n_state // 2
+        q, v, acc = y[:, :n], y[:, n:], f[:, n:]
+        np.testing.assert_array_equal(f[:, :n], v)
+        for xp_q, xp_v, xp_a in ((q, v, acc), tuple(torch.tensor(a) for a in (q, v, acc))):
+            res = np.asarray(sys.residual(xp_q.squeeze(-1), xp_v.squeeze(-1), xp_a.squeeze(-1)))
+            np.testing.assert_array_less(np.abs(res), 1e-14 * scale[:, n:].squeeze(-1))
+        # and it is this field's residual, not another: a wrong acceleration shows
+        wrong = sys.residual(q.squeeze(-1), v.squeeze(-1), acc.squeeze(-1) + 1e-6)
+        np.testing.assert_allclose(wrong, 1e-6, rtol=1e-6)
 
 
 def test_pendulum_lane_kernel_is_the_scalar_kernel_to_an_ulp():

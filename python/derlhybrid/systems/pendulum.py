@@ -67,16 +67,14 @@ class Pendulum(ODESystem):
     metrics_kind = "pendulum"
 
     def vector_field(self, t, y, xp=np):
-        theta, omega = y[:, 0], y[:, 1]
+        """The field, the one array definition: the kernels above, :meth:`residual` and
+        :meth:`jacobian` are checked against it (tests/test_systems.py)."""
+        theta, omega = y[..., 0], y[..., 1]
         acc = -(self.g / self.l) * xp.sin(theta) - (self.b / self.m) * omega
         return xp.stack([omega, acc], -1)
 
     def rhs(self, t, y) -> np.ndarray:
-        y = np.asarray(y, dtype=np.float64)
-        out = np.empty_like(y)
-        out[..., 0] = y[..., 1]
-        out[..., 1] = -(self.g / self.l) * np.sin(y[..., 0]) - (self.b / self.m) * y[..., 1]
-        return out
+        return self.vector_field(t, np.asarray(y, dtype=np.float64))
 
     def jacobian(self, y) -> np.ndarray:
         """∂f/∂(θ, ω) at states (..., 2) → (..., 2, 2)."""

@@ -139,7 +139,7 @@ def test_a_system_opts_into_an_existing_kind_or_gets_none():
         ("allen-cahn", {"grid": True}, "evaluate.grid: expected an integer, got True"),
         ("allen-cahn", {"grid": 1}, "evaluate.grid: input should be greater than or equal to 2"),
         ("pendulum", {"grid": 51}, "evaluate.grid: unknown option for pendulum metrics "
-         "(allowed: phase_grid, variant)"),
+         "(allowed: phase_grid, split, variant)"),
         ("continuity", {"frame_stride": "10"}, "evaluate.frame_stride: expected an integer"),
         ("kdv", {"grid": 5}, "evaluate.grid: unknown option for grid-field metrics "
          "(allowed: variant)"),
@@ -160,7 +160,7 @@ def test_flow_map_options():
     assert check_options(_Oscillator, {}) == FlowMapOptions(phase_grid=100, phase_box=None)
     with pytest.raises(ConfigError, match=r"^evaluate\.phase_box\.0: list should have at most"):
         check_options(_Oscillator, {"phase_box": [[-1, 1, 2], [0, 1]]})
-    with pytest.raises(ConfigError, match="allowed: phase_box, phase_grid, variant"):
+    with pytest.raises(ConfigError, match="allowed: phase_box, phase_grid, split, variant"):
         check_options(_Oscillator, {"phase_grd": 3})
 
 
@@ -174,6 +174,41 @@ def test_a_user_ode_system_gets_the_flow_map_metrics(runs):
     box = evaluate(ckpt, data, options={"phase_grid": 12, "phase_box": [[-0.5, 0.5], [-1, 1]]})
     assert box["metrics"]["trajectory"] == m["metrics"]["trajectory"]
     assert box["metrics"]["phase_space"] != m["metrics"]["phase_space"]
+
+
+@pytest.mark.parametrize("key", ["pendulum", "oscillator"])
+def test_split_val_computes_the_metrics_on_the_validation_trajectories(runs, key):
+    """``split = "val"``: the same metrics, computed independently here from the
+    validation rows of the file through metrics.trajectory_errors (what a protocol change
+    is judged on); the test metrics are unchanged and carry no split key."""
+    import h5py
+
+    from derlhybrid.learn import metrics as M
+    from derlhybrid.learn.evaluate import make_predict
+    from derlhybrid.learn.trainer import load_model
+
+    ckpt, data = runs[key]
+    test = evaluate(ckpt, data, options={"phase_grid": 0})
+    val = evaluate(ckpt, data, options={"phase_grid": 0, "split": "val"})
+    assert "split" not in test["metrics"] and val["metrics"]["split"] == "val"
+    with h5py.File(data) as f:
+        idx = np.sort(f["splits/val"][...])
+        t, y0 = f["trajectories/t"][...], f["trajectories/initial_states"][idx]
+        states = f["trajectories/states"][idx]
+    assert len(idx) >= 1
+    predict = make_predict(load_model(ckpt)[0])
+    n, nt = len(y0), len(t)
+    X = np.concatenate([np.tile(t, n)[:, None], np.repeat(y0, nt, 0)], 1)
+    pred = predict(X, [()])[()].reshape(n, nt, -1)
+    true = states[..., : pred.shape[-1]]
+    expected = M.trajectory_errors(pred, true, t[1] - t[0])
+    for stat in ("mean", "max"):
+        assert val["metrics"]["trajectory"][stat] == pytest.approx(expected[stat], rel=1e-10)
+    assert val["metrics"]["trajectory"]["mean"] != test["metrics"]["trajectory"]["mean"]
+    with pytest.raises(
+        ConfigError, match=r"^evaluate\.split: input should be 'test' or 'val', got 'valid'$"
+    ):
+        check_options(SYSTEMS["pendulum"], {"split": "valid"})
 
 
 def test_evaluate_checks_its_options_before_loading_anything(runs, tmp_path):
@@ -197,7 +232,7 @@ def test_evaluate_reads_the_typed_options(runs):
     ("system", "flags", "message"),
     [
         ("pendulum", ["--grid", "51"], "derl: error: evaluate.grid: unknown option for "
-         "pendulum metrics (allowed: phase_grid, variant)"),
+         "pendulum metrics (allowed: phase_grid, split, variant)"),
         ("allen-cahn", ["--grid", "1"], "derl: error: evaluate.grid: input should be greater "
          "than or equal to 2, got 1"),
     ],

@@ -64,12 +64,19 @@ def make_predict(model: torch.nn.Module, engine: str = "auto") -> Callable:
     return predict
 
 
-def _test_trajectories(f) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(t, y0, states) of the test trajectories that did not fail (all, without splits)."""
+def _held_out_trajectories(f, split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t, y0, states) of the ``split`` trajectories (``"test"`` or ``"val"``) that did not
+    fail; a file without splits: all of them as the test set, and no validation set."""
     n = f["trajectories/states"].shape[0]
     idx = np.arange(n)
-    if "splits/test" in f:
-        idx = np.sort(check_indices(f["splits/test"][...], n, f.filename, "/splits/test"))
+    key = f"splits/{split}"
+    if key in f:
+        idx = np.sort(check_indices(f[key][...], n, f.filename, f"/{key}"))
+    elif split != "test":
+        raise DatasetError(
+            f"{f.filename}: no /{key} (this file has no {split} trajectories); "
+            "evaluate on split = 'test'"
+        )
     if "trajectories/status" in f:  # failed trajectories (NaN rows) are not test cases
         idx = idx[f["trajectories/status"][...][idx] == 0]
     t, y0, states = (
@@ -83,23 +90,32 @@ def _test_trajectories(f) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _pendulum(predict, problem: Problem, f, options: PendulumOptions) -> dict:
-    t, y0, states = _test_trajectories(f)
-    return M.evaluate_pendulum(
-        predict,
-        problem.system,
-        t,
-        y0,
-        states,
-        form=problem.form,
-        phase_grid=options.phase_grid,
+    t, y0, states = _held_out_trajectories(f, options.split)
+    return _on_split(
+        options,
+        M.evaluate_pendulum(
+            predict,
+            problem.system,
+            t,
+            y0,
+            states,
+            form=problem.form,
+            phase_grid=options.phase_grid,
+        ),
     )
+
+
+def _on_split(options, metrics: dict) -> dict:
+    """Metrics on the validation trajectories say so (``"split": "val"``); those on the
+    test trajectories stay as they were."""
+    return metrics if options.split == "test" else {"split": options.split, **metrics}
 
 
 def _ode(predict, problem: Problem, f, options: FlowMapOptions) -> dict:
     """The flow-map metrics (every ODE system unless it declares another kind):
     :func:`metrics.evaluate_ode` on the test trajectories; the phase-space grid (two
     states) spans ``options.phase_box``, default the box of the file's initial states."""
-    t, y0, states = _test_trajectories(f)
+    t, y0, states = _held_out_trajectories(f, options.split)
     box = options.phase_box
     if not isinstance(problem.system, ODESystem):
         raise DatasetError(f"{problem.system.name}: the flow-map metrics are for ODE systems")
@@ -107,7 +123,7 @@ def _ode(predict, problem: Problem, f, options: FlowMapOptions) -> dict:
         y0_all = f["trajectories/initial_states"][...]
         y0_all = y0_all[np.isfinite(y0_all).all(axis=1)]
         box = list(zip(y0_all.min(axis=0), y0_all.max(axis=0), strict=True))
-    return M.evaluate_ode(
+    metrics = M.evaluate_ode(
         predict,
         problem.system,
         t,
@@ -117,6 +133,7 @@ def _ode(predict, problem: Problem, f, options: FlowMapOptions) -> dict:
         phase_grid=options.phase_grid,
         phase_box=box,
     )
+    return _on_split(options, metrics)
 
 
 def _allen_cahn(predict, problem: Problem, f, options: AllenCahnOptions) -> dict:

@@ -16,7 +16,7 @@ loads the network or the data, ``derl reproduce`` while it plans (before any dat
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
@@ -34,6 +34,7 @@ __all__ = [
     "GridFieldOptions",
     "KovasznayOptions",
     "PendulumOptions",
+    "TrajectoryOptions",
     "check_options",
     "metrics_kind",
     "validate_options",
@@ -49,7 +50,15 @@ class EvaluateOptions(BaseModel):
     variant: str | None = None
 
 
-class PendulumOptions(EvaluateOptions):
+class TrajectoryOptions(EvaluateOptions):
+    """The options of the metrics on held-out trajectories: ``split``, the trajectories
+    they are computed on — ``"test"`` (the protocol's), or ``"val"``, the validation
+    trajectories a protocol change is judged on before any test metric is looked at."""
+
+    split: Literal["test", "val"] = "test"
+
+
+class PendulumOptions(TrajectoryOptions):
     """:func:`metrics.evaluate_pendulum`: ``phase_grid`` G, the G×G phase-space grid
     (0 or None: no phase-space metric)."""
 
@@ -60,7 +69,7 @@ class PendulumOptions(EvaluateOptions):
 _Interval = Annotated[list[float], Field(min_length=2, max_length=2)]
 
 
-class FlowMapOptions(EvaluateOptions):
+class FlowMapOptions(TrajectoryOptions):
     """:func:`metrics.evaluate_ode` (any ODE system): ``phase_grid`` (two-state systems),
     over ``phase_box`` ([lo, hi] per state; None: the box of the file's initial states)."""
 

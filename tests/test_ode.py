@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from derlhybrid.kernels import ode
+from derlhybrid.kernels import ode_scalar
 from derlhybrid.kernels.ode import (
     STATUS_MAX_STEPS,
     STATUS_NON_FINITE,
@@ -224,14 +224,14 @@ def test_caller_buffers_are_filled_in_place_and_chunks_agree():
 def test_repeated_calls_reuse_the_compiled_driver():
     t = np.linspace(0.0, 1.0, 5)
     solve_ensemble(pendulum, [[0.1, 0.0]], t, PENDULUM)
-    before = len(ode._kernels(pendulum)["_drive_range"].signatures)
+    before = len(ode_scalar.kernels(pendulum)["_drive_range"].signatures)
     for n in (1, 3, 7):
         solve_ensemble(pendulum, np.zeros((n, 2)), t, PENDULUM, rtol=1e-6, atol=1e-8)
     solve_ensemble(pendulum, np.zeros((2, 2)), t, PENDULUM, fixed_step=0.1)
     frozen = np.zeros((3, 2))
     frozen.flags.writeable = False  # e.g. read from a file: must not be a new Numba type
     solve_ensemble(pendulum, frozen, t, np.tile(PENDULUM, (3, 1)), atol=[1e-9, 1e-8])
-    assert len(ode._kernels(pendulum)["_drive_range"].signatures) == before
+    assert len(ode_scalar.kernels(pendulum)["_drive_range"].signatures) == before
 
 
 def _python_rhs(t, y, p, dy):

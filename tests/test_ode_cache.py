@@ -39,7 +39,7 @@ _SCRIPT = """
 import json, sys
 import numpy as np
 from decaymod import decay, decay_lanes
-from derlhybrid.kernels import ode, ode_lanes
+from derlhybrid.kernels import ode, ode_lanes, ode_scalar
 
 y0 = np.linspace(0.5, 1.5, 37)[:, None]
 t = np.linspace(0.0, 2.0, 21)
@@ -49,7 +49,7 @@ b = ode.solve_ensemble(decay, y0, t, p, rhs_lanes=decay_lanes)
 np.savez(sys.argv[1], a=a.states, da=a.derivatives, b=b.states, db=b.derivatives,
          na=a.n_steps, nb=b.n_steps)
 stats = {}
-for name, d in (("scalar", ode._kernels(decay)["_drive_range"]),
+for name, d in (("scalar", ode_scalar.kernels(decay)["_drive_range"]),
                 ("lanes", ode_lanes.kernels(decay_lanes, 1, 1)["drive"])):
     stats[name] = [sum(d.stats.cache_hits.values()), sum(d.stats.cache_misses.values())]
 print(json.dumps(stats))

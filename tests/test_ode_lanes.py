@@ -341,15 +341,15 @@ def test_lane_results_do_not_depend_on_threads_chunks_or_lanes():
 def test_generated_module_id_does_not_depend_on_the_install_path(tmp_path, monkeypatch):
     """Two nodes (or clones) with the same code at different paths name the same generated
     module, so shards made there run the same compiled source: the id hashes the contents
-    (and file names) of the rhs's module, ``ode.py``, ``dop853.py`` and ``_jitcache.py``,
-    never their paths. It used to hash the paths."""
+    (and file names) of the rhs's module, ``ode_scalar.py``, ``dop853.py`` and
+    ``_jitcache.py``, never their paths. It used to hash the paths."""
     rhs_src = "import numba\n\n\n@numba.njit\ndef rhs(x):\n    return x\n"
     kernels = Path(_jitcache.__file__).parent
 
     def key_installed_at(where: str, src: str = rhs_src, edited: str = "") -> str:
         root = tmp_path / where
         (root / "kernels").mkdir(parents=True)
-        for name in ("ode.py", "dop853.py", "_jitcache.py"):
+        for name in ("ode_scalar.py", "dop853.py", "_jitcache.py"):
             shutil.copyfile(kernels / name, root / "kernels" / name)
             if name == edited:  # another version of that file
                 with open(root / "kernels" / name, "a") as f:
@@ -367,7 +367,7 @@ def test_generated_module_id_does_not_depend_on_the_install_path(tmp_path, monke
     # what the id must still see: a change of the rhs's code
     assert key_installed_at("node-c", rhs_src.replace("return x", "return -x")) != a
     # and of the files holding what the generated modules import or compile
-    for i, name in enumerate(("ode.py", "dop853.py", "_jitcache.py")):
+    for i, name in enumerate(("ode_scalar.py", "dop853.py", "_jitcache.py")):
         assert key_installed_at(f"node-e{i}", edited=name) != a, name
 
 

@@ -11,13 +11,13 @@ The module is ``<cache>/ode/<prefix>_<hash>.py`` with ``<cache>`` = ``$DERLHYBRI
 else ``$XDG_CACHE_HOME/derlhybrid``, else ``~/.cache/derlhybrid``. The hash covers the
 generated source (which names the rhs's module and qualified name), the contents of the
 source files of the rhs and of the Numba functions it reaches through its globals, of
-``ode.py``, of ``dop853.py`` (the helpers the generated modules import) and of this module,
-and the versions of derlhybrid, Numba, NumPy and Python: Numba itself does not notice when
-a function called by a cached one changes, a new hash does. It covers the files' names and
-contents, never their paths: the same code installed at another path (another node of a
-cluster, another clone) gets the same module id. The file is written atomically (temporary
-file, ``os.replace``), so processes that race write the same bytes. Old files are never
-used again and may be deleted, as may the whole folder.
+``ode_scalar.py`` (the scalar templates), of ``dop853.py`` (the helpers the generated
+modules import) and of this module, and the versions of derlhybrid, Numba, NumPy and Python:
+Numba itself does not notice when a function called by a cached one changes, a new hash
+does. It covers the files' names and contents, never their paths: the same code installed at
+another path (another node of a cluster, another clone) gets the same module id. The file is
+written atomically (temporary file, ``os.replace``), so processes that race write the same
+bytes. Old files are never used again and may be deleted, as may the whole folder.
 
 Falls back to compiling the same source in memory, without an error, when the rhs is not
 importable by module and name (a closure, a function of ``__main__`` or of a module without
@@ -131,9 +131,9 @@ def _key(source: str, rhs) -> str:
     h.update(repr(versions).encode())
     h.update(source.encode())
     here = Path(__file__)
-    # ode.py (the scalar templates) and dop853.py (the Numba helpers that both generated
-    # modules import): Numba does not notice when a cached caller's callee changes
-    files = _reached_files(rhs) | {str(here.with_name(f)) for f in ("ode.py", "dop853.py")}
+    # ode_scalar.py (the scalar templates) and dop853.py (the Numba helpers that both
+    # generated modules import): Numba does not notice when a cached caller's callee changes
+    files = _reached_files(rhs) | {str(here.with_name(f)) for f in ("ode_scalar.py", "dop853.py")}
     files.add(__file__)
     # contents only, never where they are: the same code installed elsewhere (another node,
     # another clone) gets the same module id, and so the same generated module

@@ -1,6 +1,6 @@
 """Dormand–Prince 8(5,3) (DOP853): the pieces both ODE paths share.
 
-The scalar path (:mod:`derlhybrid.kernels.ode`, one trajectory per thread) and the lane
+The scalar path (:mod:`derlhybrid.kernels.ode_scalar`, one trajectory per thread) and the lane
 path (:mod:`derlhybrid.kernels.ode_lanes`, 16 trajectories per thread in SIMD lanes) run
 the same algorithm on the same tableau; this module holds what they share and what the
 Numba modules generated for them (``_jitcache.py``) import by name:
@@ -15,8 +15,8 @@ Numba modules generated for them (``_jitcache.py``) import by name:
   three from their source (``ode_lanes._HELPERS``);
 * the scalar path's scratch layout (``ROW_*``, ``NW``), which ``error_norm`` reads.
 
-It imports no other module of the package: ``ode`` and ``ode_lanes`` both import it, and
-``ode_lanes`` does not import ``ode``. Importing it compiles nothing (Numba compiles each
+It imports no other module of the package: ``ode_scalar`` and ``ode_lanes`` both import it,
+and neither imports the other. Importing it compiles nothing (Numba compiles each
 function on first use, from its on-disk cache when one exists). See ``docs/ode.md``.
 """
 

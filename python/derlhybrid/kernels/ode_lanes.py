@@ -16,7 +16,7 @@ lane, vectorised over the points: the dense polynomial into a ``(n_state, m)`` b
 ``rhs_lanes`` with the points as its columns (padded to a multiple of 4), then the transpose
 into the trajectory's ``(n_t, n_state)`` rows.
 
-The algorithm is the scalar path's (``ode.py``) operation for operation. Built without FMA
+The algorithm is the scalar path's (``ode_scalar.py``) operation for operation. Built without FMA
 (``kernels(..., fma=False)``) and given an ``rhs_lanes`` that computes exactly what ``rhs``
 computes, the lane path gives the scalar path's steps, rejections and statuses, and its
 bits where ``dop853.py``'s helpers were compiled without FMA (a fresh install; see
@@ -248,7 +248,7 @@ def _points(wa, l, t, h, tea, nt, j0, j1, oya, ofa):
 def _start(wa, t, ya, pa, rta, ata, first_step, max_step, fixed_h, span):
     # The first evaluation of a trajectory (y0 at ya, p at pa) and its first step size, in
     # the column scratch (width-1 calls). Returns h_abs, or -1.0 when y0 or f(t0, y0) is
-    # not finite. Same arithmetic as ode._initial_step.
+    # not finite. Same arithmetic as ode_scalar._initial_step.
     col = wa + 8 * NR * L
     tc = at1(col, 1)
     y = at1(col + 8, N)
@@ -318,7 +318,7 @@ def drive(
     lo, hi, t_eval, y0, params, rtol, atol, first_step, max_step, max_steps, fixed_h,
     states, derivs, n_steps, n_rej, status,
 ):
-    # Trajectories lo..hi-1 through the L lanes (ode._drive_range's contract).
+    # Trajectories lo..hi-1 through the L lanes (ode_scalar._drive_range's contract).
     nt = t_eval.size
     t_start = t_eval[0]
     tend = t_eval[nt - 1]
@@ -382,7 +382,7 @@ def drive(
                     iv[BAD, l] = 0
                     fv[HABS, l] = h_abs
                     fv[T0, l] = t_start
-                # the next attempt of lane l (ode._integrate_one's loop head)
+                # the next attempt of lane l (ode_scalar._integrate_one's loop head)
                 t = W[RT, l]
                 h_abs = fv[HABS, l]
                 # min_step = 10 ulp(t) <= 2.3e-15 |t| + 5e-323: compute it (a libm call) only
@@ -552,9 +552,10 @@ def _helpers_source() -> str:
 @functools.cache
 def kernels(rhs_lanes, n: int, n_par: int, fma: bool = True) -> dict:
     """The lane kernels for ``rhs_lanes`` with ``n`` state components and ``n_par``
-    parameters (a namespace; ``drive(lo, hi, ...)`` is the driver, ``ode._drive_range``'s
-    contract without the rhs). ``fma=False``: no contraction to FMA, i.e. the scalar path's
-    arithmetic operation for operation (the tests compare the two bit for bit).
+    parameters (a namespace; ``drive(lo, hi, ...)`` is the driver, with the contract of
+    ``ode_scalar._drive_range`` less the rhs). ``fma=False``: no contraction to FMA, i.e.
+    the scalar path's arithmetic operation for operation (the tests compare the two bit for
+    bit).
 
     Compiled on first use; with a module-level ``rhs_lanes``, from a generated module that
     Numba caches on disk (``_jitcache``), so a later process loads it instead."""

@@ -274,7 +274,7 @@ def test_cli_generate_inspect_and_config(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["generate", "pendulum", "--out", "x.h5", "--rtol", "0"], "--rtol must be a positive"),
+        (["generate", "pendulum", "--out", "x.h5", "--rtol", "0"], "rtol must be a positive"),
         (["generate", "pendulum", "--out", "x.h5", "--param", "b=-2"], "outside its range"),
         (["generate", "pendulum", "--out", "x.h5", "--param", "zeta=1"], "unknown parameter"),
         (["generate", "warp", "--out", "x.h5"], "unknown system 'warp'"),

@@ -175,7 +175,7 @@ def test_grid_empirical_forward_differences_are_first_order(tmp_path):
 
 
 def test_grid_bad_options(tmp_path):
-    with pytest.raises(ValueError, match="--method must be mol, upwind-fv or exact"):
+    with pytest.raises(ValueError, match="method must be mol, upwind-fv or exact"):
         _grid(tmp_path, "continuity", method="spectral")
     with pytest.raises(ValueError, match="cubic-forward applies to trajectories"):
         _grid(tmp_path, "kdv", empirical="cubic-forward")

@@ -101,7 +101,7 @@ def test_preset_refuses_conflicting_options(tmp_path, capsys):
         ]
     )
     assert code == 2
-    assert "fixes --n-trajectories=50" in capsys.readouterr().err
+    assert "fixes n_trajectories=50" in capsys.readouterr().err
 
 
 def test_tricubic_interpolation_is_exact_for_cubics_and_fourth_order():

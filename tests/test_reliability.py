@@ -191,7 +191,7 @@ def test_seed_zero_is_seed_zero_with_the_paper_preset_and_huge_seeds_are_refused
     err = _one_line_exit_2(
         capsys, ["generate", "pendulum", "--out", str(tmp_path / "s.h5"), "--seed", str(2**64)]
     )
-    assert "--seed must be an integer in [0, 2**63)" in err
+    assert "seed must be an integer in [0, 2**63)" in err
     err = _one_line_exit_2(
         capsys,
         ["generate", "pendulum", "--preset", "paper", "--seed", str(2**40), "--out", "s.h5"],

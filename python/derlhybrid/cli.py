@@ -55,9 +55,10 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_generate(args) -> int:
-    from .data.generate import generate, request_from_cli
+    from .cli_generate import request_from_args
+    from .data.generate import generate
 
-    req = request_from_cli(args)
+    req = request_from_args(args)
     ray_flags = ("address", "shards", "workers", "worker_cpus", "consolidate")
     given = {f: v for f in ray_flags if (v := getattr(args, f)) is not None and v is not False}
     if args.engine != "ray":

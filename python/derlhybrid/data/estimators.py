@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._typecheck import check_fields
 from ..kernels import derivative as _stencil_derivative
 
 __all__ = [
@@ -106,6 +107,23 @@ class Estimator:
         args = ",".join(f"{k}={v}" for k, v in dataclasses.asdict(self).items() if v is not None)
         return f"{self.name}:{args}" if args else self.name
 
+    def option(self) -> str:
+        """The shortest text :func:`parse_estimator` reads back as this estimator (defaults
+        left out): ``SavitzkyGolay()`` → ``"savgol"``, ``SmoothingSpline(s=0.5)`` →
+        ``"spline:s=0.5"``; what a generation request records (its ``empirical`` key)."""
+        default = type(self)()
+        args = ",".join(
+            f"{f.name}={getattr(self, f.name)}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        )
+        return f"{self.name}:{args}" if args else self.name
+
+    def _check_types(self) -> None:
+        """A value of the wrong type refused in one line naming it (``savgol.window``)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        check_fields(type(self), values, self.name)
+
     def derivatives(
         self, t: np.ndarray, Y: np.ndarray, *, periodic: bool = False, period: float | None = None
     ) -> tuple[np.ndarray, dict]:
@@ -122,6 +140,7 @@ class Stencil(Estimator):
     smoothing: ClassVar[bool] = False
 
     def __post_init__(self):
+        self._check_types()
         if self.scheme not in ("forward", "central", "backward"):
             raise ValueError(f"stencil scheme must be forward, central or backward: {self.scheme}")
         if self.accuracy < 1 or (self.scheme == "central" and self.accuracy % 2):
@@ -132,6 +151,9 @@ class Stencil(Estimator):
 
     def spec(self) -> str:
         return f"{self.scheme}:{self.accuracy}"
+
+    def option(self) -> str:
+        return self.spec()
 
     def describe(self) -> dict[str, Any]:
         return {"method": "stencil", "scheme": self.scheme, "accuracy": self.accuracy}
@@ -165,6 +187,7 @@ class SavitzkyGolay(Estimator):
     MAX_WINDOW: ClassVar[int] = 201
 
     def __post_init__(self):
+        self._check_types()
         if not 1 <= self.degree <= 10:
             raise ValueError(f"savgol: degree must be in 1..10, got {self.degree}")
         if self.window is not None and (self.window % 2 == 0 or self.window <= self.degree):
@@ -221,6 +244,7 @@ class SmoothingSpline(Estimator):
     name: ClassVar[str] = "spline"
 
     def __post_init__(self):
+        self._check_types()
         if not (np.isfinite(self.s) and self.s >= 0):
             raise ValueError(f"spline: s must be a non-negative number, got {self.s}")
         if not 1 <= self.degree <= 5:
@@ -252,6 +276,7 @@ class TrendFilter(Estimator):
     N_SELECT: ClassVar[int] = 2
 
     def __post_init__(self):
+        self._check_types()
         if self.order not in (1, 2, 3):
             raise ValueError(f"trend: order must be 1, 2 or 3, got {self.order}")
         if self.gamma is not None and not (np.isfinite(self.gamma) and self.gamma > 0):
@@ -308,6 +333,7 @@ class Spectral(Estimator):
     uniform_only: ClassVar[bool] = True
 
     def __post_init__(self):
+        self._check_types()
         if self.cutoff is not None and not 0 < self.cutoff <= 1:
             raise ValueError(f"spectral: cutoff must be in (0, 1], got {self.cutoff}")
         if not (np.isfinite(self.floor) and self.floor > 0):

@@ -5,7 +5,7 @@ code's generator was inaccurate or buggy we keep the design and fix the numerics
 deviation is recorded in the file's ``generator`` attribute and in ``docs/datasets.md``:
 
 * pendulum: the paper integrates with SciPy RK45 at its default tolerances (rtol 1e-3);
-  we integrate the same initial conditions with DOP853 at ``--rtol``/``--atol`` (1e-10).
+  we integrate the same initial conditions with DOP853 at ``rtol``/``atol`` (1e-10).
 """
 
 from __future__ import annotations
@@ -27,18 +27,18 @@ def apply_preset(req: GenerateRequest, system, *, progress: bool = True) -> Path
     fn = PAPER.get(system.name)
     if fn is None:
         raise ValueError(f"no paper preset for {system.name!r}; presets: {', '.join(PAPER)}")
-    if req.seed is None:  # the seed of the paper's dataset; an explicit --seed 0 is seed 0
+    if req.seed is None:  # the seed of the paper's dataset; an explicit seed 0 is seed 0
         req = dataclasses.replace(req, seed=PAPER_SEEDS.get(system.name, 0))
     assert req.seed is not None  # set just above
-    if system.name in LEGACY_RNG and req.seed >= 2**32:
+    if system.legacy_rng and req.seed >= 2**32:
         raise ValueError(
-            f"--preset paper draws {system.name} data with numpy's legacy RandomState, which "
-            f"takes seeds below 2**32; got --seed {req.seed}"
+            f"preset 'paper' draws {system.name} data with numpy's legacy RandomState, which "
+            f"takes seeds below 2**32; got seed {req.seed}"
         )
     return fn(req, system, progress)
 
 
-#: the seeds of the paper's datasets (the reference code's), used when --seed is not given
+#: the seeds of the paper's datasets (the reference code's), used when no seed is given
 PAPER_SEEDS = {
     "pendulum": 30,
     "allen-cahn": 30,
@@ -46,8 +46,6 @@ PAPER_SEEDS = {
     "allen-cahn-multi": 30,
     "kovasznay": 1234,
 }
-#: presets that draw with numpy's legacy ``RandomState`` (seeds below 2**32), as the paper
-LEGACY_RNG = ("pendulum", "allen-cahn", "allen-cahn-exp", "allen-cahn-multi")
 
 
 def _fixed(req: GenerateRequest, **values) -> GenerateRequest:
@@ -56,8 +54,7 @@ def _fixed(req: GenerateRequest, **values) -> GenerateRequest:
         given = getattr(req, k)
         default = GenerateRequest.__dataclass_fields__[k].default
         if given not in (default, v) and given is not None:
-            opt = "--" + k.replace("_", "-")
-            raise ValueError(f"--preset paper fixes {opt}={v}; drop {opt}")
+            raise ValueError(f"preset 'paper' fixes {k}={v}; leave {k} out (got {given!r})")
     return dataclasses.replace(req, **values)
 
 
@@ -205,7 +202,7 @@ def _allen_cahn_multi(req, system, progress):
 
 def _kovasznay(req, system, progress):
     """paper.md §7.2: 10 000 random interior points (the reference draws them without a
-    seed; we use ``--seed``, default 1234 as its training seed), 200 boundary points per
+    seed; we use ``seed``, default 1234 as its training seed), 200 boundary points per
     edge with the exact (u, v, p); 200×200 grid variant."""
     req = _fixed(req, seed=req.seed)
     rng = np.random.default_rng(np.random.SeedSequence(req.seed))

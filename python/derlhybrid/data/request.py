@@ -1,24 +1,35 @@
-"""What ``derl generate`` asks for: :class:`GenerateRequest`, its checks (one-line errors)
-and its construction from command-line options and a TOML ``--config``."""
+"""What a generation asks for: :class:`GenerateRequest`, the flat, frozen, canonical form
+that is recorded in the dataset file (:meth:`GenerateRequest.as_config`), checked on
+construction (one-line errors naming the key).
+
+Python users describe the data with the typed objects of :mod:`.sampling`
+(``GenerateRequest.of("pendulum", Trajectories(n=40, ...), out=...)``); ``derl generate``
+builds the same request from its options and TOML ``--config`` (:mod:`derlhybrid.cli_generate`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._typecheck import check_fields
 from .empirical import parse_scheme
 
+if TYPE_CHECKING:
+    from .sampling import Grid, Points, Trajectories
+
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerateRequest:
-    """Everything a generation needs; validated by :meth:`validate` (one-line errors)."""
+    """Everything a generation needs, one key per field (the keys of ``derl generate
+    --config``); checked on construction (:meth:`validate`, one-line ``ValueError``)."""
 
     system: str
     out: str
@@ -48,43 +59,77 @@ class GenerateRequest:
     #: (``empirical`` = a stencil or an estimator of data.estimators) is estimated from
     noise: float = 0.0
 
+    def __post_init__(self):
+        if isinstance(self.split, list):  # a TOML/JSON list: the same fractions
+            object.__setattr__(self, "split", tuple(self.split))
+        self.validate()
+
+    @classmethod
+    def of(
+        cls,
+        system: str,
+        data: Trajectories | Points | Grid | None = None,
+        /,
+        *,
+        out: str | os.PathLike[str],
+        params: dict[str, Any] | None = None,
+        preset: str | None = None,
+        backend: str | None = None,
+        dtype: str = "float64",
+        compression: str = "gzip",
+        overwrite: bool = False,
+    ) -> GenerateRequest:
+        """The request of ``system``'s data described by ``data`` — a
+        :class:`~derlhybrid.data.sampling.Trajectories` (ODE systems), a
+        :class:`~derlhybrid.data.sampling.Points` (closed-form fields, the Euler ball) or a
+        :class:`~derlhybrid.data.sampling.Grid` (PDEs solved on a grid); ``None``: the
+        defaults, or what ``preset`` fixes. The same request, key for key, as the flat
+        ``GenerateRequest(...)`` and ``derl generate`` build."""
+        from .sampling import data_fields
+
+        if not isinstance(out, str | os.PathLike):
+            raise ValueError(f"out must be a file path, got {out!r}")
+        values = data_fields(system, data)
+        return cls(
+            system=system,
+            out=os.fspath(out),
+            params=dict(params or {}),
+            preset=preset,
+            backend=backend,
+            dtype=dtype,
+            compression=compression,
+            overwrite=overwrite,
+            **values,
+        )
+
     def validate(self) -> None:
+        """Refuse a value of the wrong type or out of range (one line naming the key)."""
         _check_types(self)
         if self.dtype not in DTYPES:
-            raise ValueError(f"--dtype must be float32 or float64, got {self.dtype!r}")
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         for name in ("rtol", "atol"):
-            v = getattr(self, name)
-            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-                raise ValueError(f"--{name} must be a positive number, got {v!r}")
-        if self.n_trajectories is not None and self.n_trajectories < 1:
-            raise ValueError(f"--n-trajectories must be >= 1, got {self.n_trajectories}")
+            check_positive(name, getattr(self, name))
+        check_at_least("n_trajectories", self.n_trajectories, 1)
         for name in ("n_points", "n_parameter_sets", "n_boundary"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v!r}")
-        if self.n_times is not None and self.n_times < 2:
-            raise ValueError(f"--n-times must be >= 2, got {self.n_times}")
-        if self.t_end is not None and not (math.isfinite(self.t_end) and self.t_end > 0):
-            raise ValueError(f"--t-end must be a positive number, got {self.t_end!r}")
-        if self.chunk_trajectories is not None and self.chunk_trajectories < 1:
-            raise ValueError("chunk_trajectories must be >= 1")
-        if len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1) > 1e-9:
-            raise ValueError(f"split fractions must be 3 non-negatives summing to 1: {self.split}")
-        if self.seed is not None and not 0 <= self.seed < 2**63:
-            raise ValueError(f"--seed must be an integer in [0, 2**63), got {self.seed}")
+            check_at_least(name, getattr(self, name), 1)
+        check_at_least("n_times", self.n_times, 2)
+        if self.t_end is not None:
+            check_positive("t_end", self.t_end)
+        check_at_least("chunk_trajectories", self.chunk_trajectories, 1)
+        check_split("split", self.split)
+        check_seed("seed", self.seed)
         if self.empirical is not None:
             empirical_method(self.empirical)
-        if not (isinstance(self.noise, int | float) and 0 <= self.noise < math.inf):
-            raise ValueError(f"noise must be a non-negative number, got {self.noise!r}")
+        check_noise("noise", self.noise)
         if self.noise and (self.empirical is None or self.empirical == "cubic-forward"):
             raise ValueError(
                 "noise needs an empirical estimator of the noisy samples (e.g. "
                 "empirical = 'savgol' or 'forward:1'), not cubic-forward"
             )
-        if not (isinstance(self.fd_step, int | float) and 0 < self.fd_step < math.inf):
-            raise ValueError(f"--fd-step must be a positive number, got {self.fd_step!r}")
+        check_positive("fd_step", self.fd_step)
+        check_at_least("n_empirical_samples", self.n_empirical_samples, 1)
         if not str(self.out):
-            raise ValueError("--out FILE is required")
+            raise ValueError("out must name the file to write")
 
     def as_config(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -94,6 +139,34 @@ class GenerateRequest:
             d.pop("noise")
         d["split"] = list(self.split)
         return d
+
+
+# -- range checks shared with the typed objects of .sampling (``name``: the key path) -------
+
+
+def check_positive(name: str, v) -> None:
+    if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a positive number, got {v!r}")
+
+
+def check_at_least(name: str, v, low: int) -> None:
+    if v is not None and (not isinstance(v, int) or v < low):
+        raise ValueError(f"{name} must be >= {low}, got {v!r}")
+
+
+def check_seed(name: str, v) -> None:
+    if v is not None and not 0 <= v < 2**63:
+        raise ValueError(f"{name} must be an integer in [0, 2**63), got {v}")
+
+
+def check_noise(name: str, v) -> None:
+    if not (isinstance(v, int | float) and 0 <= v < math.inf):
+        raise ValueError(f"{name} must be a non-negative number, got {v!r}")
+
+
+def check_split(name: str, v) -> None:
+    if len(v) != 3 or min(v) < 0 or abs(sum(v) - 1) > 1e-9:
+        raise ValueError(f"{name} fractions must be 3 non-negatives summing to 1: {v}")
 
 
 def empirical_method(text: str):
@@ -111,42 +184,3 @@ def _check_types(req: GenerateRequest) -> None:
     ``"false"`` is not false: it is truthy; ``"20"`` is not 20)."""
     values = {f.name: getattr(req, f.name) for f in dataclasses.fields(req)}
     check_fields(GenerateRequest, values, "generate")
-
-
-def request_from_cli(args) -> GenerateRequest:
-    """Build a request from ``derl generate`` options and/or a TOML ``--config`` file."""
-    from ..systems import parse_params
-
-    values: dict[str, Any] = {}
-    if args.config:
-        from .._tables import read_toml
-
-        values = read_toml(args.config, "--config", ValueError)
-        known = {f.name for f in dataclasses.fields(GenerateRequest)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"--config {args.config}: unknown key {unknown[0]!r}; "
-                f"keys: {', '.join(sorted(known))}"
-            )
-        if not isinstance(values.get("params", {}), dict):
-            raise ValueError(
-                f"--config {args.config}: params must be a table ([params] name = value), "
-                f"got {values['params']!r}"
-            )
-        values["params"] = {k: str(v) for k, v in values.get("params", {}).items()}
-    for f in dataclasses.fields(GenerateRequest):  # every option the command line has
-        v = getattr(args, f.name, None)
-        if v is not None and f.name not in ("params", "overwrite"):
-            values[f.name] = v
-    if args.param:
-        values["params"] = {**values.get("params", {}), **parse_params(args.param)}
-    if args.overwrite:
-        values["overwrite"] = True
-    if not values.get("system"):
-        raise ValueError("give a SYSTEM (e.g. `derl generate pendulum --out p.h5`) or --config")
-    if not values.get("out"):
-        raise ValueError("--out FILE is required")
-    if isinstance(values.get("split"), list):
-        values["split"] = tuple(values["split"])
-    return GenerateRequest(**values)

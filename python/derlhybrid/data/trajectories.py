@@ -163,7 +163,7 @@ def plan_trajectories(
             if requested == "julia":
                 raise backends.BackendUnavailable(
                     f"the julia backend has no ODE solver for {system.name!r} (it solves "
-                    f"{', '.join(JULIA_ODE_SYSTEMS)}); use --backend python"
+                    f"{', '.join(JULIA_ODE_SYSTEMS)}); use backend python"
                 )
             backend = "python"  # auto: the embedded default solves every ODE system
     n = req.n_trajectories or 1000
@@ -344,8 +344,8 @@ def solve_rows(
             raise DatasetError(
                 f"{res.message(i).replace(f'trajectory {i}', f'trajectory {a + i}')} "
                 f"(initial state {plan.y0[a + i].tolist()}); {failed.size} failed in chunk "
-                f"{k}. Loosen --rtol/--atol or shorten --t-end (allow_failures=true in a "
-                "--config keeps NaN rows with their status)"
+                f"{k}. Loosen rtol/atol or shorten t_end (allow_failures = true keeps NaN rows "
+                "with their status)"
             )
         extra = _empirical_chunk(req, plan.emp, plan.n_emp, t, buf_s[:m], a, plan.dtype)
         work.save(

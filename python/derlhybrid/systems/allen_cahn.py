@@ -66,6 +66,7 @@ class _AllenCahnBase(FieldSystem):
 @dataclass(frozen=True)
 class AllenCahn(_AllenCahnBase):
     name = "allen-cahn"
+    legacy_rng = True  # the paper preset draws with RandomState(seed)
     description = "steady Allen–Cahn λΔu − u + u³ = f, u = sin πx sin πy (manufactured)"
     inputs = ("x", "y")
     lam: float = parameter(0.01, low=0.0, low_open=True, doc="diffusion coefficient λ")
@@ -100,6 +101,7 @@ class AllenCahn(_AllenCahnBase):
 @dataclass(frozen=True)
 class AllenCahnExp(_AllenCahnBase):
     name = "allen-cahn-exp"
+    legacy_rng = True  # the paper preset draws with RandomState(seed)
     description = "parametric Allen–Cahn, u_λ = sin πx sin πy e^{−λ(x+0.7)}, D = λ"
     inputs = ("x", "y", "lam")
     parameter_inputs = ("lam",)
@@ -151,6 +153,7 @@ class AllenCahnExp(_AllenCahnBase):
 @dataclass(frozen=True)
 class AllenCahnMulti(_AllenCahnBase):
     name = "allen-cahn-multi"
+    legacy_rng = True  # the paper preset draws with RandomState(seed)
     description = "parametric Allen–Cahn, u_Λ = ½ Σ Λ_i sin(iπx) sin(iπy)/i², D = 0.1"
     inputs = ("x", "y", "L1", "L2")
     parameter_inputs = ("L1", "L2")

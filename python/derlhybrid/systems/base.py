@@ -112,6 +112,9 @@ class System:
     #: against the network, KdV); None: the split losses only
     #: (:mod:`derlhybrid.learn.evaluate_options` lists each kind's options)
     metrics_kind: ClassVar[str | None] = None
+    #: the ``paper`` preset draws its data with numpy's legacy ``RandomState`` (as the
+    #: paper's reference code), which takes seeds below 2**32
+    legacy_rng: ClassVar[bool] = False
 
     def __post_init__(self):
         for spec in self.parameter_specs():

@@ -92,9 +92,7 @@ class Continuity(FieldSystem):
             backend = "python"  # a closed form needs no solver
         method = method or "mol"
         if method not in _CONTINUITY_METHODS:
-            raise ValueError(
-                f"continuity: --method must be mol, upwind-fv or exact, got {method!r}"
-            )
+            raise ValueError(f"continuity: method must be mol, upwind-fv or exact, got {method!r}")
         n_x = n_points or 301
         L = self.half_size
         x, y = np.linspace(-L, L, n_x), np.linspace(-L, L, n_x)
@@ -179,10 +177,10 @@ class KdV(FieldSystem):
         periodic points (no duplicated endpoint), step tolerance ``rtol``; u_x, u_xx, u_xxx
         spectral, u_t = −(u u_x + ν u_xxx) from the PDE."""
         if method not in (None, "etdrk4"):
-            raise ValueError(f"kdv: --method must be etdrk4, got {method!r}")
+            raise ValueError(f"kdv: method must be etdrk4, got {method!r}")
         n_x = n_points or 400
         if n_x < 4:
-            raise ValueError(f"kdv: --n-points must be >= 4 (periodic grid points), got {n_x}")
+            raise ValueError(f"kdv: n_points must be >= 4 (periodic grid points), got {n_x}")
         x = pde.periodic_grid(n_x)
 
         def solve(t, start):

@@ -26,6 +26,7 @@ from .plumbing import (
     metric,
     new_figure,
     num,
+    of_kind,
     per_group,
     read_arrays,
     save_png,
@@ -56,7 +57,7 @@ def allen_cahn_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     shared along each row (clipped at 1e-6); titles give the relative L² errors."""
 
     def draw(group, group_runs, path):
-        loaded = load_group(group_runs, ("allen-cahn",))
+        loaded = load_group(group_runs, of_kind("allen-cahn", parametric=False))
         panels = []
         for lr in loaded:
             try:
@@ -137,7 +138,7 @@ def parametric_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     on a 101×101 grid."""
 
     def draw(group, group_runs, path):
-        loaded = load_group(group_runs, ("allen-cahn-exp", "allen-cahn-multi"))
+        loaded = load_group(group_runs, of_kind("allen-cahn", parametric=True))
         series = []
         for lr in loaded:
             sets = _parametric_sets_from_metrics(lr.run)

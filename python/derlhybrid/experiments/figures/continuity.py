@@ -25,6 +25,7 @@ from .plumbing import (
     metric,
     new_figure,
     num,
+    of_kind,
     per_group,
     save_png,
 )
@@ -96,7 +97,7 @@ def continuity_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     total mass Σρ̂ΔxΔy over time of every mode against the reference's mass."""
 
     def draw(group, group_runs, path):
-        loaded = load_group(group_runs, ("continuity",))
+        loaded = load_group(group_runs, of_kind("continuity"))
         refs: dict[str, Any] = {}
         rows = []
         for lr in loaded:

@@ -21,6 +21,7 @@ from .plumbing import (
     map_axes,
     metric,
     new_figure,
+    of_kind,
     per_group,
     save_png,
 )
@@ -34,7 +35,7 @@ def kovasznay_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     the relative L² error of each component."""
 
     def draw(group, group_runs, path):
-        loaded = load_group(group_runs, ("kovasznay",))
+        loaded = load_group(group_runs, of_kind("kovasznay"))
         panels = []
         for lr in loaded:
             try:

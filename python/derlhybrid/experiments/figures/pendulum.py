@@ -22,6 +22,7 @@ from .plumbing import (
     metric,
     new_figure,
     note_if_empty,
+    of_kind,
     per_group,
     save_png,
 )
@@ -79,7 +80,7 @@ def pendulum_phase(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     over the trajectories, band from min to max), all modes in one panel."""
 
     def draw(group, group_runs, path):
-        loaded = load_group(group_runs, ("pendulum",))
+        loaded = load_group(group_runs, of_kind("pendulum"))
         if not loaded:
             return False
         cache: dict[str, tuple] = {}
@@ -180,7 +181,7 @@ def pendulum_field(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     logarithmic colour scale); titles give the phase-space L² error of the metrics."""
 
     def draw(group, group_runs, path):
-        loaded = load_group(group_runs, ("pendulum",))
+        loaded = load_group(group_runs, of_kind("pendulum"))
         if not loaded:
             return False
         th0, om0, X = _phase_grid()

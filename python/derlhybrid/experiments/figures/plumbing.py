@@ -123,21 +123,41 @@ def files_exist(run: RunInfo) -> bool:
         return False
 
 
-def load_run(run: RunInfo, systems: Sequence[str]) -> Loaded | None:
+#: which systems a figure draws, asked of the system's class (never of its name)
+Accept = Callable[[type], bool]
+
+
+def of_kind(*kinds: str, parametric: bool | None = None) -> Accept:
+    """The systems whose ``metrics_kind`` is one of ``kinds`` (the metrics, and so the
+    exact solution and fields, a figure knows how to draw); ``parametric``: only those with
+    (True) or without (False) parameter inputs, None: either. A system of your own with the
+    right kind is drawn as the paper's are."""
+
+    def accept(cls: type) -> bool:
+        if getattr(cls, "metrics_kind", None) not in kinds:
+            return False
+        return parametric is None or bool(getattr(cls, "parameter_inputs", ())) == parametric
+
+    return accept
+
+
+def load_run(run: RunInfo, accept: Accept) -> Loaded | None:
     """The run's network as a ``predict`` callable with its system, or None (logged) if its
-    files are missing, it cannot be rebuilt, or it is of another system."""
+    files are missing, it cannot be rebuilt, or its system is not one ``accept`` takes
+    (:func:`of_kind`)."""
     if not files_exist(run):
         log.warning("figures: %s left out: checkpoint or data file missing", run.name)
         return None
     try:
         from ...learn.evaluate import make_predict
         from ...learn.trainer import load_model
-        from ...systems import get_system
+        from ...systems import SYSTEMS, get_system
 
         model, ckpt = load_model(run.checkpoint)
         model.eval()
         sysd = ckpt["system"]
-        if sysd["system"] not in systems:
+        cls = SYSTEMS.get(sysd["system"])
+        if cls is None or not accept(cls):
             log.info("figures: %s left out: system %s", run.name, sysd["system"])
             return None
         system = get_system(sysd["system"], sysd.get("parameters") or {})
@@ -150,14 +170,14 @@ def load_run(run: RunInfo, systems: Sequence[str]) -> Loaded | None:
         return None
 
 
-def load_group(runs: Sequence[RunInfo], systems: Sequence[str]) -> list[Loaded]:
+def load_group(runs: Sequence[RunInfo], accept: Accept) -> list[Loaded]:
     """One loaded run per label (the first loadable of several seeds), with its colour."""
     seen: set[str] = set()
     out: list[Loaded] = []
     for r in runs:
         if r.label in seen:
             continue
-        lr = load_run(r, systems)
+        lr = load_run(r, accept)
         if lr is not None:
             seen.add(r.label)
             out.append(lr)

@@ -28,6 +28,7 @@ from .plumbing import (
     map_axes,
     new_figure,
     num,
+    of_kind,
     per_group,
     save_png,
 )
@@ -199,7 +200,7 @@ def transfer_error_maps(runs: list[RunInfo], out_dir: Path) -> list[Path]:
 
     def draw(group, group_runs, path):
         chosen = _first_per_label(group_runs)
-        loaded = load_group(chosen, ("kdv", "allen-cahn", "allen-cahn-multi", "allen-cahn-exp"))
+        loaded = load_group(chosen, of_kind("grid-field", "allen-cahn"))
         if not loaded:
             return False
         system = loaded[0].system

@@ -17,8 +17,8 @@ from ._ray import RayUnavailable as RayUnavailable
 from .ray_generate import RayEngine as RayEngine
 from .ray_generate import generate_shard as generate_shard
 from .ray_generate import generate_sharded as generate_sharded
-from .sweep import SweepConfig as SweepConfig
 from .sweep import sweep as sweep
+from .sweep_config import SweepConfig as SweepConfig
 
 __all__ = [
     "RayEngine",

@@ -235,6 +235,10 @@ def test_evaluate_reads_the_typed_options(runs):
          "pendulum metrics (allowed: phase_grid, split, variant)"),
         ("allen-cahn", ["--grid", "1"], "derl: error: evaluate.grid: input should be greater "
          "than or equal to 2, got 1"),
+        ("pendulum", ["--split", "valid"], "derl: error: evaluate.split: input should be "
+         "'test' or 'val', got 'valid'"),
+        ("allen-cahn", ["--split", "val"], "derl: error: evaluate.split: unknown option for "
+         "allen-cahn metrics (allowed: grid, variant)"),
     ],
 )  # fmt: skip
 def test_derl_evaluate_refuses_a_grid_its_metrics_do_not_take(runs, capsys, system, flags, message):
@@ -243,6 +247,18 @@ def test_derl_evaluate_refuses_a_grid_its_metrics_do_not_take(runs, capsys, syst
     err = capsys.readouterr().err
     assert err.strip() == message, err
     assert "Traceback" not in err
+
+
+def test_derl_evaluate_on_the_validation_split(runs, capsys, tmp_path):
+    ckpt, data = runs["pendulum"]
+    out = tmp_path / "val.json"
+    assert main(["evaluate", str(ckpt), str(data), "--split", "val", "--out", str(out)]) == 0
+    import json
+
+    written = json.loads(out.read_text())["metrics"]
+    assert written["split"] == "val"
+    val = evaluate(ckpt, data, options={"split": "val"})["metrics"]
+    assert written["trajectory"]["mean"] == val["trajectory"]["mean"]
 
 
 def test_derl_evaluate_with_a_grid(runs, capsys):

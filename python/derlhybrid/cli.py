@@ -134,7 +134,8 @@ def _cmd_evaluate(args) -> int:
 
     # checked against the options of the data's metrics: a --grid for metrics without a
     # grid (the pendulum's) is refused in one line, not ignored
-    options = {k: v for k, v in (("grid", args.grid), ("variant", args.variant or None))}
+    given = (("grid", args.grid), ("variant", args.variant or None), ("split", args.split))
+    options = dict(given)
     options = {k: v for k, v in options.items() if v is not None}
     result = evaluate(args.checkpoint, args.data, options=options, device=args.device)
     bad = non_finite_paths(result)
@@ -378,6 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--grid", type=int, help="evaluation grid side (Allen–Cahn, Kovasznay; others: an error)"
     )
     ev.add_argument("--variant", help="evaluate on /variants/<name> of the file")
+    ev.add_argument(
+        "--split",
+        help="trajectory metrics (ODE systems) on the 'test' trajectories (default) or on "
+        "the 'val' ones, where a change of protocol is judged",
+    )
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(func=_cmd_evaluate)
 

@@ -91,10 +91,8 @@ def _system(system) -> EulerBall:
     if system is None:
         return EulerBall()
     sys_ = get_system(system) if isinstance(system, str) else system
-    if sys_.name != "euler-ball":
-        raise ValueError(f"the NCL study needs the euler-ball system, got {sys_.name!r}")
     if not isinstance(sys_, EulerBall):
-        raise ValueError(f"the NCL study needs an EulerBall system, got {type(sys_).__name__}")
+        raise ValueError(f"the NCL study needs an EulerBall system, got {sys_.name!r}")
     return sys_
 
 
@@ -356,7 +354,7 @@ def student_problem(interior: Labels, initial: Labels, boundary, *, min_order: i
     ``output``, ``jacobian``, ``hessian`` of the field), ``initial`` = the teacher's
     (ρ, m) at its initial points, ``boundary`` = sphere points (a PointSet or an array)."""
     for lab in (interior, initial):
-        if lab.system.name != "euler-ball" or lab.outputs != tuple(EulerBall.outputs):
+        if not isinstance(lab.system, EulerBall) or lab.outputs != tuple(EulerBall.outputs):
             raise ValueError(f"{lab.path}: not labels of the euler-ball NCL field")
     if 0 not in initial.orders:
         raise ValueError(f"{initial.path}: the initial labels need order 0 (the field's value)")

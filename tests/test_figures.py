@@ -175,3 +175,25 @@ def test_one_file_per_group_seeds_once_other_systems_ignored(runs, tmp_path):
     # drawn on Figure objects: no pyplot figures left open
     pyplot = sys.modules.get("matplotlib.pyplot")
     assert pyplot is None or not pyplot.get_fignums()
+
+
+def test_figures_pick_systems_by_their_kind_not_their_name():
+    """A figure draws the systems whose metrics it knows (``metrics_kind``), so a user's own
+    system that declares a kind is drawn as the paper's are, and no other."""
+    from derlhybrid.experiments.figures.plumbing import of_kind
+    from derlhybrid.systems import SYSTEMS, FieldSystem
+
+    class MyAllenCahn(FieldSystem):  # not registered, another name: only the kind counts
+        name = "my-allen-cahn"
+        metrics_kind = "allen-cahn"
+
+    class MyField(FieldSystem):
+        name = "my-field"
+
+    plain, param = of_kind("allen-cahn", parametric=False), of_kind("allen-cahn", parametric=True)
+    assert plain(MyAllenCahn) and not param(MyAllenCahn) and not plain(MyField)
+    picked = {n for n, c in SYSTEMS.items() if of_kind("allen-cahn")(c)}
+    assert picked >= {"allen-cahn", "allen-cahn-exp", "allen-cahn-multi"}
+    assert {n for n in picked if param(SYSTEMS[n])} >= {"allen-cahn-exp", "allen-cahn-multi"}
+    assert not param(SYSTEMS["allen-cahn"]) and not of_kind("allen-cahn")(SYSTEMS["pendulum"])
+    assert of_kind("grid-field", "allen-cahn")(SYSTEMS["kdv"])

@@ -162,7 +162,7 @@ def test_killed_process_resumes(tmp_path):
 
 def test_existing_file_needs_overwrite_and_other_partial_is_refused(tmp_path):
     path = generate(_req(tmp_path), progress=False)
-    with pytest.raises(DatasetError, match="exists; pass --overwrite"):
+    with pytest.raises(DatasetError, match=r"exists; set overwrite \(derl: --overwrite\)"):
         generate(_req(tmp_path), progress=False)
     generate(_req(tmp_path, overwrite=True, seed=9), progress=False)
     with open_dataset(path) as f:

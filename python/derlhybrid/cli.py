@@ -299,9 +299,9 @@ def _add_generate(sub) -> None:
 
 
 def _cmd_import(args) -> int:
-    from .data.importing import import_from_cli
+    from .cli_import import import_from_args
 
-    path = import_from_cli(args)
+    path = import_from_args(args)
     print(f"wrote {path}")
     return 0
 

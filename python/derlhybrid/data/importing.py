@@ -22,13 +22,13 @@ shifts are kept in ``/trajectories/t_offset``). Trajectories sharing their times
 time vector ``/trajectories/t`` (n_t,); irregular ones a row each (n_traj, n_t), which
 the trainer reads as such. Every trajectory needs the same number of samples.
 
-This module holds the trajectories importer and :func:`import_from_cli` (``derl import``'s
-options); the source files are read and their values checked by :mod:`.source_files`.
+This module holds the trajectories importer (``derl import``'s options become these calls
+in the CLI layer, ``derlhybrid.cli_import``); the source files are read and their values
+checked by :mod:`.source_files`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,6 @@ __all__ = [
     "PDEBENCH_SYSTEMS",
     "TrajectoryImport",
     "detect_format",
-    "import_from_cli",
     "import_pdebench",
     "import_trajectories",
 ]
@@ -301,54 +300,3 @@ def import_trajectories(req: TrajectoryImport) -> Path:
             for name, idx in splits.items():
                 w.create(f"splits/{name}", None, data=idx.astype(np.int64))
     return out
-
-
-def import_from_cli(args) -> Path:
-    """``derl import``'s options → :func:`import_trajectories` or :func:`import_pdebench`."""
-    from ..systems import parse_params
-
-    sources: Sequence[str] = args.sources
-    fmt = args.format or detect_format(sources[0])
-    params = parse_params(args.param)
-    units = {}
-    for item in args.units or ():
-        k, sep, v = item.partition("=")
-        if not sep or not k.strip():
-            raise ValueError(f"--units expects COLUMN=UNIT, got {item!r}")
-        units[k.strip()] = v.strip()
-    derivatives = args.derivatives or "central:2"
-    if fmt == "pdebench":
-        if len(sources) != 1:
-            raise ValueError("--format pdebench imports one file (one sample) at a time")
-        return import_pdebench(
-            sources[0],
-            args.out,
-            sample=args.sample,
-            system=args.system,
-            params=params,
-            derivatives=derivatives,
-            overwrite=args.overwrite,
-        )
-    if not args.system:
-        raise ValueError(
-            "--system is required for trajectories (e.g. --system pendulum): its state names "
-            "are the columns"
-        )
-    return import_trajectories(
-        TrajectoryImport(
-            sources=tuple(sources),
-            out=args.out,
-            system=args.system,
-            params=params,
-            format=args.format,
-            time=args.time,
-            columns=tuple(c.strip() for c in args.columns.split(",")) if args.columns else None,
-            states=args.states,
-            trajectory=args.trajectory_column,
-            units=units,
-            derivatives=derivatives,
-            seed=args.seed,
-            split=tuple(args.split),
-            overwrite=args.overwrite,
-        )
-    )

@@ -118,7 +118,7 @@ class ChunkStore:
                 if not overwrite:
                     raise DatasetError(
                         f"{self.dir} holds unfinished work of a different request; delete it "
-                        "or pass --overwrite to start again"
+                        "or set overwrite (derl: --overwrite) to start again"
                     )
                 self.remove()  # --overwrite wipes only work that this request cannot reuse
         self.resumed = self.dir.exists()
@@ -301,7 +301,7 @@ def check_target(path: Path, overwrite: bool) -> None:
     if path.is_dir():
         raise DatasetError(f"cannot write {path}: it is a folder")
     if path.exists() and not overwrite:
-        raise DatasetError(f"{path} exists; pass --overwrite to replace it")
+        raise DatasetError(f"{path} exists; set overwrite (derl: --overwrite) to replace it")
 
 
 def open_dataset(path: str | os.PathLike, *, layout: str | None = None):

@@ -83,9 +83,11 @@ class RayEngine:
         for name in ("shards", "workers"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(f"--{name} must be a positive integer, got {v!r}")
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if not isinstance(self.worker_cpus, int) or self.worker_cpus < 1:
-            raise ValueError(f"--worker-cpus must be a positive integer, got {self.worker_cpus!r}")
+            raise ValueError(
+                f"ray.worker_cpus must be a positive integer, got {self.worker_cpus!r}"
+            )
 
 
 def shard_folder(out: str | os.PathLike) -> Path:
@@ -131,7 +133,8 @@ def _check_request(req: GenerateRequest):
         req = dataclasses.replace(req, seed=0)
     if req.preset is not None:
         raise ValueError(
-            "--engine ray does not run --preset (the paper's datasets are small): drop one of them"
+            "the Ray engine does not run a preset (the paper's datasets are small): generate "
+            "the preset without Ray, or give the sizes yourself"
         )
     system = get_system(req.system, req.params)
     if not isinstance(system, ODESystem):

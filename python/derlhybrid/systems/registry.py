@@ -33,7 +33,7 @@ def parse_params(items) -> dict[str, str]:
     for item in items or ():
         name, sep, value = str(item).partition("=")
         if not sep or not name.strip() or not value.strip():
-            raise ValueError(f"--param expects NAME=VALUE, got {item!r}")
+            raise ValueError(f"a parameter is given as NAME=VALUE, got {item!r}")
         out[name.strip()] = value.strip()
     return out
 

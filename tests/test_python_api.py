@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import derlhybrid
+from derlhybrid.learn import load_checkpoint
 from derlhybrid.learn import metrics as M
 from derlhybrid.systems import SYSTEMS, Pendulum
 
@@ -208,5 +209,29 @@ def test_python_api_examples_run(tmp_path, monkeypatch):
         SYSTEMS.pop("lotka-volterra", None)
     metrics = namespace["metrics"]
     assert {"trajectory", "field", "consistency", "cumulative", "phase_space"} <= set(metrics)
+    # (a)'s objects are the dict form the example used before them: the same config
+    before = derlhybrid.TrainConfig.from_dict(
+        {
+            "data": {"path": str(namespace["data"]), "form": "state"},
+            "model": {"width": 32, "depth": 3},
+            "objective": {
+                "terms": [
+                    {"term": "output", "weight": 1.0},
+                    {"term": "jacobian", "weight": 0.1},
+                    {"term": "initial", "weight": 1.0},
+                    {"term": "residual", "weight": 0.01},
+                ]
+            },
+            "train": {"epochs": 60, "batch_size": 64, "lr": 3e-3, "seed": 0, "progress": False},
+        }
+    )
+    assert namespace["config"].to_dict() == before.to_dict()
+    # (b)'s own term is recorded in the checkpoint's config, with its class
+    ckpt = load_checkpoint(namespace["with_invariant"].checkpoint)
+    assert ckpt["config"]["objective"]["terms"][-1] == {
+        "term": "invariant",
+        "weight": 0.1,
+        "class": "python_api_example.Invariant",
+    }
     assert namespace["student_metrics"]["trajectory"]["mean"] < 1.0
     assert (tmp_path / "runs" / "distill" / "student" / "checkpoint.pt").exists()

@@ -7,9 +7,12 @@ torch nor h5py: every name below but the stencils is loaded on first use. The cu
 * systems — :class:`ODESystem`, :class:`FieldSystem`, :func:`parameter`, :func:`register`,
   :func:`get_system`;
 * data — :class:`GenerateRequest`, :func:`generate`, :func:`open_dataset`;
-* learning — :class:`TrainConfig`, :func:`train`, :func:`load_model`, :func:`evaluate`, the
-  loss terms (:class:`Term` and its subclasses, :data:`TERMS`, :data:`MODES`),
-  :func:`build_objective`, :class:`RunExtras` (terms beyond the config);
+* learning — :class:`TrainConfig` and its parts (:class:`DataConfig`,
+  :class:`ObjectiveConfig`, :class:`TrainingConfig`; the optimizers :class:`Adam`,
+  :class:`LBFGS`, :class:`AdamThenLBFGS` with :class:`Schedule`), :func:`train`,
+  :func:`load_model`, :func:`evaluate`, the loss terms (:class:`Term` and its subclasses,
+  :data:`TERMS`, :data:`MODES`), :class:`Objective`, :func:`build_objective`,
+  :class:`RunExtras` (additions beyond the config: distillation, EWC, initial weights);
 * transfer — :func:`label`, :class:`DistillSource`, :class:`Stage`, :class:`Pipeline`,
   :func:`run_pipeline`;
 * experiments — :func:`reproduce`.
@@ -54,27 +57,34 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("DatasetError", "open_dataset", "provenance"), ".data"),
     **dict.fromkeys(
         (
+            "LBFGS",
             "MODES",
             "PARAMETERS",
             "TERMS",
+            "Adam",
+            "AdamThenLBFGS",
             "BoundaryTerm",
             "ConfigError",
+            "DataConfig",
             "HessianProjectionTerm",
             "HessianTerm",
             "InitialTerm",
             "JacobianTerm",
             "MLPConfig",
             "Objective",
+            "ObjectiveConfig",
             "OutputTerm",
             "PeriodicTerm",
             "PointSet",
             "Problem",
             "ResidualTerm",
             "RunExtras",
+            "Schedule",
             "StepContext",
             "Term",
             "TrainConfig",
             "TrainResult",
+            "TrainingConfig",
             "build_objective",
             "evaluate",
             "input_derivatives",
@@ -111,26 +121,33 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from .experiments import EXPERIMENTS as EXPERIMENTS
     from .experiments import load_spec as load_spec
     from .experiments import reproduce as reproduce
+    from .learn import LBFGS as LBFGS
     from .learn import MODES as MODES
     from .learn import PARAMETERS as PARAMETERS
     from .learn import TERMS as TERMS
+    from .learn import Adam as Adam
+    from .learn import AdamThenLBFGS as AdamThenLBFGS
     from .learn import BoundaryTerm as BoundaryTerm
     from .learn import ConfigError as ConfigError
+    from .learn import DataConfig as DataConfig
     from .learn import HessianProjectionTerm as HessianProjectionTerm
     from .learn import HessianTerm as HessianTerm
     from .learn import InitialTerm as InitialTerm
     from .learn import JacobianTerm as JacobianTerm
     from .learn import MLPConfig as MLPConfig
     from .learn import Objective as Objective
+    from .learn import ObjectiveConfig as ObjectiveConfig
     from .learn import OutputTerm as OutputTerm
     from .learn import PeriodicTerm as PeriodicTerm
     from .learn import PointSet as PointSet
     from .learn import Problem as Problem
     from .learn import ResidualTerm as ResidualTerm
     from .learn import RunExtras as RunExtras
+    from .learn import Schedule as Schedule
     from .learn import StepContext as StepContext
     from .learn import Term as Term
     from .learn import TrainConfig as TrainConfig
+    from .learn import TrainingConfig as TrainingConfig
     from .learn import TrainResult as TrainResult
     from .learn import build_objective as build_objective
     from .learn import evaluate as evaluate
@@ -173,8 +190,11 @@ def __dir__() -> list[str]:
 # a literal list (static checkers read it): the names above and those of _LAZY in sorted()
 # order, as before (tests/test_python_api.py), not ruff's isort-style order
 __all__ = [  # noqa: RUF022
+    "Adam",
+    "AdamThenLBFGS",
     "BoundaryTerm",
     "ConfigError",
+    "DataConfig",
     "DatasetError",
     "DistillSource",
     "EWCConfig",
@@ -185,11 +205,13 @@ __all__ = [  # noqa: RUF022
     "HessianTerm",
     "InitialTerm",
     "JacobianTerm",
+    "LBFGS",
     "LabelConfig",
     "MLPConfig",
     "MODES",
     "ODESystem",
     "Objective",
+    "ObjectiveConfig",
     "OutputTerm",
     "PARAMETERS",
     "PeriodicTerm",
@@ -199,6 +221,7 @@ __all__ = [  # noqa: RUF022
     "ResidualTerm",
     "RunExtras",
     "SYSTEMS",
+    "Schedule",
     "Stage",
     "StepContext",
     "System",
@@ -206,6 +229,7 @@ __all__ = [  # noqa: RUF022
     "Term",
     "TrainConfig",
     "TrainResult",
+    "TrainingConfig",
     "__version__",
     "available_backends",
     "build_objective",

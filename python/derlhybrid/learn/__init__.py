@@ -3,6 +3,11 @@ metrics (paper.md §1, §3–8).
 
 >>> from derlhybrid.learn import TrainConfig, train
 >>> cfg = TrainConfig.from_toml("pendulum.toml")      # doctest: +SKIP
+>>> cfg = TrainConfig(                                # the same from objects
+...     data=DataConfig(path="pendulum.h5"),
+...     objective=Objective([(JacobianTerm(), 71.17), (InitialTerm(), 2.29)]),
+...     train=TrainingConfig(epochs=200, optimizer=Adam(lr=5e-4)),
+... )                                                 # doctest: +SKIP
 >>> result = train(cfg, "runs/pendulum")              # doctest: +SKIP
 
 Importing this package imports torch but reads no data and starts no Julia.
@@ -13,7 +18,10 @@ from __future__ import annotations
 from .checkpoint import CheckpointError as CheckpointError
 from .checkpoint import load_checkpoint as load_checkpoint
 from .config import ConfigError as ConfigError
+from .config import DataConfig as DataConfig
+from .config import ObjectiveConfig as ObjectiveConfig
 from .config import TrainConfig as TrainConfig
+from .config import TrainingConfig as TrainingConfig
 from .derivatives import Derivatives as Derivatives
 from .derivatives import input_derivatives as input_derivatives
 from .evaluate import evaluate as evaluate
@@ -40,6 +48,10 @@ from .models import MLP as MLP
 from .models import MLPConfig as MLPConfig
 from .ncl import BallNCL as BallNCL
 from .ncl import ncl_derivatives as ncl_derivatives
+from .optimizers import LBFGS as LBFGS
+from .optimizers import Adam as Adam
+from .optimizers import AdamThenLBFGS as AdamThenLBFGS
+from .optimizers import Schedule as Schedule
 from .problems import PointSet as PointSet
 from .problems import Problem as Problem
 from .problems import load_problem as load_problem
@@ -51,14 +63,18 @@ from .trainer import train as train
 
 __all__ = [
     "HNN",
+    "LBFGS",
     "MLP",
     "MODES",
     "PARAMETERS",
     "TERMS",
+    "Adam",
+    "AdamThenLBFGS",
     "BallNCL",
     "BoundaryTerm",
     "CheckpointError",
     "ConfigError",
+    "DataConfig",
     "Derivatives",
     "HessianProjectionTerm",
     "HessianTerm",
@@ -66,16 +82,19 @@ __all__ = [
     "JacobianTerm",
     "MLPConfig",
     "Objective",
+    "ObjectiveConfig",
     "OutputTerm",
     "PeriodicTerm",
     "PointSet",
     "Problem",
     "ResidualTerm",
     "RunExtras",
+    "Schedule",
     "StepContext",
     "Term",
     "TrainConfig",
     "TrainResult",
+    "TrainingConfig",
     "TrainingDiverged",
     "build_objective",
     "evaluate",

@@ -1,4 +1,4 @@
-"""Training configuration: TOML in, validated frozen dataclasses out.
+"""Training configuration: TOML or Python objects in, validated frozen dataclasses out.
 
 A config has four tables; every key is optional except ``data.path``::
 
@@ -24,28 +24,65 @@ A config has four tables; every key is optional except ``data.path``::
     lr = 5e-4
     seed = 30
 
+From Python the same configuration is built from objects, checked as they are built::
+
+    TrainConfig(
+        data=DataConfig(path="pendulum.h5"),
+        model={"width": 50, "depth": 4},
+        objective=Objective([(JacobianTerm(), 71.17), (InitialTerm(), 2.29)]),
+        train=TrainingConfig(epochs=200, optimizer=Adam(lr=5e-4), seed=30),
+    )
+
+``objective`` takes an :class:`ObjectiveConfig`, a mode name (``"derl"``), a
+:class:`~derlhybrid.learn.losses.Objective` or a list of ``(term, weight)`` pairs (a term
+object, a term of your own class included, or a term name); ``train.optimizer`` takes
+``"adam"``, ``"lbfgs"``, ``"adam+lbfgs"`` or an :mod:`~derlhybrid.learn.optimizers` object.
+Both forms end as one canonical object (the TOML form): the built-in terms as their
+``{"term": name, "weight": w, ...}`` tables, the optimizer as the flat ``[train]`` keys, so
+``to_dict()`` (what checkpoints record and run hashes read) does not depend on the form.
+
 Unknown tables or keys, wrong types and impossible values are refused with one line naming
 the key and what is allowed, before any data is read (style rule 6).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._tables import read_toml, refuse_unknown
 from .._typecheck import check_fields
-from .losses import MODES, TERMS, WEIGHT_GROUPS
+from .losses import MODES, TERMS, WEIGHT_GROUPS, Objective, Term, term_from_record, term_record
 from .models import MLPConfig
+from .optimizers import LBFGS, OPTIMIZERS, Adam, AdamThenLBFGS, Schedule
 
-__all__ = ["DataConfig", "LBFGSConfig", "ScheduleConfig", "TrainConfig", "TrainingConfig"]
+__all__ = [
+    "LBFGS",
+    "Adam",
+    "AdamThenLBFGS",
+    "ConfigError",
+    "DataConfig",
+    "LBFGSConfig",
+    "ObjectiveConfig",
+    "Schedule",
+    "ScheduleConfig",
+    "TrainConfig",
+    "TrainingConfig",
+]
 
-OPTIMIZERS = ("adam", "lbfgs", "adam+lbfgs")
-SCHEDULES = ("constant", "step", "exponential", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
+
+#: the names these settings had before they were objects of their own (still accepted)
+LBFGSConfig = LBFGS
+ScheduleConfig = Schedule
+
+#: what ``TrainingConfig(optimizer=...)`` takes besides a name
+Optimizer = Adam | LBFGS | AdamThenLBFGS
 
 
 class ConfigError(ValueError):
@@ -77,10 +114,27 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class _Weight:  # what check_fields reads for a term's weight
+    weight: float
+
+
+@dataclass(frozen=True)
 class ObjectiveConfig:
+    """A mode with its weight groups, or an explicit list of terms, or both.
+
+    An entry of ``terms`` is a ``{"term": name, "weight": w, ...options}`` table (a term of
+    :data:`~derlhybrid.learn.losses.TERMS`), or, from Python, a term object, a
+    ``(term, weight)`` pair or a ``(name, weight)`` pair. A built-in term is kept as its
+    table (only the options that differ from the defaults); a term of your own class is
+    kept as the object and recorded by ``to_dict`` as its description plus ``"class":
+    "module.QualName"`` (:func:`~derlhybrid.learn.losses.term_record`), so that a resume
+    with another term is refused. Such a record is rebuilt only where this process defines
+    that class: a config file cannot bring the code of a term (a one-line ``ConfigError``
+    says so)."""
+
     mode: str | None = None
     weights: dict[str, float] = field(default_factory=dict)
-    terms: list[dict[str, Any]] = field(default_factory=list)
+    terms: list[dict[str, Any] | tuple[Term, float]] = field(default_factory=list)
     hessian_projection: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -96,57 +150,101 @@ class ObjectiveConfig:
                 )
             if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
                 raise ConfigError(f"objective.weights.{k} must be a number ≥ 0, got {v!r}")
-        for t in self.terms:
-            if not isinstance(t, dict) or t.get("term") not in TERMS:
-                name = t.get("term") if isinstance(t, dict) else t
-                raise ConfigError(
-                    f"objective.terms: unknown term {name!r}; choose one of {', '.join(TERMS)}"
-                )
+        entries = [_term_entry(t, f"objective.terms[{i}]") for i, t in enumerate(self.terms)]
+        object.__setattr__(self, "terms", entries)
         if self.mode is None and not self.terms:
             raise ConfigError('objective: give a mode (e.g. mode = "derl") or a list of terms')
 
-
-@dataclass(frozen=True)
-class LBFGSConfig:
-    """torch.optim.LBFGS settings; defaults are the paper's (Allen–Cahn seeded runs)."""
-
-    lr: float = 0.1
-    max_iter: int = 20
-    max_eval: int | None = None
-    history_size: int = 100
-    tolerance_grad: float = 1e-7
-    tolerance_change: float = 1e-9
-    line_search: str | None = None
-    #: "mini": one L-BFGS step per mini-batch (paper §4.3); "full": one per epoch on the
-    #: whole training set (paper §5.3, §7.2)
-    batch: str = "full"
-
-    def __post_init__(self):
-        if self.line_search not in (None, "strong_wolfe"):
-            raise ConfigError("train.lbfgs.line_search must be absent or 'strong_wolfe'")
-        if self.batch not in ("mini", "full"):
-            raise ConfigError("train.lbfgs.batch must be 'mini' or 'full'")
-        if not self.lr > 0 or self.max_iter < 1 or self.history_size < 1:
-            raise ConfigError("train.lbfgs: lr > 0, max_iter ≥ 1 and history_size ≥ 1 required")
+    def to_dict(self) -> dict[str, Any]:
+        """The TOML form (a term of your own class as its record)."""
+        return copy.deepcopy(
+            {
+                "mode": self.mode,
+                "weights": self.weights,
+                "terms": [t if isinstance(t, dict) else term_record(*t) for t in self.terms],
+                "hessian_projection": self.hessian_projection,
+            }
+        )
 
 
-@dataclass(frozen=True)
-class ScheduleConfig:
-    """Learning-rate schedule of the Adam phase, stepped once per epoch."""
+def _unknown_term(name) -> ConfigError:
+    return ConfigError(f"objective.terms: unknown term {name!r}; choose one of {', '.join(TERMS)}")
 
-    kind: str = "constant"
-    step_size: int = 1
-    gamma: float = 1.0
-    min_lr: float = 0.0
 
-    def __post_init__(self):
-        if self.kind not in SCHEDULES:
-            raise ConfigError(
-                f"train.schedule.kind: unknown schedule {self.kind!r}; choose one of "
-                f"{', '.join(SCHEDULES)}"
-            )
-        if self.step_size < 1 or not 0 < self.gamma <= 1:
-            raise ConfigError("train.schedule: step_size ≥ 1 and 0 < gamma ≤ 1 required")
+def _weight(weight, where: str):
+    check_fields(_Weight, {"weight": weight}, where, ConfigError)
+    if not math.isfinite(weight):
+        raise ConfigError(f"{where}.weight must be a finite number, got {weight!r}")
+    return weight
+
+
+def _term_entry(entry, where: str) -> dict[str, Any] | tuple[Term, float]:
+    """One entry of ``objective.terms`` in its canonical form (see :class:`ObjectiveConfig`)."""
+    if isinstance(entry, Mapping):
+        if "class" in entry:  # a term of the user's own class, as to_dict records it
+            try:
+                term, weight = term_from_record(entry)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            return (term, _weight(weight, where))
+        if entry.get("term") not in TERMS:
+            raise _unknown_term(entry.get("term"))
+        if "weight" in entry:
+            _weight(entry["weight"], where)
+        return dict(entry)
+    if isinstance(entry, Term):
+        term, weight = entry, 1.0
+    elif isinstance(entry, tuple | list) and len(entry) == 2:
+        term, weight = entry
+    else:
+        raise ConfigError(
+            f"{where} must be a {{term = NAME, weight = W}} table or a (term, weight) pair, "
+            f"got {entry!r}"
+        )
+    _weight(weight, where)
+    if isinstance(term, str):
+        if term not in TERMS:
+            raise _unknown_term(term)
+        return {"term": term, "weight": weight}
+    if not isinstance(term, Term):
+        raise ConfigError(f"{where}: the term must be a Term object or a term name, got {term!r}")
+    if type(term) is not TERMS.get(term.name) or not dataclasses.is_dataclass(term):
+        return (term, weight)  # a class of the user's own: kept as the object
+    options = {
+        f.name: getattr(term, f.name)
+        for f in dataclasses.fields(term)
+        if f.init and getattr(term, f.name) != f.default
+    }
+    return {"term": term.name, "weight": weight, **options}
+
+
+def _objective(value, where: str = "objective") -> ObjectiveConfig:
+    """``TrainConfig(objective=...)``: an ObjectiveConfig, a table, a mode name, an
+    :class:`Objective` or a list of terms."""
+    if isinstance(value, ObjectiveConfig):
+        return value
+    if isinstance(value, str):
+        return ObjectiveConfig(mode=value)
+    if isinstance(value, Objective):
+        return ObjectiveConfig(terms=list(value.terms))
+    if isinstance(value, list | tuple):
+        return ObjectiveConfig(terms=list(value))
+    if isinstance(value, Mapping):
+        return _build(ObjectiveConfig, dict(value), where)
+    raise ConfigError(
+        f"{where} must be a table, a mode name, an Objective or a list of (term, weight) "
+        f"pairs, got {value!r}"
+    )
+
+
+def _optimizer_name(value) -> None:
+    if not isinstance(value, str | Optimizer) or (
+        isinstance(value, str) and value not in OPTIMIZERS
+    ):
+        raise ConfigError(
+            f"train.optimizer: unknown optimizer {value!r}; choose one of "
+            f"{', '.join(OPTIMIZERS)}, or an optimizer object (Adam, LBFGS, AdamThenLBFGS)"
+        )
 
 
 @dataclass(frozen=True)
@@ -155,12 +253,14 @@ class TrainingConfig:
     batch_size: int = 64
     #: batch size of the initial/boundary/periodic sets, drawn cyclically (default: batch_size)
     condition_batch_size: int | None = None
-    optimizer: str = "adam"
+    #: a name (the TOML form, with the keys below) or an optimizer object (Adam(...),
+    #: LBFGS(...), AdamThenLBFGS(...)); always the name once built (:attr:`optimizer_object`)
+    optimizer: str | Optimizer = "adam"
     lr: float = 1e-3
     #: with "adam+lbfgs": Adam for this many epochs, L-BFGS for the rest
     adam_epochs: int | None = None
-    lbfgs: LBFGSConfig = field(default_factory=LBFGSConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    lbfgs: LBFGS = field(default_factory=LBFGS)
+    schedule: Schedule = field(default_factory=Schedule)
     seed: int = 30
     engine: str = "auto"
     device: str = "auto"
@@ -179,11 +279,9 @@ class TrainingConfig:
     progress: bool = True
 
     def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"train.optimizer: unknown optimizer {self.optimizer!r}; choose one of "
-                f"{', '.join(OPTIMIZERS)}"
-            )
+        _optimizer_name(self.optimizer)
+        if not isinstance(self.optimizer, str):
+            self._flatten(self.optimizer)
         for name in ("epochs", "batch_size", "checkpoint_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
@@ -209,16 +307,86 @@ class TrainingConfig:
         if self.val_every < 0:
             raise ConfigError("train.val_every must be ≥ 0")
 
+    def _flatten(self, opt: Optimizer) -> None:
+        """An optimizer object as the flat keys of the TOML form (the canonical one)."""
+        keys = ("lr", "adam_epochs", "lbfgs", "schedule")
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in keys}
+        defaults.update(lbfgs=LBFGS(), schedule=Schedule())
+        beside = [k for k in keys if getattr(self, k) != defaults[k]]
+        if beside:
+            raise ConfigError(
+                f"train.{beside[0]}: give it inside the optimizer object "
+                f"({type(opt).__name__}(…)), not beside it"
+            )
+        flat: dict[str, Any] = {"optimizer": opt.name}
+        if isinstance(opt, AdamThenLBFGS):
+            flat.update(adam_epochs=opt.adam_epochs, lbfgs=opt.lbfgs)
+            opt = opt.adam
+        if isinstance(opt, Adam):
+            flat.update(lr=opt.lr, schedule=opt.schedule)
+        else:
+            flat.update(lbfgs=opt)
+        for k, v in flat.items():
+            object.__setattr__(self, k, v)
 
-@dataclass(frozen=True)
+    @property
+    def optimizer_object(self) -> Optimizer:
+        """The optimizer as an object: ``Adam(lr, schedule)``, the ``LBFGS`` settings, or
+        ``AdamThenLBFGS(adam_epochs, Adam(...), LBFGS(...))``."""
+        adam = Adam(lr=self.lr, schedule=self.schedule)
+        if self.optimizer == "adam":
+            return adam
+        if self.optimizer == "lbfgs":
+            return self.lbfgs
+        assert self.adam_epochs is not None  # adam+lbfgs: checked when built
+        return AdamThenLBFGS(adam_epochs=self.adam_epochs, adam=adam, lbfgs=self.lbfgs)
+
+
+@dataclass(frozen=True, init=False)
 class TrainConfig:
+    """The whole configuration of a training run (see the module's docstring). Each part
+    may be given as its object or as its table (a dict with the TOML keys)."""
+
     data: DataConfig
     model: dict[str, Any] = field(default_factory=dict)
     objective: ObjectiveConfig = field(default_factory=lambda: ObjectiveConfig(mode="derl"))
     train: TrainingConfig = field(default_factory=TrainingConfig)
 
+    def __init__(
+        self,
+        data: DataConfig | Mapping[str, Any],
+        model: Mapping[str, Any] | None = None,
+        objective: ObjectiveConfig | Objective | Sequence[Any] | str | Mapping[str, Any] = "derl",
+        train: TrainingConfig | Mapping[str, Any] | None = None,
+    ):
+        if not isinstance(data, DataConfig):
+            if not isinstance(data, Mapping) or "path" not in data:
+                raise ConfigError('[data] path = "FILE" is required')
+            data = _build(DataConfig, dict(data), "data")
+        model = dict(model or {})
+        allowed = {f.name for f in dataclasses.fields(MLPConfig)} - {"n_in", "n_out"}
+        _no_unknown(model, allowed, "model")
+        check_fields(MLPConfig, model, "model", ConfigError)
+        try:  # validate now (sizes come from the data later)
+            MLPConfig(n_in=1, n_out=1, **model)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
+        objective = _objective(objective)
+        if train is None:
+            train = TrainingConfig()
+        elif not isinstance(train, TrainingConfig):
+            train = _training(train)
+        for name, value in (("data", data), ("model", model), ("objective", objective)):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "train", train)
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {
+            "data": dataclasses.asdict(self.data),
+            "model": copy.deepcopy(self.model),
+            "objective": self.objective.to_dict(),
+            "train": dataclasses.asdict(self.train),
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "config") -> TrainConfig:
@@ -231,22 +399,12 @@ class TrainConfig:
                 raise ConfigError(f"{where}: [{name}] must be a table, got {values[name]!r}")
         if "data" not in values or "path" not in values["data"]:
             raise ConfigError(f'{where}: [data] path = "FILE" is required')
-        data = _build(DataConfig, values["data"], "data")
-        model = dict(values.get("model", {}))
-        allowed = {f.name for f in dataclasses.fields(MLPConfig)} - {"n_in", "n_out"}
-        _no_unknown(model, allowed, "model")
-        check_fields(MLPConfig, model, "model", ConfigError)
-        try:  # validate now (sizes come from the data later)
-            MLPConfig(n_in=1, n_out=1, **model)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(str(exc)) from None
-        objective = _build(ObjectiveConfig, values.get("objective", {"mode": "derl"}), "objective")
-        train_values = dict(values.get("train", {}))
-        for sub, sub_cls in (("lbfgs", LBFGSConfig), ("schedule", ScheduleConfig)):
-            if sub in train_values:
-                train_values[sub] = _build(sub_cls, train_values[sub], f"train.{sub}")
-        train = _build(TrainingConfig, train_values, "train")
-        return cls(data=data, model=model, objective=objective, train=train)
+        return cls(
+            data=values["data"],
+            model=values.get("model", {}),
+            objective=values.get("objective", {"mode": "derl"}),
+            train=values.get("train", {}),
+        )
 
     @classmethod
     def from_toml(cls, path) -> TrainConfig:
@@ -259,6 +417,19 @@ class TrainConfig:
                 cfg, data=dataclasses.replace(cfg.data, path=str(p.parent / data_path))
             )
         return cfg
+
+
+def _training(values) -> TrainingConfig:
+    """The ``[train]`` table as a :class:`TrainingConfig`."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"[train] must be a table, got {type(values).__name__}")
+    values = dict(values)
+    if "optimizer" in values:  # before the type check: its words name the choices
+        _optimizer_name(values["optimizer"])
+    for sub, sub_cls in (("lbfgs", LBFGS), ("schedule", Schedule)):
+        if sub in values:
+            values[sub] = _build(sub_cls, values[sub], f"train.{sub}")
+    return _build(TrainingConfig, values, "train")
 
 
 def _no_unknown(values: dict, known: set[str], where: str) -> None:

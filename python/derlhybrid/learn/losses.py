@@ -30,6 +30,7 @@ penalty) and is called with ``d = batch = None``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
@@ -56,6 +57,8 @@ __all__ = [
     "Term",
     "build_objective",
     "mse",
+    "term_from_record",
+    "term_record",
 ]
 
 #: the point set of terms that read no points, only the network's weights (e.g. EWC)
@@ -79,12 +82,28 @@ class StepContext:
     generator: torch.Generator | None = None
 
 
+#: every subclass of :class:`Term` this process has defined, by ``module.QualName`` (a class
+#: defined again, e.g. by a notebook cell run twice, replaces the earlier one)
+_DEFINED: dict[str, type[Term]] = {}
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 @dataclass(frozen=True)
 class Term:
+    """A loss term (see the module's docstring). Subclass it for a term of your own: it
+    may then go into a config's objective beside the built-in ones."""
+
     name: ClassVar[str] = "term"
     point_set: ClassVar[str] = "interior"
     #: targets the term reads from its batch (checked against the data before training)
     requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _DEFINED[_qualified(cls)] = cls
 
     def needs(self, problem: Problem) -> list[tuple[int, ...]]:
         return []
@@ -398,18 +417,49 @@ class Objective:
         return out
 
 
+def term_record(term: Term, weight: float) -> dict[str, Any]:
+    """A term of a class not in :data:`TERMS` (a class of your own) as a configuration
+    records it: ``{"term": name, "weight": w, ...its description, "class": "module.Qual"}``
+    (JSON values: what a checkpoint stores and a resume compares)."""
+    params = cast(Any, term).describe() if hasattr(term, "describe") else dict(vars(term))
+    record = {"term": term.name, "weight": weight, **params, "class": _qualified(type(term))}
+    return json.loads(json.dumps(record, default=str))
+
+
+def term_from_record(record: Mapping[str, Any]) -> tuple[Term, float]:
+    """The ``(term, weight)`` of a :func:`term_record`, where this process defines the
+    term's class (a record never imports a module: define or import the class first);
+    ``ValueError`` (one line) otherwise."""
+    name, qualified = record.get("term"), record.get("class")
+    cls = _DEFINED.get(str(qualified))
+    if cls is None or cls.name != name:
+        raise ValueError(
+            f"loss term {name!r} is of the class {qualified}, which this process does not "
+            "define: import (or define) that class first, or give the term object in Python"
+        )
+    params = {k: v for k, v in record.items() if k not in ("term", "weight", "class")}
+    try:
+        return cls(**params), record.get("weight", 1.0)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"loss term {name!r} ({qualified}) cannot be rebuilt from its record {params} ({exc})"
+        ) from None
+
+
 def build_objective(
     problem: Problem,
     mode: str | None = None,
     weights: Mapping[str, float] | None = None,
-    terms: Sequence[Mapping] | None = None,
+    terms: Sequence[Mapping | Term | str | tuple[Term | str, float]] | None = None,
     hessian_projection: Mapping | None = None,
 ) -> Objective:
     """The objective of a named mode (plus the problem's conditions), or of an explicit
     list of ``{"term": name, "weight": w, ...options}``. Unknown names are refused.
 
     An entry of ``terms`` may also be a term object (a :class:`Term`, e.g. a subclass of
-    your own; weight 1) or a ``(term, weight)`` pair: no name in :data:`TERMS` needed."""
+    your own; weight 1) or a ``(term, weight)`` pair: no name in :data:`TERMS` needed; or
+    the record of a term of your own (:func:`term_record`, what a checkpoint's config holds),
+    rebuilt when this process defines its class."""
     weights = dict(weights or {})
     unknown = sorted(set(weights) - set(WEIGHT_GROUPS))
     if unknown:
@@ -424,20 +474,33 @@ def build_objective(
             opts = dict(hessian_projection or {}) if name == "hessian_projection" else {}
             chosen.append((TERMS[name](**opts), float(weights.get(group, 1.0))))
     for spec in terms or []:
-        pair = isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], Term)
-        if isinstance(spec, Term) or pair:
-            term, weight = (spec, 1.0) if isinstance(spec, Term) else spec
+        if isinstance(spec, Term):
+            chosen.append((spec, 1.0))
+            continue
+        if isinstance(spec, str):  # a name alone
+            spec = {"term": spec}
+        if not isinstance(spec, Mapping):  # a (term or name, weight) pair
+            term, weight = spec
+            if isinstance(term, str):
+                spec = {"term": term, "weight": weight}
+            elif isinstance(term, Term):
+                chosen.append((term, float(weight)))
+                continue
+            else:
+                raise ValueError(f"loss term {term!r} is neither a Term nor a term name")
+        if "class" in spec:  # a term of the user's own class, as a config records it
+            term, weight = term_from_record(spec)
             chosen.append((term, float(weight)))
             continue
-        spec = dict(spec)
-        name = spec.pop("term", None)
+        options: dict[str, Any] = dict(spec)
+        name = options.pop("term", None)
         if name not in TERMS:
             raise ValueError(f"unknown loss term {name!r}; choose one of {', '.join(TERMS)}")
-        weight = float(spec.pop("weight", 1.0))
+        weight = float(options.pop("weight", 1.0))
         try:
-            chosen.append((TERMS[name](**spec), weight))
+            chosen.append((TERMS[name](**options), weight))
         except TypeError:
-            raise ValueError(f"loss term {name!r}: unknown option(s) {sorted(spec)}") from None
+            raise ValueError(f"loss term {name!r}: unknown option(s) {sorted(options)}") from None
     if not chosen:
         raise ValueError("the objective is empty: give a mode or a list of terms")
     objective = Objective([(t, w) for t, w in chosen if w != 0.0])

@@ -19,7 +19,9 @@ initialisation, of the batch order and of the random terms (Hessian projections)
 A caller may add to a run what its config cannot say (:class:`RunExtras`: the distillation
 terms and EWC penalty of :mod:`derlhybrid.transfer`, the batch sizes of the extra point
 sets those terms read, weights to start from); the extras are recorded in the checkpoint
-and a resume with other extras is refused.
+and a resume with other extras is refused. A loss term of your own class needs no extras:
+it goes into the config's objective (:class:`~derlhybrid.learn.config.ObjectiveConfig`),
+which records it, so a resume with another term is refused as well.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, stale
 from .config import ConfigError, TrainConfig
 from .losses import Objective, StepContext, Term, build_objective
 from .models import MLP, MLPConfig
+from .optimizers import AdamThenLBFGS
 from .problems import PointSet, Problem, StreamingSet, StreamPolicy, load_problem
 
 __all__ = ["RunExtras", "TrainResult", "TrainingDiverged", "resolve_device", "train"]
@@ -163,6 +166,7 @@ class _Cycle:
 class _Run:
     def __init__(self, cfg: TrainConfig, problem: Problem, device: torch.device, extras: RunExtras):
         self.cfg, self.t = cfg, cfg.train
+        self.opt = cfg.train.optimizer_object
         init_seed, batch_seed, term_seed = _seeds(self.t.seed)
         self.model = build_model(problem, cfg.model, init_seed).to(device)
         self.flat = _flat_parameters(self.model)
@@ -274,12 +278,10 @@ class _Run:
 
     # -- optimizers ---------------------------------------------------------------------
     def phase(self, epoch: int) -> str:
-        t = self.t
-        if t.optimizer == "adam+lbfgs":
-            adam_epochs = t.adam_epochs
-            assert adam_epochs is not None  # adam+lbfgs: TrainingConfig requires it
-            return "adam" if epoch < adam_epochs else "lbfgs"
-        return t.optimizer
+        opt = self.opt
+        if isinstance(opt, AdamThenLBFGS):
+            return "adam" if epoch < opt.adam_epochs else "lbfgs"
+        return opt.name
 
     def optimizer(self, phase: str):
         params = [self.flat]

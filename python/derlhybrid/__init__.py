@@ -6,7 +6,10 @@ torch nor h5py: every name below but the stencils is loaded on first use. The cu
 
 * systems — :class:`ODESystem`, :class:`FieldSystem`, :func:`parameter`, :func:`register`,
   :func:`get_system`;
-* data — :class:`GenerateRequest`, :func:`generate`, :func:`open_dataset`;
+* data — :func:`generate` with :class:`Trajectories`, :class:`Points` or :class:`Grid`
+  (their derivative estimators: :class:`CubicForward`, :class:`Stencil`,
+  :class:`SavitzkyGolay`, :class:`SmoothingSpline`, :class:`TrendFilter`,
+  :class:`Spectral`), or a flat :class:`GenerateRequest`; :func:`open_dataset`;
 * learning — :class:`TrainConfig` and its parts (:class:`DataConfig`,
   :class:`ObjectiveConfig`, :class:`TrainingConfig`; the optimizers :class:`Adam`,
   :class:`LBFGS`, :class:`AdamThenLBFGS` with :class:`Schedule`), :func:`train`,
@@ -54,6 +57,20 @@ _LAZY: dict[str, str] = {
         ".systems",
     ),
     **dict.fromkeys(("GenerateRequest", "generate"), ".data.generate"),
+    **dict.fromkeys(
+        (
+            "CubicForward",
+            "Grid",
+            "Points",
+            "SavitzkyGolay",
+            "SmoothingSpline",
+            "Spectral",
+            "Stencil",
+            "Trajectories",
+            "TrendFilter",
+        ),
+        ".data.sampling",
+    ),
     **dict.fromkeys(("DatasetError", "open_dataset", "provenance"), ".data"),
     **dict.fromkeys(
         (
@@ -118,6 +135,15 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from .data import provenance as provenance
     from .data.generate import GenerateRequest as GenerateRequest
     from .data.generate import generate as generate
+    from .data.sampling import CubicForward as CubicForward
+    from .data.sampling import Grid as Grid
+    from .data.sampling import Points as Points
+    from .data.sampling import SavitzkyGolay as SavitzkyGolay
+    from .data.sampling import SmoothingSpline as SmoothingSpline
+    from .data.sampling import Spectral as Spectral
+    from .data.sampling import Stencil as Stencil
+    from .data.sampling import Trajectories as Trajectories
+    from .data.sampling import TrendFilter as TrendFilter
     from .experiments import EXPERIMENTS as EXPERIMENTS
     from .experiments import load_spec as load_spec
     from .experiments import reproduce as reproduce
@@ -194,6 +220,7 @@ __all__ = [  # noqa: RUF022
     "AdamThenLBFGS",
     "BoundaryTerm",
     "ConfigError",
+    "CubicForward",
     "DataConfig",
     "DatasetError",
     "DistillSource",
@@ -201,6 +228,7 @@ __all__ = [  # noqa: RUF022
     "EXPERIMENTS",
     "FieldSystem",
     "GenerateRequest",
+    "Grid",
     "HessianProjectionTerm",
     "HessianTerm",
     "InitialTerm",
@@ -217,12 +245,17 @@ __all__ = [  # noqa: RUF022
     "PeriodicTerm",
     "Pipeline",
     "PointSet",
+    "Points",
     "Problem",
     "ResidualTerm",
     "RunExtras",
     "SYSTEMS",
+    "SavitzkyGolay",
     "Schedule",
+    "SmoothingSpline",
+    "Spectral",
     "Stage",
+    "Stencil",
     "StepContext",
     "System",
     "TERMS",
@@ -230,6 +263,8 @@ __all__ = [  # noqa: RUF022
     "TrainConfig",
     "TrainResult",
     "TrainingConfig",
+    "Trajectories",
+    "TrendFilter",
     "__version__",
     "available_backends",
     "build_objective",

@@ -10,18 +10,16 @@ builds the same request from its options and TOML ``--config`` (:mod:`derlhybrid
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .._typecheck import check_fields
+from .checks import check_at_least, check_noise, check_positive, check_seed, check_split
 from .empirical import parse_scheme
-
-if TYPE_CHECKING:
-    from .sampling import Grid, Points, Trajectories
+from .sampling import Grid, Points, Trajectories, data_fields
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -85,8 +83,6 @@ class GenerateRequest:
         :class:`~derlhybrid.data.sampling.Grid` (PDEs solved on a grid); ``None``: the
         defaults, or what ``preset`` fixes. The same request, key for key, as the flat
         ``GenerateRequest(...)`` and ``derl generate`` build."""
-        from .sampling import data_fields
-
         if not isinstance(out, str | os.PathLike):
             raise ValueError(f"out must be a file path, got {out!r}")
         values = data_fields(system, data)
@@ -139,34 +135,6 @@ class GenerateRequest:
             d.pop("noise")
         d["split"] = list(self.split)
         return d
-
-
-# -- range checks shared with the typed objects of .sampling (``name``: the key path) -------
-
-
-def check_positive(name: str, v) -> None:
-    if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a positive number, got {v!r}")
-
-
-def check_at_least(name: str, v, low: int) -> None:
-    if v is not None and (not isinstance(v, int) or v < low):
-        raise ValueError(f"{name} must be >= {low}, got {v!r}")
-
-
-def check_seed(name: str, v) -> None:
-    if v is not None and not 0 <= v < 2**63:
-        raise ValueError(f"{name} must be an integer in [0, 2**63), got {v}")
-
-
-def check_noise(name: str, v) -> None:
-    if not (isinstance(v, int | float) and 0 <= v < math.inf):
-        raise ValueError(f"{name} must be a non-negative number, got {v!r}")
-
-
-def check_split(name: str, v) -> None:
-    if len(v) != 3 or min(v) < 0 or abs(sum(v) - 1) > 1e-9:
-        raise ValueError(f"{name} fractions must be 3 non-negatives summing to 1: {v}")
 
 
 def empirical_method(text: str):

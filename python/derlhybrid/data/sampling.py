@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._typecheck import check_fields
+from .checks import check_at_least, check_noise, check_positive, check_seed, check_split
 from .estimators import (
     Estimator,
     SavitzkyGolay,
@@ -36,7 +37,6 @@ from .estimators import (
     Stencil,
     TrendFilter,
 )
-from .request import check_at_least, check_noise, check_positive, check_seed, check_split
 
 __all__ = [
     "CubicForward",

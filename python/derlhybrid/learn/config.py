@@ -57,6 +57,7 @@ from typing import Any
 
 from .._tables import read_toml, refuse_unknown
 from .._typecheck import check_fields
+from .errors import ConfigError
 from .losses import MODES, TERMS, WEIGHT_GROUPS, Objective, Term, term_from_record, term_record
 from .models import MLPConfig
 from .optimizers import LBFGS, OPTIMIZERS, Adam, AdamThenLBFGS, Schedule
@@ -83,10 +84,6 @@ ScheduleConfig = Schedule
 
 #: what ``TrainingConfig(optimizer=...)`` takes besides a name
 Optimizer = Adam | LBFGS | AdamThenLBFGS
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names the key and the fix."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .._typecheck import check_fields
+from .errors import ConfigError
 
 __all__ = ["LBFGS", "OPTIMIZERS", "SCHEDULES", "Adam", "AdamThenLBFGS", "Schedule"]
 
@@ -31,14 +32,10 @@ SCHEDULES = ("constant", "step", "exponential", "cosine")
 
 
 def _error(message: str) -> Exception:
-    from .config import ConfigError  # config imports this module: resolved when raised
-
     return ConfigError(message)
 
 
 def _check_types(obj, where: str) -> None:
-    from .config import ConfigError
-
     values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     check_fields(type(obj), values, where, ConfigError)
 

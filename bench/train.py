@@ -68,7 +68,8 @@ from derlhybrid.data.generate import GenerateRequest, generate
 from derlhybrid.learn.config import TrainConfig
 from derlhybrid.learn.losses import TERMS
 from derlhybrid.learn.problems import PointSet, load_problem
-from derlhybrid.learn.trainer import RunExtras, _Run, build_model, train_threads
+from derlhybrid.learn.trainer import train_threads
+from derlhybrid.learn.training_run import RunExtras, TrainingRun, build_model
 
 PEND_W = {"sys": 71.173824, "init": 2.2867589}  # paper.md §3.4, damped, Derivative
 KDV_W = {"pde": 0.15237, "init": 6.6076, "bc": 0.0076557}  # paper.md §8.3
@@ -179,7 +180,7 @@ def _runs(path, problem_fn, model, objective, compile_: bool, extras_fn=None, **
     for name, comp in [("ours", False), ("ours_compiled", True)][: 1 + compile_]:
         cfg = _config(path, model, objective, compile=comp, **train)
         extras = extras_fn() if extras_fn else RunExtras()
-        run = _Run(cfg, problem_fn(), torch.device("cpu"), extras)
+        run = TrainingRun(cfg, problem_fn(), torch.device("cpu"), extras)
         if CORES[0]:  # the hand-written engine's threads for a large step (learn/fused.py)
             run.workers = min(run.workers, CORES[0])
         out[name] = (cfg, run)
@@ -188,7 +189,7 @@ def _runs(path, problem_fn, model, objective, compile_: bool, extras_fn=None, **
 
 def _steps(run, steps: int):
     """``steps`` Adam steps of the trainer's run on consecutive interior batches (with its
-    own condition batches, as :meth:`_Run.run_epoch` draws them)."""
+    own condition batches, as :meth:`TrainingRun.run_epoch` draws them)."""
     opt = run.optimizer("adam")
     train = run.problem.sets["train"]
     bs = run.t.batch_size
@@ -197,7 +198,7 @@ def _steps(run, steps: int):
     pos = [0]
 
     def go():
-        with run.hand_written_backward():  # as _Run.run_epoch does
+        with run.hand_written_backward():  # as TrainingRun.run_epoch does
             _go()
 
     def _go():
@@ -504,7 +505,7 @@ def ncl(repeats: int, steps: int, compile_: bool, model_cfg: dict, batch: int, n
             cfg = TrainConfig.from_dict(
                 {**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "compile": True}}
             )
-        run = _Run(cfg, _ncl_problem(n), torch.device("cpu"), RunExtras())
+        run = TrainingRun(cfg, _ncl_problem(n), torch.device("cpu"), RunExtras())
         ours[name] = _steps(run, steps)
         warm[name] = _warm(f"NCL teacher {name} ({steps} steps)", ours[name])
     cfg = _ncl_config(model_cfg, batch)
@@ -595,7 +596,7 @@ def _memory_child(which: str, path: str, size: str) -> None:
             condition_batch_size=sz["kdv1000_batch"],
             lr=1e-3,
         )
-        run = _Run(
+        run = TrainingRun(
             cfg,
             transfer_problem(Path(path)),
             torch.device("cpu"),
@@ -603,7 +604,9 @@ def _memory_child(which: str, path: str, size: str) -> None:
         )
     else:
         cfg = _ncl_config(sz["ncl_model"], sz["ncl_batch"])
-        run = _Run(cfg, _ncl_problem(sz["memory_ncl_points"]), torch.device("cpu"), RunExtras())
+        run = TrainingRun(
+            cfg, _ncl_problem(sz["memory_ncl_points"]), torch.device("cpu"), RunExtras()
+        )
     _steps(run, 3)()
     # VmHWM: this process's peak resident set (ru_maxrss would include the parent's, which
     # Linux carries across fork and exec)

@@ -1,5 +1,5 @@
-"""The trainer's Adam step without the optimizer's Python bookkeeping (``_Run.adam_step``)
-is bit for bit ``torch.optim.Adam(fused=True).step()``."""
+"""The trainer's Adam step without the optimizer's Python bookkeeping
+(``TrainingRun.adam_step``) is bit for bit ``torch.optim.Adam(fused=True).step()``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from derlhybrid.data.generate import GenerateRequest, generate
 from derlhybrid.learn.config import TrainConfig
 from derlhybrid.learn.problems import load_problem
-from derlhybrid.learn.trainer import RunExtras, _Run
+from derlhybrid.learn.training_run import RunExtras, TrainingRun
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def _run(path, schedule):
             "train": {"batch_size": 16, "lr": 3e-3, "schedule": schedule, "epochs": 4},
         }
     )
-    return _Run(cfg, load_problem(path), torch.device("cpu"), RunExtras())
+    return TrainingRun(cfg, load_problem(path), torch.device("cpu"), RunExtras())
 
 
 def test_fast_adam_step_equals_optimizer_step(pendulum_file, monkeypatch):

@@ -373,7 +373,7 @@ def test_example_configs_are_valid(name):
 def test_flat_parameters_train_like_separate_ones():
     # every parameter a view of one buffer (one optimizer kernel per step): the same Adam
     # trajectory as torch's Adam over the separate parameters
-    from derlhybrid.learn.trainer import _flat_parameters
+    from derlhybrid.learn.training_run import flat_parameters
 
     torch.manual_seed(0)
     ref = torch.nn.Sequential(torch.nn.Linear(3, 7), torch.nn.Tanh(), torch.nn.Linear(7, 2))
@@ -381,7 +381,7 @@ def test_flat_parameters_train_like_separate_ones():
     ours = torch.nn.Sequential(torch.nn.Linear(3, 7), torch.nn.Tanh(), torch.nn.Linear(7, 2))
     ours = ours.double()
     ours.load_state_dict(ref.state_dict())
-    flat = _flat_parameters(ours)
+    flat = flat_parameters(ours)
     opt_ref = torch.optim.Adam(ref.parameters(), lr=3e-3)
     opt = torch.optim.Adam([flat], lr=3e-3, fused=True)
     for k in range(7):

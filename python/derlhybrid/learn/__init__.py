@@ -55,11 +55,11 @@ from .optimizers import Schedule as Schedule
 from .problems import PointSet as PointSet
 from .problems import Problem as Problem
 from .problems import load_problem as load_problem
-from .trainer import RunExtras as RunExtras
 from .trainer import TrainingDiverged as TrainingDiverged
 from .trainer import TrainResult as TrainResult
 from .trainer import load_model as load_model
 from .trainer import train as train
+from .training_run import RunExtras as RunExtras
 
 __all__ = [
     "HNN",

@@ -1,6 +1,7 @@
 """A tanh MLP's value and input derivatives with a hand-written backward pass.
 
-Two paths, both entered only inside the trainer (:func:`hand_written_backward`):
+Two paths, both entered only inside a training run's epochs (:func:`hand_written_backward`,
+from :meth:`~derlhybrid.learn.training_run.TrainingRun.run_epoch`):
 :func:`first_order_tanh` for first-order plans (described below) and
 :func:`taylor_tanh` for any plan of the derivative engine, ragged point sets included
 (its arithmetic is described above the function).
@@ -22,7 +23,7 @@ autograd altogether:
   (value rows), ``gS = G W``, then ``gż_j = gṫ_j·s``, ``gs = Σ_j gṫ_j·ż_j``,
   ``gz = (g_a − 2a·gs)·s``; the first layer's constant tangent ``ż_j = W₀[:, i_j]`` adds
   ``Σ_rows gż_j`` to column ``i_j`` of ``gW₀``. The parameter gradients are added into
-  ``.grad`` (the trainer's flat gradient buffer), as autograd would accumulate them.
+  ``.grad`` (the training run's flat gradient buffer), as autograd would accumulate them.
 
 The same arithmetic as the autograd-recorded engine up to float rounding (numpy's tanh is
 ≤ 1 ulp from torch's; sums in another order); float64 gradients agree with nested autograd
@@ -58,7 +59,7 @@ def hand_written_backward(workers: int = 1) -> Iterator[None]:
     """Within this block, derivatives of tanh MLPs on the CPU are computed with the
     hand-written backward pass (see the module doc): ``loss.backward()`` fills the
     parameters' ``.grad``; ``torch.autograd.grad`` with respect to them does not see them.
-    ``workers`` ≥ 2 lets large Taylor passes run as two halves on two threads (the trainer
+    ``workers`` ≥ 2 lets large Taylor passes run as two halves on two threads (a training run
     passes the cores it may use: ``train.threads``, or all of them when that is 0)."""
     from threadpoolctl import threadpool_limits
 

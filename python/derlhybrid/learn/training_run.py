@@ -296,6 +296,21 @@ class TrainingRun:
         return out
 
     # -- one epoch ----------------------------------------------------------------------
+    def lbfgs_step(self, opt, batches: dict[str, PointSet]):
+        """One ``torch.optim.LBFGS`` step on ``batches``; the loss and its parts of the
+        step's last closure call."""
+        last = {}
+
+        def closure():
+            self.zero_grad()
+            total, parts = self.loss(batches, self.ctx)
+            total.backward()
+            last["v"] = (total, parts)
+            return total
+
+        opt.step(closure)
+        return last["v"]
+
     def run_epoch(self, epoch: int) -> dict[str, float]:
         with self.hand_written_backward():
             return self._run_epoch(epoch)
@@ -321,18 +336,7 @@ class TrainingRun:
                 sums[k] = sums.get(k, 0) + v
 
         if phase == "lbfgs" and self.t.lbfgs.batch == "full":
-            batches = self.batches(train, full=True)
-            last = {}
-
-            def full_closure():
-                self.zero_grad()
-                total, parts = self.loss(batches, self.ctx)
-                total.backward()
-                last["v"] = (total, parts)
-                return total
-
-            opt.step(full_closure)
-            accumulate(*last["v"])
+            accumulate(*self.lbfgs_step(opt, self.batches(train, full=True)))
         else:
             bs = self.t.batch_size
             if self.streaming:
@@ -349,17 +353,7 @@ class TrainingRun:
                     self.adam_step(opt)
                     accumulate(total, parts)
                 else:
-                    last = {}
-
-                    def closure(batches=batches, last=last):
-                        self.zero_grad()
-                        total, parts = self.loss(batches, self.ctx)
-                        total.backward()
-                        last["v"] = (total, parts)
-                        return total
-
-                    opt.step(closure)
-                    accumulate(*last["v"])
+                    accumulate(*self.lbfgs_step(opt, batches))
         if phase == "adam" and self.scheduler is not None:
             self.scheduler.step()
         return {k: float(v) / steps for k, v in sums.items()}

@@ -78,6 +78,15 @@ DATA = {"path": "x.h5"}
         (lambda: TrainConfig(DATA, train=3), r"must be a table"),
         (lambda: TrainConfig(DATA, model={"widht": 3}), r"^model: unknown key 'widht'"),
         (lambda: TrainConfig({"form": "state"}), r'path = "FILE" is required'),
+        # the parts built directly from Python are checked as those read from TOML
+        (lambda: TrainingConfig(seed="3"), r"^train\.seed must be an integer, got '3'"),
+        (lambda: TrainingConfig(epochs=True), r"^train\.epochs must be an integer, got True"),
+        (lambda: TrainingConfig(compile="no"), r"^train\.compile must be true or false"),
+        (lambda: TrainingConfig(lbfgs={"batc": "mini"}), r"^train\.lbfgs: unknown key 'batc'"),
+        (lambda: dh.DataConfig(path=3), r"^data\.path must be a string, got 3"),
+        (lambda: dh.DataConfig(path="x.h5", memory_mb="1"), r"^data\.memory_mb must be a"),
+        (lambda: dh.ObjectiveConfig(mode=3), r"^objective\.mode must be a string, got 3"),
+        (lambda: dh.ObjectiveConfig(weights={"sys": "1"}), r"^objective\.weights must be"),
     ],
 )
 def test_objects_refuse_wrong_values_in_one_line_naming_the_key(build, words):
@@ -105,6 +114,19 @@ def test_tables_keep_their_keys_and_their_checks(table, words):
     with pytest.raises(ConfigError, match=words) as exc:
         TrainConfig.from_dict({"data": DATA, **table})
     assert "\n" not in str(exc.value)
+
+
+def test_python_parts_are_the_tables_they_stand_for(tmp_path):
+    """A pathlib.Path and an L-BFGS table given from Python build what TOML builds."""
+    a = TrainingConfig(optimizer="lbfgs", lbfgs={"batch": "mini", "max_iter": 5})
+    b = TrainConfig.from_dict(
+        {
+            **{"data": DATA},
+            "train": {"optimizer": "lbfgs", "lbfgs": {"batch": "mini", "max_iter": 5}},
+        }
+    ).train
+    assert a == b and isinstance(a.lbfgs, dh.LBFGS)
+    assert dh.DataConfig(path=tmp_path / "x.h5").path == str(tmp_path / "x.h5")
 
 
 def test_the_old_names_are_the_new_classes():

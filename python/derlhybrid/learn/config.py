@@ -50,6 +50,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,9 @@ class DataConfig:
     block_mb: float = 64.0
 
     def __post_init__(self):
+        if isinstance(self.path, os.PathLike):  # a pathlib.Path from Python: recorded as text
+            object.__setattr__(self, "path", os.fspath(self.path))
+        _check_own_types(self, "data")
         if self.form not in ("positions", "state"):
             raise ConfigError(f"data.form must be 'positions' or 'state', got {self.form!r}")
         if self.stream not in ("auto", "always", "never"):
@@ -135,6 +139,7 @@ class ObjectiveConfig:
     hessian_projection: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
+        _check_own_types(self, "objective", skip=("terms",))  # terms: checked one by one
         if self.mode is not None and self.mode.lower() not in MODES:
             raise ConfigError(
                 f"objective.mode: unknown mode {self.mode!r}; choose one of {', '.join(MODES)}"
@@ -277,6 +282,11 @@ class TrainingConfig:
 
     def __post_init__(self):
         _optimizer_name(self.optimizer)
+        _check_own_types(self, "train", skip=("optimizer",))  # optimizer: by _optimizer_name
+        for name, cls in (("lbfgs", LBFGS), ("schedule", Schedule)):  # a table from Python
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                object.__setattr__(self, name, _build(cls, value, f"train.{name}"))
         if not isinstance(self.optimizer, str):
             self._flatten(self.optimizer)
         for name in ("epochs", "batch_size", "checkpoint_every"):
@@ -427,6 +437,13 @@ def _training(values) -> TrainingConfig:
         if sub in values:
             values[sub] = _build(sub_cls, values[sub], f"train.{sub}")
     return _build(TrainingConfig, values, "train")
+
+
+def _check_own_types(obj, where: str, skip: tuple[str, ...] = ()) -> None:
+    """A part built directly from Python is checked as one read from TOML: a value of the
+    wrong type (``TrainingConfig(seed="3")``) fails in one line naming ``where.key``."""
+    values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name not in skip}
+    check_fields(type(obj), values, where, ConfigError)
 
 
 def _no_unknown(values: dict, known: set[str], where: str) -> None:

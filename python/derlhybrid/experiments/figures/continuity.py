@@ -12,22 +12,25 @@ from ...learn import metrics as M
 from .plumbing import (
     Loaded,
     RunInfo,
+    by_label,
     colormap,
+    curve_stats,
     error_colorbar,
     error_map,
     finite_max,
-    fmt,
+    fmt_stats,
     label_outer,
     load_group,
     log,
     log_norm,
     map_axes,
-    metric,
+    metric_stats,
     new_figure,
     num,
     of_kind,
     per_group,
     save_png,
+    shown_seed,
 )
 
 #: frames of the reference read for the reference mass curve (strided), and frames evaluated
@@ -74,15 +77,36 @@ def _continuity_frame(lr: Loaded, tk: float, x, y) -> np.ndarray:
     return lr.eval(X)[()][:, 0].reshape(x.size, y.size)
 
 
-def _continuity_mass(lr: Loaded, ref) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted mass over time: the metrics' values, else Σρ̂ΔxΔy on ≤ 21 frames."""
-    m = lr.run.metrics.get("metrics") if isinstance(lr.run.metrics, dict) else None
+def _metrics_mass(run: RunInfo) -> tuple[np.ndarray, np.ndarray] | None:
+    """(times, predicted mass) of the run's metrics, or None."""
+    m = run.metrics.get("metrics") if isinstance(run.metrics, dict) else None
     mass = m.get("mass") if isinstance(m, dict) else None
     if isinstance(mass, dict) and mass.get("times") and mass.get("predicted"):
         ts = np.array([num(v) for v in mass["times"]])
         ms = np.array([num(v) for v in mass["predicted"]])
         if ts.size == ms.size and ts.size > 1:
             return ts, ms
+    return None
+
+
+def mass_stats(runs) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+    """Times, mean and population std of the predicted mass over the seeds whose metrics
+    hold it on the same times (those of the first that does), and their count; None if
+    none does."""
+    found = [tm for tm in map(_metrics_mass, runs) if tm is not None]
+    if not found:
+        return None
+    ts = found[0][0]
+    same = [ms for t, ms in found if t.shape == ts.shape and np.allclose(t, ts, equal_nan=True)]
+    mean, std, _ = curve_stats(same)
+    return ts, mean, std, len(same)
+
+
+def _continuity_mass(lr: Loaded, ref) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted mass over time: the metrics' values, else Σρ̂ΔxΔy on ≤ 21 frames."""
+    found = _metrics_mass(lr.run)
+    if found is not None:
+        return found
     t = ref["t"]
     ts = np.linspace(t[0], t[-1], min(MASS_FRAMES_PREDICTED, t.size))
     ms = np.array(
@@ -93,10 +117,14 @@ def _continuity_mass(lr: Loaded, ref) -> tuple[np.ndarray, np.ndarray]:
 
 def continuity_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     """Continuity equation: the reference ρ at t = 0, middle and end (top row); per mode the
-    error |ρ̂ − ρ| at those times (one shared log colour scale, clipped at 1e-6); bottom, the
-    total mass Σρ̂ΔxΔy over time of every mode against the reference's mass."""
+    error |ρ̂ − ρ| at those times (one shared log colour scale, clipped at 1e-6) of one
+    network per mode (seed 30, else the first); bottom, the total mass Σρ̂ΔxΔy over time of
+    every mode against the reference's mass: the mean over the seeds whose metrics hold it,
+    with a band of ± one std (population) and n in the legend. Relative errors and mass
+    RMSE: mean ± std over the seeds (n)."""
 
     def draw(group, group_runs, path):
+        seeds_of = by_label(group_runs)
         loaded = load_group(group_runs, of_kind("continuity"))
         refs: dict[str, Any] = {}
         rows = []
@@ -155,24 +183,35 @@ def continuity_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
                 tk = ref["t"][ref["frames"][c]]
                 title = f"{lr.run.label}: " + r"$|\hat\rho - \rho|$" + f", t = {tk:.3g}"
                 if c == 0:
-                    rel = metric(lr.run, "density", "rel_l2")
-                    title += f"\nrel. L² error {fmt(rel)}"
+                    rel = metric_stats(seeds_of[lr.run.label], "density", "rel_l2")
+                    title += f" ({shown_seed(lr.run)})\nrel. L² error {fmt_stats(*rel)}"
                 ax.set_title(title, fontsize=10)
         error_colorbar(fig, img, err_axes, r"$|\hat\rho - \rho|$ (log scale)", shrink=0.6)
         label_outer(axs)
         ax = fig.add_subplot(outer[1])
         ax.plot(ref0["mass_t"], ref0["mass"], color="black", lw=1.4, label="reference")
         for lr, _ref, _errs, ts, ms in rows:
+            seeds = seeds_of[lr.run.label]
+            stats = mass_stats(seeds)
+            sd = None
+            if stats is not None and stats[3] > 1:
+                ts, ms, sd, n = stats
+            else:
+                n = 1
             ok = np.isfinite(ts) & np.isfinite(ms)
-            rmse = metric(lr.run, "mass", "rmse")
-            label = f"{lr.run.label} (RMSE {fmt(rmse)})"
+            rmse = fmt_stats(*metric_stats(seeds, "mass", "rmse"))
+            label = f"{lr.run.label} (n = {n}; RMSE {rmse})"
             if ok.any():
                 ax.plot(ts[ok], ms[ok], color=lr.color, lw=1.4, marker=".", ms=4, label=label)
+                if sd is not None:
+                    ax.fill_between(
+                        ts[ok], (ms - sd)[ok], (ms + sd)[ok], color=lr.color, alpha=0.2, lw=0
+                    )
             else:
                 ax.plot([], [], color=lr.color, label=f"{lr.run.label} (no finite values)")
         ax.set_xlabel("t")
         ax.set_ylabel("mass Σρ ΔxΔy")
-        ax.set_title("total mass over time", fontsize=10)
+        ax.set_title("total mass over time (mean over seeds, band ± 1 std)", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9, ncols=min(n + 1, 4))
         fig.suptitle(f"Continuity equation: density errors and mass — {group}")

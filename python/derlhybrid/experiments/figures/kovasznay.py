@@ -9,21 +9,23 @@ import numpy as np
 from ...learn import metrics as M
 from .plumbing import (
     RunInfo,
+    by_label,
     colormap,
     error_colorbar,
     error_map,
-    fmt,
+    fmt_stats,
     hat_err,
     label_outer,
     load_group,
     log,
     log_norm,
     map_axes,
-    metric,
+    metric_stats,
     new_figure,
     of_kind,
     per_group,
     save_png,
+    shown_seed,
 )
 
 KOVASZNAY_GRID = 200
@@ -31,10 +33,12 @@ KOVASZNAY_GRID = 200
 
 def kovasznay_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     """Kovasznay flow: per mode (columns) the pointwise |û − u|, |v̂ − v|, |p̂ − p| (rows) on
-    the 200×200 grid, log colour scales shared along each row (clipped at 1e-6); titles give
-    the relative L² error of each component."""
+    the 200×200 grid, log colour scales shared along each row (clipped at 1e-6), of one
+    network per mode (seed 30, else the first); titles give the relative L² error of each
+    component, mean ± std over the seeds (n) where there are several."""
 
     def draw(group, group_runs, path):
+        seeds_of = by_label(group_runs)
         loaded = load_group(group_runs, of_kind("kovasznay"))
         panels = []
         for lr in loaded:
@@ -62,8 +66,12 @@ def kovasznay_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
             for c, (lr, *_rest) in enumerate(panels):
                 ax = axs[r][c]
                 img = error_map(ax, errs[c], extent, norm, cmap)
-                rel = metric(lr.run, "output", "per_output", name, "rel_l2")
-                ax.set_title(f"{lr.run.label}: {hat_err(name)}\nrel. L² {fmt(rel)}", fontsize=10)
+                rel = metric_stats(seeds_of[lr.run.label], "output", "per_output", name, "rel_l2")
+                ax.set_title(
+                    f"{lr.run.label} ({shown_seed(lr.run)}): {hat_err(name)}\n"
+                    f"rel. L² {fmt_stats(*rel)}",
+                    fontsize=9,
+                )
             error_colorbar(fig, img, axs[r], hat_err(name))
         label_outer(axs)
         fig.suptitle(f"Kovasznay flow: pointwise errors on the {KOVASZNAY_GRID}² grid — {group}")

@@ -14,6 +14,7 @@ from .plumbing import (
     files_exist,
     log,
     log_or_linear,
+    mean_std,
     metric,
     new_figure,
     save_png,
@@ -61,9 +62,10 @@ _NOISE_PANELS = (
 def noise_estimators(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     """Error against the noise σ of the samples, per derivative estimator (issue 19): the
     trajectory error and the field error along the test trajectories (flow maps) or the
-    errors of u and ∇u on the evaluation grid (steady fields), mean ± std over seeds; DERL
-    solid, SOB dashed, one colour per estimator, OUTL (no derivatives) black. One PNG for
-    all groups, ``noise_estimators-all.png``."""
+    errors of u and ∇u on the evaluation grid (steady fields), mean ± std (population) over
+    the seeds' finite values, n in the legend; DERL solid, SOB dashed, one colour per
+    estimator, OUTL (no derivatives) black. One PNG for all groups,
+    ``noise_estimators-all.png``."""
     cells: dict[tuple[str, str], dict[float, list[tuple[float, float]]]] = {}
     panels = _NOISE_PANELS[0]
     for r in runs:
@@ -92,11 +94,13 @@ def noise_estimators(runs: list[RunInfo], out_dir: Path) -> list[Path]:
         for (mode, est), by in sorted(cells.items()):
             xs = sorted(by)
             arr = [np.array([v[k] for v in by[s]], dtype=float) for s in xs]
-            mean = np.array([a.mean() for a in arr])
-            std = np.array([a.std() for a in arr])
+            stats = np.array([mean_std(a) for a in arr], dtype=float).reshape(-1, 3)
+            mean, std = stats[:, 0], stats[:, 1]
             style = {"DERL": "-", "SOB": "--"}.get(mode, ":")
             color = palette.get(est, "black")
-            label = f"{mode} · {est}" if est else mode
+            ns = sorted({int(np.isfinite(a).sum()) for a in arr})
+            n_txt = str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+            label = (f"{mode} · {est}" if est else mode) + f" (n = {n_txt})"
             ax.errorbar(
                 xs,
                 mean,

@@ -5,26 +5,30 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .plumbing import (
     Loaded,
     RunInfo,
+    by_label,
     colormap,
     error_colorbar,
     error_map,
-    fmt,
+    files_exist,
+    fmt_stats,
     load_group,
     log,
     log_norm,
     log_or_linear,
-    metric,
+    metric_stats,
     new_figure,
     note_if_empty,
     of_kind,
     per_group,
     save_png,
+    shown_seed,
 )
 
 #: test trajectories in the phase portraits
@@ -77,9 +81,12 @@ def _limits(true: np.ndarray, pred: Sequence[np.ndarray]) -> tuple[float, float]
 def pendulum_phase(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     """Phase portraits (θ, ω) of ≤ 5 test trajectories: the truth as thin black lines, each
     mode's (θ̂, ∂θ̂/∂t) in its colour, one panel per mode; below, |θ̂ − θ| against time (mean
-    over the trajectories, band from min to max), all modes in one panel."""
+    over the trajectories, band from min to max), all modes in one panel. One network per
+    mode (seed 30, else the first); titles give the mean trajectory error, mean ± std over
+    the seeds (n) where there are several."""
 
     def draw(group, group_runs, path):
+        seeds_of = by_label(group_runs)
         loaded = load_group(group_runs, of_kind("pendulum"))
         if not loaded:
             return False
@@ -116,8 +123,11 @@ def pendulum_phase(runs: list[RunInfo], out_dir: Path) -> list[Path]:
             ax.set_ylim(*yl)
             ax.set_xlabel("θ [rad]")
             ax.set_ylabel("ω = dθ/dt [rad/s]")
-            err = metric(lr.run, "trajectory", "mean")
-            ax.set_title(f"{lr.run.label}\nmean trajectory L² error {fmt(err)}", fontsize=10)
+            err = fmt_stats(*metric_stats(seeds_of[lr.run.label], "trajectory", "mean"))
+            ax.set_title(
+                f"{lr.run.label} ({shown_seed(lr.run)})\nmean trajectory L² error {err}",
+                fontsize=9,
+            )
             ax.grid(alpha=0.3)
             note_if_empty(ax, theta)
         ax = fig.add_subplot(gs[nrows, :])
@@ -174,13 +184,77 @@ def _stream(ax, th0, om0, field_ij, **kw) -> None:
         log.warning("figures: streamplot failed: %s", exc)
 
 
+def training_region(path: Path) -> np.ndarray | None:
+    """The convex hull of the (θ, ω) states of the training split's trajectories of a
+    pendulum data file (closed polygon, shape (k + 1, 2)), or None (logged) if it cannot be
+    read or is degenerate."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    from ...data.store import h5_dataset, open_dataset
+
+    try:
+        with open_dataset(path) as f:
+            n = h5_dataset(f, "trajectories/initial_states").shape[0]
+            idx = np.sort(h5_dataset(f, "splits/train")[...]) if "splits/train" in f else None
+            idx = np.unique(idx) if idx is not None else np.arange(n)
+            states = np.asarray(h5_dataset(f, "trajectories/states")[idx], dtype=np.float64)
+        pts = states.reshape(-1, states.shape[-1])[:, :2]
+        pts = pts[np.isfinite(pts).all(axis=1)]
+        hull = ConvexHull(pts)
+    except (QhullError, ValueError, KeyError, OSError) as exc:
+        log.warning("figures: no training region of %s: %s", path, exc)
+        return None
+    ring = pts[hull.vertices]
+    return np.concatenate([ring, ring[:1]])
+
+
+def _draw_region(ax, region: np.ndarray | None) -> None:
+    if region is not None:
+        ax.plot(region[:, 0], region[:, 1], color="tab:blue", lw=0.9, ls="--", alpha=0.9)
+
+
+def _hnn_panel(runs: list[RunInfo], X: np.ndarray, g: int):
+    """The HNN baseline of the group (mode ``hnn``; seed 30, else the first loadable) as
+    (run, its seeds, field (G, G, 2) of (θ̇, ω̇) at the grid's (θ, ω), ‖f̂ − f‖ (G, G)),
+    or None: the (q̇, ṗ) the network predicts at p = m·ω, converted to (θ̇, ω̇) = (q̇, ṗ/m)
+    as the phase-space metric of :mod:`derlhybrid.learn.hnn` does."""
+    from ...learn.hnn import hnn_field, load_hnn
+    from ...systems import get_system
+
+    for label, seeds in by_label([r for r in runs if r.mode == "hnn"]).items():
+        for r in seeds:
+            if not Path(r.checkpoint).is_file():
+                log.warning("figures: %s left out: no hnn.pt", r.name)
+                continue
+            try:
+                model, ckpt = load_hnn(r.checkpoint)
+                model.eval()
+                sysd = ckpt["system"]
+                system: Any = get_system(sysd["system"], sysd.get("parameters") or {})
+                dth, dom = hnn_field(model, X[:, 1], X[:, 2], system)
+                fp = np.stack([dth, dom], axis=1)
+                ft = np.asarray(system.vector_field(X[:, 0], X[:, 1:], np), dtype=np.float64)
+            except Exception as exc:
+                log.warning("figures: %s left out: %s", r.name, exc)
+                continue
+            err = np.linalg.norm(fp - ft, axis=1).reshape(g, g)
+            return r, seeds, fp.reshape(g, g, 2), err
+        log.warning("figures: no HNN of %s could be drawn", label)
+    return None
+
+
 def pendulum_field(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     """The vector field at t = 0 on a 60×60 grid over θ0 ∈ [−π/2, π/2], ω0 ∈ [−1.5, 1.5]:
     the true f(θ, ω) (streamlines coloured by ‖f‖) and, per mode, the learned field
     (∂θ̂/∂t, ∂²θ̂/∂t²)(0, θ0, ω0) as streamlines over the pointwise error ‖f̂ − f‖ (one shared
-    logarithmic colour scale); titles give the phase-space L² error of the metrics."""
+    logarithmic colour scale); where the group has an HNN baseline (mode ``hnn``), its field
+    (θ̇, ω̇) = (q̇, ṗ/m) at (θ, ω) as one more panel. One network per method (seed 30, else
+    the first); titles give the phase-space L² error of the metrics, mean ± std over the
+    seeds (n) where there are several. Every panel outlines (blue, dashed) the convex hull
+    of the states (θ, ω) the training trajectories visit."""
 
     def draw(group, group_runs, path):
+        seeds_of = by_label(group_runs)
         loaded = load_group(group_runs, of_kind("pendulum"))
         if not loaded:
             return False
@@ -201,13 +275,24 @@ def pendulum_field(runs: list[RunInfo], out_dir: Path) -> list[Path]:
                 continue
             ft = np.asarray(lr.system.vector_field(X[:, 0], X[:, 1:], np), dtype=np.float64)
             err = np.linalg.norm(fp - ft, axis=1).reshape(g, g)
-            panels.append((lr, fp.reshape(g, g, 2), err))
+            panels.append((lr.run, seeds_of[lr.run.label], fp.reshape(g, g, 2), err))
         if not panels:
             return False
+        hnn = _hnn_panel(group_runs, X, g)
+        if hnn is not None:
+            panels.append(hnn)
+        region = next(
+            (
+                reg
+                for reg in (training_region(lr.run.data) for lr in loaded if files_exist(lr.run))
+                if reg is not None
+            ),
+            None,
+        )
         n = len(panels) + 1
         ncols = min(n, 4)
         nrows = math.ceil(n / ncols)
-        fig = new_figure(3.7 * ncols + 1.4, 3.5 * nrows + 0.6)
+        fig = new_figure(3.7 * ncols + 1.4, 3.5 * nrows + 0.9)
         axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(n)]
         extent = (th0[0], th0[-1], om0[0], om0[-1])
         ax = axes[0]
@@ -218,25 +303,31 @@ def pendulum_field(runs: list[RunInfo], out_dir: Path) -> list[Path]:
         )
         fig.colorbar(sp.lines, ax=ax, label="‖f(θ, ω)‖", shrink=0.9)
         ax.set_title("true field f(θ, ω)", fontsize=10)
-        norm = log_norm([p[2] for p in panels])
+        norm = log_norm([p[3] for p in panels])
         cmap = colormap("YlOrRd")
         img = None
-        for ax, (lr, fp, err) in zip(axes[1:], panels, strict=True):
+        for ax, (run, seeds, fp, err) in zip(axes[1:], panels, strict=True):
             img = error_map(ax, err, extent, norm, cmap, "θ0 [rad]", "ω0 [rad/s]", aspect="auto")
             _stream(ax, th0, om0, fp, color="black", linewidth=0.6)
-            l2 = metric(lr.run, "phase_space", "l2")
-            ax.set_title(f"{lr.run.label}\nphase-space L² error {fmt(l2)}", fontsize=10)
+            l2 = fmt_stats(*metric_stats(seeds, "phase_space", "l2"))
+            what = " baseline" if run.mode == "hnn" else ""
+            ax.set_title(
+                f"{run.label}{what} ({shown_seed(run)})\nphase-space L² error {l2}", fontsize=9
+            )
         for ax in axes:
+            _draw_region(ax, region)
             ax.set_xlim(th0[0], th0[-1])
             ax.set_ylim(om0[0], om0[-1])
             ax.set_xlabel("θ0 [rad]")
             ax.set_ylabel("ω0 [rad/s]")
         if img is not None:
             error_colorbar(fig, img, axes[1:], r"$\|\hat f - f\|$ at t = 0 (log scale)")
+        hull = "; blue dashed: convex hull of the training states" if region is not None else ""
         fig.suptitle(
             "Pendulum: learned vector field "
             r"$(\partial_t\hat\theta, \partial_t^2\hat\theta)$"
-            f" at t = 0 — {group}",
+            f" at t = 0 — {group}\n(one network per method: seed 30, else the first{hull})",
+            fontsize=11,
         )
         save_png(fig, path)
         return True

@@ -37,6 +37,11 @@ MODE_COLORS = {
     "der+hesl": "tab:pink",
     "sob+hesl": "tab:olive",
 }
+#: modes of baseline networks that are not coordinate networks (no flow map, no history of
+#: loss terms): the figures that do not know them leave them out
+BASELINE_MODES = frozenset({"hnn"})
+#: the seed whose network a figure draws where a method has several (else the first)
+PREFERRED_SEED = 30
 SPARE_COLORS = ("tab:cyan", "tab:gray", "gold", "navy", "lime", "teal", "maroon", "black")
 PARAM_LABELS = {"lam": "λ", "L1": "Λ₁", "L2": "Λ₂"}
 
@@ -54,6 +59,8 @@ class RunInfo:
     metrics: dict  # derlhybrid.learn.evaluate.evaluate(checkpoint, data, ...)
     #: the generation request of the run's dataset (the spec's [datasets.<key>]), if known
     request: dict | None = None
+    #: the run's training seed, if known (several runs of one label: the seeds)
+    seed: int | None = None
 
     @classmethod
     def from_row(cls, r: dict, request: dict | None = None) -> RunInfo:
@@ -67,6 +74,7 @@ class RunInfo:
             checkpoint=Path(r["checkpoint"]),
             metrics=r["metrics"],
             request=request,
+            seed=r.get("seed"),
         )
 
 
@@ -144,7 +152,11 @@ def of_kind(*kinds: str, parametric: bool | None = None) -> Accept:
 def load_run(run: RunInfo, accept: Accept) -> Loaded | None:
     """The run's network as a ``predict`` callable with its system, or None (logged) if its
     files are missing, it cannot be rebuilt, or its system is not one ``accept`` takes
-    (:func:`of_kind`)."""
+    (:func:`of_kind`). Baselines of another kind of network (the pendulum's HNN, mode
+    ``hnn``) are not flow maps: None, drawn only by the figures that know them."""
+    if run.mode in BASELINE_MODES:
+        log.debug("figures: %s left out: a %s baseline", run.name, run.mode)
+        return None
     if not files_exist(run):
         log.warning("figures: %s left out: checkpoint or data file missing", run.name)
         return None
@@ -170,26 +182,93 @@ def load_run(run: RunInfo, accept: Accept) -> Loaded | None:
         return None
 
 
-def load_group(runs: Sequence[RunInfo], accept: Accept) -> list[Loaded]:
-    """One loaded run per label (the first loadable of several seeds), with its colour."""
-    seen: set[str] = set()
-    out: list[Loaded] = []
+def by_label(runs: Sequence[RunInfo]) -> dict[str, list[RunInfo]]:
+    """The runs per label (the seeds of one method), labels in order of first appearance,
+    each label's runs with seed :data:`PREFERRED_SEED` first, the others in their order."""
+    out: dict[str, list[RunInfo]] = {}
     for r in runs:
-        if r.label in seen:
-            continue
-        lr = load_run(r, accept)
-        if lr is not None:
-            seen.add(r.label)
-            out.append(lr)
+        out.setdefault(r.label, []).append(r)
+    return {k: sorted(v, key=lambda r: r.seed != PREFERRED_SEED) for k, v in out.items()}
+
+
+def mode_colors(modes: Sequence[str]) -> list[str]:
+    """One colour per entry: the mode's :data:`MODE_COLORS`, a spare one where the mode has
+    none or its colour is taken already."""
     used: set[str] = set()
     spare = iter(SPARE_COLORS)
-    for lr in out:
-        c = MODE_COLORS.get(lr.run.mode)
+    out = []
+    for m in modes:
+        c = MODE_COLORS.get(m)
         if c is None or c in used:
             c = next((s for s in spare if s not in used), "black")
         used.add(c)
+        out.append(c)
+    return out
+
+
+def load_group(runs: Sequence[RunInfo], accept: Accept) -> list[Loaded]:
+    """One loaded run per label (of several seeds, seed :data:`PREFERRED_SEED` if it
+    loads, else the first loadable), with its colour."""
+    out: list[Loaded] = []
+    for seeds in by_label(runs).values():
+        lr = next((x for x in (load_run(r, accept) for r in seeds) if x is not None), None)
+        if lr is not None:
+            out.append(lr)
+    for lr, c in zip(out, mode_colors([lr.run.mode for lr in out]), strict=True):
         lr.color = c
     return out
+
+
+def shown_seed(run: RunInfo) -> str:
+    """``"seed 30"`` for a run of known seed, else ``"first run"`` (titles of the drawn
+    networks where a method has several seeds)."""
+    return "first run" if run.seed is None else f"seed {run.seed}"
+
+
+def mean_std(values) -> tuple[float, float, int]:
+    """Mean, population standard deviation (ddof 0) and count of the finite ``values``
+    (nan, nan, 0 where none is finite): a diverged seed is not averaged in."""
+    a = np.array([num(v) for v in values], dtype=np.float64)
+    a = a[np.isfinite(a)]
+    if not a.size:
+        return math.nan, math.nan, 0
+    return float(a.mean()), float(a.std()), int(a.size)
+
+
+def metric_stats(runs: Sequence[RunInfo], *path: str) -> tuple[float, float, int]:
+    """:func:`mean_std` of :func:`metric` over ``runs`` (the seeds of one method)."""
+    return mean_std([metric(r, *path) for r in runs])
+
+
+def fmt_stats(mean: float, std: float, n: int) -> str:
+    """``"0.0123"`` of one value, ``"0.0123 ± 0.0011 (n = 5)"`` of several, ``"n/a"``."""
+    if n == 0:
+        return "n/a"
+    return fmt(mean) if n == 1 else f"{fmt(mean)} ± {fmt(std)} (n = {n})"
+
+
+def curve_stats(curves: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per index (epoch) the mean, population std (ddof 0) and count of the curves' finite
+    values; curves of different lengths count at each index only where they reach it
+    (mean and std nan where no curve has a finite value)."""
+    arrs = [np.asarray(c, dtype=np.float64).ravel() for c in curves]
+    length = max((a.size for a in arrs), default=0)
+    table = np.full((len(arrs), length), np.nan)
+    for i, a in enumerate(arrs):
+        table[i, : a.size] = a
+    ok = np.isfinite(table)
+    n = ok.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(ok, table, 0.0).sum(axis=0) / n
+        var = np.where(ok, (table - mean) ** 2, 0.0).sum(axis=0) / n
+    return mean, np.sqrt(var), n
+
+
+def log_band(mean, std):
+    """The band mean ± std for a logarithmic axis: the lower edge kept above mean/100
+    (a std larger than the mean would reach zero)."""
+    mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+    return np.maximum(mean - std, mean / 100), mean + std
 
 
 def metric(run: RunInfo, *path: str) -> float:

@@ -16,21 +16,27 @@ from .plumbing import (
     SPARE_COLORS,
     Loaded,
     RunInfo,
+    by_label,
     colormap,
+    curve_stats,
     error_colorbar,
     error_map,
     fmt,
+    fmt_stats,
     label_outer,
     load_group,
     log,
+    log_band,
     log_norm,
     log_or_linear,
     map_axes,
+    mean_std,
     new_figure,
     num,
     of_kind,
     per_group,
     save_png,
+    shown_seed,
 )
 
 #: markers of the evaluation regions of a parametric extension
@@ -49,50 +55,83 @@ def _regions(run: RunInfo) -> dict:
 
 
 def _first_per_label(runs):
-    seen, out = set(), []
-    for r in runs:
-        if r.label not in seen and _final(r):
-            seen.add(r.label)
-            out.append(r)
-    return out
+    """One run per label with final metrics (seed 30, else the first)."""
+    return [seeds[0] for seeds in _seeds_per_label(runs).values()]
+
+
+def _seeds_per_label(runs) -> dict[str, list[RunInfo]]:
+    """The runs with final metrics per label (seed 30 first)."""
+    return {
+        k: v for k, v in ((k, [r for r in v if _final(r)]) for k, v in by_label(runs).items()) if v
+    }
+
+
+def _phase_value(run: RunInfo, region: str) -> float:
+    v = (_final(run).get(region) or {}).get("u", {}).get("rel_l2")
+    return float(v) if isinstance(v, int | float) else math.nan
+
+
+def phase_error_stats(runs: list[RunInfo]) -> tuple[list[str], list[str], np.ndarray]:
+    """Labels, regions (phases, then ``unseen``, ``global``) and per (label, region) the
+    (mean, population std, n) of the final model's relative L² error of u over the seeds,
+    shape (labels, regions, 3)."""
+    per = _seeds_per_label(runs)
+    if not per:
+        return [], [], np.zeros((0, 0, 3))
+    names = list(_final(next(iter(per.values()))[0]))
+    names = [n for n in names if n not in ("global", "unseen")] + [
+        n for n in ("unseen", "global") if n in names
+    ]
+    stats = np.array(
+        [
+            [mean_std([_phase_value(r, name) for r in seeds]) for name in names]
+            for seeds in per.values()
+        ],
+        dtype=np.float64,
+    ).reshape(len(per), len(names), 3)
+    return list(per), names, stats
 
 
 def transfer_phase_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     """Multi-stage experiments: the final model's relative L² error of u per evaluation
-    region (the phases, ``unseen``, ``global``) as grouped bars, one group per method
-    (log scale; from the metrics, no network is evaluated)."""
+    region (the phases, ``unseen``, ``global``) as grouped bars, one group per method: the
+    mean over the method's seeds with error bars of ± one std (population; n under the
+    method's name; log scale; from the metrics, no network is evaluated)."""
 
     def draw(group, group_runs, path):
-        chosen = _first_per_label(group_runs)
-        if not chosen:
+        labels, names, stats = phase_error_stats(group_runs)
+        if not labels:
             return False
-        names = list(_final(chosen[0]))
-        names = [n for n in names if n not in ("global", "unseen")] + [
-            n for n in ("unseen", "global") if n in names
-        ]
-        fig = new_figure(max(6.0, 0.9 * len(chosen) * max(1, len(names)) / 2 + 2), 4.2)
+        fig = new_figure(max(6.0, 0.9 * len(labels) * max(1, len(names)) / 2 + 2), 4.2)
         ax = fig.add_subplot()
         width = 0.8 / max(1, len(names))
         vals = []
         for j, name in enumerate(names):
-            ys = []
-            for r in chosen:
-                v = (_final(r).get(name) or {}).get("u", {}).get("rel_l2")
-                ys.append(float(v) if isinstance(v, int | float) else math.nan)
-            vals += ys
-            xs = np.arange(len(chosen)) + (j - (len(names) - 1) / 2) * width
+            ys, sd = stats[:, j, 0], stats[:, j, 1]
+            vals += list(ys)
+            xs = np.arange(len(labels)) + (j - (len(names) - 1) / 2) * width
+            err = np.nan_to_num(sd)
             ax.bar(
                 xs,
                 ys,
                 width,
+                yerr=[np.minimum(err, np.nan_to_num(ys) * 0.99), err],  # log axis: above 0
+                capsize=2,
+                error_kw={"elinewidth": 0.8},
                 label=name,
                 color=SPARE_COLORS[j % len(SPARE_COLORS)] if name not in ("global",) else "black",
             )
-        ax.set_xticks(np.arange(len(chosen)), [r.label for r in chosen], rotation=30, ha="right")
+        n = stats[:, :, 2].max(axis=1).astype(int)
+        ax.set_xticks(
+            np.arange(len(labels)),
+            [f"{lab}\n(n = {k})" for lab, k in zip(labels, n, strict=True)],
+            rotation=30,
+            ha="right",
+        )
         log_or_linear(ax, vals)
         ax.set_ylabel("relative L² error of u (final model)")
         ax.legend(title="region", fontsize=8)
-        ax.set_title(f"Errors per phase — {group}")
+        ax.set_title(f"Errors per phase — {group} (mean over seeds, bars ± 1 std)")
         save_png(fig, path)
         return True
 
@@ -118,41 +157,59 @@ def stage_losses(run: RunInfo) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def stage_loss_stats(seeds: list[RunInfo]):
+    """The seeds' total training loss across their stages, one stage after the other:
+    (per epoch mean, population std, count over the seeds; the first epoch (1-based) of
+    each later stage, from the first seed with stages), or None without any stage."""
+    curves, starts = [], None
+    for r in seeds:
+        stages = stage_losses(r)
+        if not stages:
+            continue
+        curves.append(np.concatenate([loss for _, loss in stages]))
+        if starts is None:
+            lengths = np.cumsum([len(loss) for _, loss in stages])
+            starts = [int(k) + 1 for k in lengths[:-1]]
+    if not curves:
+        return None
+    mean, std, n = curve_stats(curves)
+    return mean, std, n, starts or [], len(curves)
+
+
 def transfer_loss_curves(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     """Multi-stage experiments: each method's total training loss per epoch across its
-    stages, one after the other (log scale), a dot at the first epoch of each later stage —
+    stages, one after the other (log scale), the mean over its seeds with a band of ± one
+    std (population; n in the legend), a dot at the first epoch of each later stage —
     where a stage starts from the previous weights (extend) or afresh (new), and how far
     each phase trains down."""
 
     def draw(group, group_runs, path):
-        chosen = [r for r in _first_per_label(group_runs) if not is_ncl(r)]
-        curves = [(r, stage_losses(r)) for r in chosen]
-        curves = [(r, c) for r, c in curves if c]
+        per = {k: [r for r in v if not is_ncl(r)] for k, v in _seeds_per_label(group_runs).items()}
+        curves = [(label, stage_loss_stats(seeds)) for label, seeds in per.items() if seeds]
+        curves = [(label, c) for label, c in curves if c is not None]
         if not curves:
             return False
         fig = new_figure(9.0, 4.6)
         ax = fig.add_subplot()
         vals = []
         colors = colormap("tab20")
-        for k, (r, stages) in enumerate(curves):
-            start, xs, ys, firsts = 0, [], [], []
-            for _, loss in stages:
-                xs.append(start + np.arange(1, len(loss) + 1))
-                ys.append(loss)
-                if start and len(loss):
-                    firsts.append((start + 1, loss[0]))
-                start += len(loss)
-            x, y = np.concatenate(xs), np.concatenate(ys)
+        for k, (label, (mean, std, _n, starts, n_runs)) in enumerate(curves):
+            x = np.arange(1, mean.size + 1)
             c = colors(k % 20)
-            ax.plot(x, y, lw=1.2, color=c, label=r.label, ls="--" if "(new)" in r.label else "-")
+            ls = "--" if "(new)" in label else "-"
+            ax.plot(x, mean, lw=1.2, color=c, label=f"{label} (n = {n_runs})", ls=ls)
+            if n_runs > 1:
+                lo, hi = log_band(mean, std)
+                ax.fill_between(x, lo, hi, color=c, alpha=0.2, lw=0)
+            firsts = [(e, mean[e - 1]) for e in starts if e <= mean.size]
             if firsts:
                 ax.plot(*zip(*firsts, strict=True), "o", color=c, ms=4)
-            vals += [v for v in y.tolist() if math.isfinite(v)]
+            vals += [v for v in mean.tolist() if math.isfinite(v)]
         log_or_linear(ax, vals)
         ax.set_xlabel("epoch (stages one after the other)")
         ax.set_ylabel("total training loss")
         ax.legend(fontsize=7, ncols=2)
-        ax.set_title(f"Training loss across the stages — {group}")
+        ax.set_title(f"Training loss across the stages — {group}\n(mean over seeds, band ± 1 std)")
         save_png(fig, path)
         return True
 
@@ -194,12 +251,15 @@ def _draw_boxes(ax, regions, xname, yname, dom) -> None:
 def transfer_error_maps(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     """Multi-stage experiments: per method the final model's pointwise |û − u| over the
     whole domain with the phase regions drawn (KdV: over (t, x) on the data grid;
-    Allen–Cahn: over (x, y) on a 101² grid), one shared log colour scale; parametric
+    Allen–Cahn: over (x, y) on a 101² grid) of one network per method (seed 30, else the
+    first), titles with the global error's mean ± std over the seeds; one shared log colour
+    scale; parametric
     families: the per-parameter-set relative L² error in the (Λ₁, Λ₂) plane, one marker
     per region."""
 
     def draw(group, group_runs, path):
-        chosen = _first_per_label(group_runs)
+        seeds_of = _seeds_per_label(group_runs)
+        chosen = [seeds[0] for seeds in seeds_of.values()]
         loaded = load_group(chosen, of_kind("grid-field", "allen-cahn"))
         if not loaded:
             return False
@@ -240,8 +300,11 @@ def transfer_error_maps(runs: list[RunInfo], out_dir: Path) -> list[Path]:
             _draw_boxes(ax, _regions(lr.run), names[0], names[1], dom)
             ax.set_xlim(extent[0], extent[1])  # the boxes' lines add no margin
             ax.set_ylim(extent[2], extent[3])
-            rel = (_final(lr.run).get("global") or {}).get("u", {}).get("rel_l2")
-            ax.set_title(f"{lr.run.label}\nglobal rel. L² {fmt(num(rel))}", fontsize=9)
+            rel = mean_std([_phase_value(r, "global") for r in seeds_of.get(lr.run.label, [])])
+            ax.set_title(
+                f"{lr.run.label} ({shown_seed(lr.run)})\nglobal rel. L² {fmt_stats(*rel)}",
+                fontsize=9,
+            )
         for k in range(len(panels), nrows * ncols):
             axs[k // ncols][k % ncols].set_visible(False)
         error_colorbar(fig, img, [a for row in axs for a in row], r"$|\hat u - u|$")

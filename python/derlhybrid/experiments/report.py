@@ -347,9 +347,7 @@ def draw_figures(spec: dict, rows: list[dict], datasets: dict, fig_dir: Path) ->
     rows whose checkpoint is on this machine."""
     from .figures import FIGURES, METRIC_ONLY, RunInfo
 
-    infos = [
-        RunInfo.from_row(r, datasets.get(r.get("dataset"))) for r in rows if r["mode"] != "hnn"
-    ]
+    infos = [RunInfo.from_row(r, datasets.get(r.get("dataset"))) for r in rows]
     fig_dir.mkdir(parents=True, exist_ok=True)
     figs: list[str] = []
     for fname in spec["figures"]:

@@ -84,3 +84,53 @@ def test_a_run_in_two_files_is_refused(calls, capsys):
     code = main(["reproduce", EXP, "--merge", str(one), str(one), "--out", str(root / "dup")])
     assert code == 2
     assert "in both" in capsys.readouterr().err
+
+
+def test_baselines_are_planned_per_seed_and_merged(tmp_path, capsys):
+    """The HNN baseline is planned once per seed of its group (runs/<name>-s<seed>); its
+    rows from separate sittings merge like any run's, and one trained with another
+    configuration than the spec gives it is refused."""
+    from derlhybrid.experiments import load_spec
+    from derlhybrid.experiments.plan import plan, plan_baselines
+
+    spec = load_spec("pendulum")
+    runs = plan(spec, "smoke", [30, 1])[1]
+    planned = plan_baselines(spec, "smoke", runs)
+    assert [b["name"] for b in planned] == [
+        "damped-true-hnn-s30",
+        "damped-true-hnn-s1",
+        "conservative-true-hnn-s30",
+        "conservative-true-hnn-s1",
+    ]
+    assert planned[1]["config"] == {"epochs": 1, "phase_grid": 30, "seed": 1}
+    full = plan_baselines(spec, "full", plan(spec, "full")[1])
+    assert {b["seed"] for b in full} == {30, 1, 2, 3, 4}
+
+    def part(seed, value, config=None):
+        row = {
+            "name": f"damped-true-hnn-s{seed}",
+            "group": "damped-true",
+            "mode": "hnn",
+            "label": "HNN",
+            "seed": seed,
+            "dataset": "damped",
+            "config": config or {"epochs": 1, "phase_grid": 30, "seed": seed},
+            "metrics": {"metrics": {"phase_space": {"l2": value, "mean": value / 5}}},
+        }
+        doc = {"experiment": "pendulum", "scale": "smoke", "runs": [row]}
+        path = tmp_path / f"part-{seed}-{value}.json"
+        path.write_text(json.dumps(doc))
+        return path
+
+    merged = json.loads(
+        merge(
+            "pendulum", [part(30, 0.4), part(1, 0.6)], out=tmp_path / "m", figures=False
+        ).read_text()
+    )
+    (hnn,) = [t for t in merged["table"] if t["mode"] == "hnn"]
+    assert hnn["seeds"] == [30, 1] and hnn["stats"]["phase_l2"]["mean"] == pytest.approx(0.5)
+    assert "damped-true-hnn-s1" not in merged["missing"]
+    assert "conservative-true-hnn-s30" in merged["missing"]  # planned, not given
+    wrong = part(1, 0.6, {"epochs": 7, "phase_grid": 30, "seed": 1})
+    assert main(["reproduce", "pendulum", "--merge", str(wrong), "--out", str(tmp_path / "w")]) == 2
+    assert "trained with another configuration" in capsys.readouterr().err

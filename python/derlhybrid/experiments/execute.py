@@ -29,9 +29,9 @@ from .._tables import deep_merge as _merge
 from . import ncl, pipelines
 from .ncl import NCLRun
 from .pipelines import PipelineRun, run_row
-from .plan import Run, dataset_path
+from .plan import Run, dataset_path, plan_baselines
 from .report import aggregate, check_claims, draw_figures, write_results
-from .spec import SCALES, ReproduceError
+from .spec import ReproduceError
 
 #: where the runs of a reproduce execute: this machine (``--jobs N`` processes) or Ray tasks
 ENGINES = ("local", "ray")
@@ -143,44 +143,37 @@ def run_one(run: Run | PipelineRun | NCLRun, data: Path, out: Path, progress: bo
     }
 
 
-def _baselines(spec, datasets_paths, out, scale, progress, groups) -> list[dict]:
-    """The spec's baselines, trained once per seed of their group's runs (``groups``: group
-    → its seeds, in plan order), each in ``runs/<name>-s<seed>``."""
+def _baselines(spec, datasets_paths, out, scale, progress, runs) -> list[dict]:
+    """The spec's baselines (:func:`plan.plan_baselines`: once per seed of their group's
+    runs), each trained in ``runs/<name>-s<seed>``."""
     rows = []
-    for b in spec.get("baselines", []):
-        kind = b.get("kind")
-        if scale not in b.get("scales", list(SCALES)) or b.get("group") not in groups:
-            continue
-        if kind != "hnn":
-            raise ReproduceError(f"unknown baseline kind {kind!r}")
+    for b in plan_baselines(spec, scale, runs):
+        if b["kind"] != "hnn":
+            raise ReproduceError(f"unknown baseline kind {b['kind']!r}")
         from ..learn.hnn import train_hnn
 
         key = b["dataset"]
         if key not in datasets_paths:
             continue
-        for seed in groups[b["group"]]:
-            kw = dict(b.get("train", {}))
-            kw.update(b.get(scale, {}))
-            kw["seed"] = int(seed)
-            rdir = out / "runs" / f"{b['name']}-s{seed}"
-            t0 = time.perf_counter()
-            metrics = train_hnn(datasets_paths[key], rdir, progress=progress, **kw)
-            rows.append(
-                {
-                    "name": f"{b['name']}-s{seed}",
-                    "group": b["group"],
-                    "mode": "hnn",
-                    "label": "HNN",
-                    "seed": int(seed),
-                    "dataset": key,
-                    "variant": None,
-                    "data": str(datasets_paths[key]),
-                    "checkpoint": str(rdir / "hnn.pt"),
-                    "config": kw,
-                    "train_seconds": round(time.perf_counter() - t0, 2),
-                    "metrics": {"metrics": metrics},
-                }
-            )
+        rdir = out / "runs" / b["name"]
+        t0 = time.perf_counter()
+        metrics = train_hnn(datasets_paths[key], rdir, progress=progress, **b["config"])
+        rows.append(
+            {
+                "name": b["name"],
+                "group": b["group"],
+                "mode": "hnn",
+                "label": "HNN",
+                "seed": b["seed"],
+                "dataset": key,
+                "variant": None,
+                "data": str(datasets_paths[key]),
+                "checkpoint": str(rdir / "hnn.pt"),
+                "config": b["config"],
+                "train_seconds": round(time.perf_counter() - t0, 2),
+                "metrics": {"metrics": metrics},
+            }
+        )
     return rows
 
 
@@ -309,12 +302,7 @@ def run_plan(out, spec, scale, datasets, runs, progress, figures, jobs, t_start,
                 bar.update()
         rows = [done[run.name] for run in runs]
     bar.close()
-    group_seeds: dict[str, list[int]] = {}
-    for r in runs:
-        group_seeds.setdefault(r.group, [])
-        if r.seed not in group_seeds[r.group]:
-            group_seeds[r.group].append(r.seed)
-    rows += _baselines(spec, paths, out, scale, progress, group_seeds)
+    rows += _baselines(spec, paths, out, scale, progress, runs)
 
     columns = spec.get("columns", [])
     table = aggregate(rows, columns)

@@ -123,6 +123,34 @@ def plan(
     return datasets, runs
 
 
+def plan_baselines(spec: dict, scale: str, runs) -> list[dict]:
+    """The spec's baselines (the HNN) at ``scale``, one per seed of its group's ``runs`` (in
+    plan order): ``{name: <name>-s<seed>, kind, group, dataset, seed, config}`` — what
+    ``derl reproduce`` trains and what ``--merge`` accepts as planned."""
+    group_seeds: dict[str, list[int]] = {}
+    for r in runs:
+        seeds = group_seeds.setdefault(r.group, [])
+        if r.seed not in seeds:
+            seeds.append(r.seed)
+    out = []
+    for b in spec.get("baselines", []):
+        if scale not in b.get("scales", list(SCALES)) or b.get("group") not in group_seeds:
+            continue
+        for seed in group_seeds[b["group"]]:
+            config = {**b.get("train", {}), **b.get(scale, {}), "seed": int(seed)}
+            out.append(
+                {
+                    "name": f"{b['name']}-s{seed}",
+                    "kind": b.get("kind"),
+                    "group": b["group"],
+                    "dataset": b["dataset"],
+                    "seed": int(seed),
+                    "config": config,
+                }
+            )
+    return out
+
+
 def check_seeds(seeds) -> list[int] | None:
     """``--seeds`` as a list of ints, or ``None`` (none given: each group's own)."""
     if seeds is None:

@@ -21,7 +21,7 @@ from .. import __version__
 from .._io import exclusive_lock, write_text_atomic
 from .._revision import source_revision
 from .._tables import deep_merge as _merge
-from .plan import Run, plan
+from .plan import Run, plan, plan_baselines
 from .spec import ReproduceError, load_spec
 
 
@@ -407,6 +407,9 @@ def merge(
     extra = sorted(set(seeds) - {r.seed for r in runs})
     if extra:
         by_name.update({r.name: r for r in plan(spec, str(scale), extra)[1]})
+    # the baselines of those runs' groups, once per seed (the HNN), with their own configs
+    baselines = {b["name"]: b for b in plan_baselines(spec, str(scale), list(by_name.values()))}
+    by_name.update(baselines)
     rows: dict[str, dict] = {}
     origin: dict[str, Path] = {}
     for f, part in parts:
@@ -420,8 +423,9 @@ def merge(
                 raise ReproduceError(
                     f"run {row['name']} is in both {origin[row['name']]} and {f}: keep one"
                 )
-            if isinstance(run, Run) and _comparable(row.get("config", {})) != _comparable(
-                run.config
+            wanted = run["config"] if isinstance(run, dict) else getattr(run, "config", None)
+            if isinstance(run, Run | dict) and _comparable(row.get("config", {})) != _comparable(
+                wanted or {}
             ):
                 raise ReproduceError(
                     f"{f}: run {row['name']} was trained with another configuration than "
@@ -430,7 +434,7 @@ def merge(
             rows[row["name"]] = row
             origin[row["name"]] = f
     ordered = [rows[n] for n in by_name if n in rows]
-    planned = [r.name for r in runs]
+    planned = [r.name for r in runs] + [b["name"] for b in plan_baselines(spec, str(scale), runs)]
     out = Path(out) if out else Path("reproduce") / f"{spec['name']}-merged"
     out.mkdir(parents=True, exist_ok=True)
     columns = spec.get("columns", [])

@@ -7,6 +7,7 @@ experiment's (``derl reproduce``) or the ``<prefix>.toml`` committed beside the 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,58 @@ def test_committed_tables_rebuild_from_their_runs(path):
         spec, result["scale"], table, check_claims(spec, table, result["scale"], rows), rows, result
     )
     assert _metric_tables(md.read_text()) == _metric_tables(rebuilt)
+
+
+# -- docs/results.md: the tables copied from a results file --------------------------------
+
+RESULTS_MD = DOCS.parent / "results.md"
+_MARK = re.compile(r"^<!-- table: (?P<path>\S+results\.json) group (?P<group>\S+) -->$")
+
+
+def _group_table(markdown: str, label: str) -> list[str]:
+    """The metric table under ``## <label>`` of a results.md the runner wrote."""
+    lines = markdown.splitlines()
+    start = lines.index(f"## {label}")
+    table = []
+    for line in lines[start + 1 :]:
+        if line.startswith("|"):
+            table.append(line)
+        elif table or line.startswith("#"):
+            break
+    return table
+
+
+def _marked_tables() -> list[tuple[str, str, list[str]]]:
+    """(results file, group, the table right below its marker) for every marker
+    ``<!-- table: results/<experiment>/results.json group <name> -->`` in docs/results.md."""
+    out = []
+    lines = RESULTS_MD.read_text().splitlines()
+    for i, line in enumerate(lines):
+        m = _MARK.match(line)
+        if m:
+            table = []
+            for nxt in lines[i + 1 :]:
+                if not nxt.startswith("|"):
+                    break
+                table.append(nxt)
+            out.append((m["path"], m["group"], table))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("path", "group", "table"), _marked_tables(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_tables_in_results_md_are_their_results_files(path, group, table):
+    """A table of docs/results.md marked as copied from a committed results file is the
+    table the runner writes from that file's runs, cell for cell."""
+    file = DOCS.parent / path
+    result = json.loads(file.read_text())
+    spec = _spec_for(file, result)
+    rows = result["runs"]
+    agg = aggregate(rows, spec.get("columns", []))
+    rebuilt = results_markdown(
+        spec, result["scale"], agg, check_claims(spec, agg, result["scale"], rows), rows, result
+    )
+    label = next(g.get("label", g["name"]) for g in spec["groups"] if g["name"] == group)
+    assert table, f"no table below the marker of {path} group {group}"
+    assert table == _group_table(rebuilt, label)

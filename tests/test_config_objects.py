@@ -313,3 +313,18 @@ def test_build_objective_reads_names_pairs_and_records(pendulum):
     ]
     with pytest.raises(ValueError, match="is neither a Term nor a term name"):
         build_objective(problem, terms=[(3, 1.0)])
+
+
+@pytest.mark.parametrize(
+    ("build", "words"),
+    [
+        (lambda: dh.Pipeline(("a",)), r"^stages\[0\] must be a Stage, got 'a'$"),
+        (lambda: dh.Pipeline(3), r"^Pipeline\(stages\): a list of Stage objects, got int$"),
+        (lambda: dh.DistillSource("sobolev", labels="x.h5", weight="1"), r"weight must be"),
+        (lambda: dh.LabelConfig(orders="1"), r"^label\.orders must be a list"),
+    ],
+)
+def test_transfer_objects_refuse_wrong_values_in_one_line(build, words):
+    with pytest.raises(ValueError, match=words) as exc:
+        build()
+    assert "\n" not in str(exc.value)

@@ -298,9 +298,18 @@ class Pipeline:
     description: str = ""
 
     def __post_init__(self):
+        if isinstance(self.stages, Stage) or not isinstance(self.stages, list | tuple):
+            raise ConfigError(
+                f"Pipeline(stages): a list of Stage objects, got {type(self.stages).__name__}"
+            )
         object.__setattr__(self, "stages", tuple(self.stages))
         if not self.stages:
             raise ConfigError("the pipeline has no stages: add [[stages]] tables")
+        for i, st in enumerate(self.stages):
+            if not isinstance(st, Stage):
+                raise ConfigError(f"stages[{i}] must be a Stage, got {st!r}")
+        if not isinstance(self.description, str):
+            raise ConfigError(f"description must be a string, got {self.description!r}")
         seen: list[str] = []
         for i, st in enumerate(self.stages):
             if st.name in seen:

@@ -92,16 +92,19 @@ def test_rerun_trains_and_evaluates_nothing(smoke):
 
 
 def test_other_figures_leave_ncl_rows_out(smoke, tmp_path, caplog):
+    """Only the NCL figure and the training-loss curves (every experiment's) draw NCL rows."""
     from derlhybrid.experiments.figures import FIGURES, RunInfo
 
     _, result = smoke
     infos = [RunInfo.from_row(r) for r in result["runs"]]
     with caplog.at_level(logging.WARNING, logger="derlhybrid.experiments.figures"):
         for name, fig in FIGURES.items():
-            if name != "ncl_slices":
+            if name not in ("ncl_slices", "loss_curves"):
                 assert fig(infos, tmp_path) == [], name
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert list(tmp_path.iterdir()) == []
+    (png,) = FIGURES["loss_curves"](infos, tmp_path)  # one per group: the teacher, students
+    assert png.name == "loss_curves-ball.png" and png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_full_plan_follows_the_paper():

@@ -89,41 +89,12 @@ def _held_out_trajectories(f, split: str = "test") -> tuple[np.ndarray, np.ndarr
     return t, y0, states
 
 
-def _pendulum(predict, problem: Problem, f, options: PendulumOptions) -> dict:
+def _on_held_out(evaluator, predict, problem: Problem, f, options, **extra) -> dict:
+    """``evaluator`` (:func:`metrics.evaluate_pendulum` or :func:`metrics.evaluate_ode`) on
+    the ``options.split`` trajectories; metrics on the validation trajectories say so
+    (``"split": "val"``), those on the test trajectories stay as they were."""
     t, y0, states = _held_out_trajectories(f, options.split)
-    return _on_split(
-        options,
-        M.evaluate_pendulum(
-            predict,
-            problem.system,
-            t,
-            y0,
-            states,
-            form=problem.form,
-            phase_grid=options.phase_grid,
-        ),
-    )
-
-
-def _on_split(options, metrics: dict) -> dict:
-    """Metrics on the validation trajectories say so (``"split": "val"``); those on the
-    test trajectories stay as they were."""
-    return metrics if options.split == "test" else {"split": options.split, **metrics}
-
-
-def _ode(predict, problem: Problem, f, options: FlowMapOptions) -> dict:
-    """The flow-map metrics (every ODE system unless it declares another kind):
-    :func:`metrics.evaluate_ode` on the test trajectories; the phase-space grid (two
-    states) spans ``options.phase_box``, default the box of the file's initial states."""
-    t, y0, states = _held_out_trajectories(f, options.split)
-    box = options.phase_box
-    if not isinstance(problem.system, ODESystem):
-        raise DatasetError(f"{problem.system.name}: the flow-map metrics are for ODE systems")
-    if box is None and problem.system.n_state == 2:
-        y0_all = f["trajectories/initial_states"][...]
-        y0_all = y0_all[np.isfinite(y0_all).all(axis=1)]
-        box = list(zip(y0_all.min(axis=0), y0_all.max(axis=0), strict=True))
-    metrics = M.evaluate_ode(
+    metrics = evaluator(
         predict,
         problem.system,
         t,
@@ -131,9 +102,27 @@ def _ode(predict, problem: Problem, f, options: FlowMapOptions) -> dict:
         states,
         form=problem.form,
         phase_grid=options.phase_grid,
-        phase_box=box,
+        **extra,
     )
-    return _on_split(options, metrics)
+    return metrics if options.split == "test" else {"split": options.split, **metrics}
+
+
+def _pendulum(predict, problem: Problem, f, options: PendulumOptions) -> dict:
+    return _on_held_out(M.evaluate_pendulum, predict, problem, f, options)
+
+
+def _ode(predict, problem: Problem, f, options: FlowMapOptions) -> dict:
+    """The flow-map metrics (every ODE system unless it declares another kind):
+    :func:`metrics.evaluate_ode` on the held-out trajectories; the phase-space grid (two
+    states) spans ``options.phase_box``, default the box of the file's initial states."""
+    box = options.phase_box
+    if not isinstance(problem.system, ODESystem):
+        raise DatasetError(f"{problem.system.name}: the flow-map metrics are for ODE systems")
+    if box is None and problem.system.n_state == 2:
+        y0_all = f["trajectories/initial_states"][...]
+        y0_all = y0_all[np.isfinite(y0_all).all(axis=1)]
+        box = list(zip(y0_all.min(axis=0), y0_all.max(axis=0), strict=True))
+    return _on_held_out(M.evaluate_ode, predict, problem, f, options, phase_box=box)
 
 
 def _allen_cahn(predict, problem: Problem, f, options: AllenCahnOptions) -> dict:

@@ -236,3 +236,25 @@ def test_validation_never_changes_what_is_trained(tmp_path):
             assert all("val" in h for h in res.history)
     for a, b in zip(*weights, strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_finished_run_called_again_keeps_the_commit_that_trained_it(data, tmp_path):
+    """train.json names the code that trained the run; calling train on the finished run
+    (derl reproduce evaluating it again) trains nothing and must not rename it, while a
+    call that trains epochs (an extension) records its own code."""
+    import json
+
+    from derlhybrid._revision import source_revision
+
+    out = tmp_path / "run"
+    train(_cfg(data, 2), out, progress=False)
+    summary = json.loads((out / "train.json").read_text())
+    assert summary["source"] == source_revision()
+    summary["source"] = {"commit": "0" * 40, "dirty": False}  # as if trained by other code
+    (out / "train.json").write_text(json.dumps(summary))
+    train(_cfg(data, 2), out, progress=False)  # finished: nothing to train
+    again = json.loads((out / "train.json").read_text())
+    assert again["source"] == {"commit": "0" * 40, "dirty": False}
+    assert again["resumed_from_epoch"] == again["epochs"] == 2
+    train(_cfg(data, 3), out, progress=False)  # one more epoch: this code trained it
+    assert json.loads((out / "train.json").read_text())["source"] == source_revision()

@@ -309,8 +309,9 @@ def _train(
         # the best marks a run that diverged while staying finite (derl reproduce flags it)
         "loss_first": run.history[0]["train"].get("loss") if run.history else None,
         "loss_best": min((r["train"].get("loss", math.inf) for r in run.history), default=None),
-        # the code that trained (this call's; a resumed run's earlier calls may differ)
-        "source": source_revision(),
+        # the code that trained: this call's, or, when this call trained no epoch (a
+        # finished run called again), the one its train.json already names
+        "source": _trained_by(out, start, run.epoch),
         **base,
     }
     _write_json(out / "train.json", summary)
@@ -323,6 +324,20 @@ def _train(
         start_epoch=start,
         seconds=summary["seconds"],
     )
+
+
+def _trained_by(out: Path, start: int, end: int):
+    """The source revision a run's ``train.json`` records: this process's when it trained
+    epochs, else the one recorded before (so that a finished run evaluated again keeps
+    naming the commit that trained it)."""
+    if end == start:
+        try:
+            before = json.loads((out / "train.json").read_text()).get("source")
+        except (OSError, ValueError, AttributeError):
+            before = None
+        if before is not None:
+            return before
+    return source_revision()
 
 
 def load_model(path, map_location: str | torch.device = "cpu") -> tuple[MLP, dict[str, Any]]:

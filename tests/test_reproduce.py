@@ -242,3 +242,44 @@ def test_groups_restrict_the_plan(capsys):
     assert main(["reproduce", "pendulum", "--quick", "--groups", "damped-empirical"]) == 2
     err = capsys.readouterr().err
     assert "no group 'damped-empirical' at scale quick" in err and err.count("\n") == 1
+
+
+_HNN_SPEC = """
+name = "hnn-seconds"
+[datasets.p]
+system = "pendulum"
+n_trajectories = 6
+n_times = 11
+t_end = 1.0
+[defaults]
+model = { width = 4, depth = 1 }
+train = { epochs = 1 }
+evaluate = { phase_grid = 5 }
+[[groups]]
+name = "g"
+dataset = "p"
+[groups.modes]
+outl = {}
+[[baselines]]
+kind = "hnn"
+name = "g-hnn"
+group = "g"
+dataset = "p"
+train = { epochs = 2, phase_grid = 5 }
+"""
+
+
+def test_a_baseline_evaluated_again_reports_the_time_it_trained(tmp_path):
+    """An HNN row's "train s" is its epochs' time, also when a later call of the same
+    reproduction finds it trained and only evaluates it again."""
+    spec = tmp_path / "hnn.toml"
+    spec.write_text(_HNN_SPEC)
+    out = tmp_path / "out"
+    kw = dict(out=out, progress=False, figures=False)
+    first = json.loads(reproduce(str(spec), **kw).read_text())
+    again = json.loads(reproduce(str(spec), **kw).read_text())
+    (a,), (b,) = ([r for r in x["runs"] if r["mode"] == "hnn"] for x in (first, again))
+    history = b["metrics"]["metrics"]["history"]
+    assert a["name"] == b["name"] == "g-hnn-s30" and len(history) == 2
+    assert b["train_seconds"] == a["train_seconds"] > 0
+    assert b["train_seconds"] == round(sum(r["seconds"] for r in history), 2)

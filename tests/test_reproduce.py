@@ -265,7 +265,7 @@ kind = "hnn"
 name = "g-hnn"
 group = "g"
 dataset = "p"
-train = { epochs = 2, phase_grid = 5 }
+train = { epochs = 150, phase_grid = 5 }
 """
 
 
@@ -280,6 +280,6 @@ def test_a_baseline_evaluated_again_reports_the_time_it_trained(tmp_path):
     again = json.loads(reproduce(str(spec), **kw).read_text())
     (a,), (b,) = ([r for r in x["runs"] if r["mode"] == "hnn"] for x in (first, again))
     history = b["metrics"]["metrics"]["history"]
-    assert a["name"] == b["name"] == "g-hnn-s30" and len(history) == 2
-    assert b["train_seconds"] == a["train_seconds"] > 0
-    assert b["train_seconds"] == round(sum(r["seconds"] for r in history), 2)
+    assert a["name"] == b["name"] == "g-hnn-s30" and len(history) == 150
+    assert b["train_seconds"] == a["train_seconds"] == round(sum(r["seconds"] for r in history), 2)
+    assert a["train_seconds"] > 0  # 150 epochs take measurable time, even on fast cores

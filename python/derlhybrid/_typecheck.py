@@ -16,7 +16,13 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["PYDANTIC_TYPE_WORDS", "check_fields", "describe_type", "expected_type"]
+__all__ = [
+    "PYDANTIC_TYPE_WORDS",
+    "check_built",
+    "check_fields",
+    "describe_type",
+    "expected_type",
+]
 
 
 def _args(tp) -> tuple:
@@ -121,6 +127,14 @@ def check_fields(cls, values: dict[str, Any], where: str, error=ValueError) -> N
             " (write it without quotes)" if isinstance(value, str) and not _matches("", tp) else ""
         )
         raise error(f"{where}.{name} must be {describe_type(tp)}, got {_shown(value)}{hint}")
+
+
+def check_built(obj, where: str, error=ValueError, skip: tuple[str, ...] = ()) -> None:
+    """:func:`check_fields` over the values of a dataclass instance as built (its
+    ``__post_init__``: a value given from Python is checked as one read from TOML), the
+    fields in ``skip`` left to the caller's own checks."""
+    values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name not in skip}
+    check_fields(type(obj), values, where, error)
 
 
 #: pydantic's error types of a wrong type, in the words of a TOML user (the spec and the

@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._typecheck import check_fields
+from .._typecheck import check_built
 from ..kernels import derivative as _stencil_derivative
 
 __all__ = [
@@ -121,8 +121,7 @@ class Estimator:
 
     def _check_types(self) -> None:
         """A value of the wrong type refused in one line naming it (``savgol.window``)."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        check_fields(type(self), values, self.name)
+        check_built(self, self.name)
 
     def derivatives(
         self, t: np.ndarray, Y: np.ndarray, *, periodic: bool = False, period: float | None = None

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._typecheck import check_fields
+from .._typecheck import check_built
 from .checks import check_at_least, check_noise, check_positive, check_seed, check_split
 from .empirical import parse_scheme
 from .sampling import Grid, Points, Trajectories, data_fields
@@ -150,5 +150,4 @@ def empirical_method(text: str):
 def _check_types(req: GenerateRequest) -> None:
     """Refuse a value of the wrong type before anything is done with it (a TOML string
     ``"false"`` is not false: it is truthy; ``"20"`` is not 20)."""
-    values = {f.name: getattr(req, f.name) for f in dataclasses.fields(req)}
-    check_fields(GenerateRequest, values, "generate")
+    check_built(req, "generate")

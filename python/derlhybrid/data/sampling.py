@@ -23,11 +23,10 @@ request, key for key, as ``derl generate`` builds from the same choices.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .._typecheck import check_fields
+from .._typecheck import check_built
 from .checks import check_at_least, check_noise, check_positive, check_seed, check_split
 from .estimators import (
     Estimator,
@@ -75,9 +74,7 @@ _EMPIRICAL_OF_GRID = (Stencil,)
 
 def _check(obj, where: str) -> None:
     """Types of every field but ``empirical`` (checked by :func:`_check_empirical`)."""
-    values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-    values.pop("empirical", None)
-    check_fields(type(obj), values, where)
+    check_built(obj, where, skip=("empirical",))
 
 
 def _check_empirical(where: str, value, allowed: tuple[type, ...]) -> None:

@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from .._tables import read_toml, refuse_unknown
-from .._typecheck import check_fields
+from .._typecheck import check_built, check_fields
 from .errors import ConfigError
 from .losses import MODES, TERMS, WEIGHT_GROUPS, Objective, Term, term_from_record, term_record
 from .models import MLPConfig
@@ -442,8 +442,7 @@ def _training(values) -> TrainingConfig:
 def _check_own_types(obj, where: str, skip: tuple[str, ...] = ()) -> None:
     """A part built directly from Python is checked as one read from TOML: a value of the
     wrong type (``TrainingConfig(seed="3")``) fails in one line naming ``where.key``."""
-    values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name not in skip}
-    check_fields(type(obj), values, where, ConfigError)
+    check_built(obj, where, ConfigError, skip)
 
 
 def _no_unknown(values: dict, known: set[str], where: str) -> None:

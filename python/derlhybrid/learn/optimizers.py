@@ -18,12 +18,11 @@ A schedule is one class with a ``kind`` (not one class per kind): its fields are
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .._typecheck import check_fields
+from .._typecheck import check_built
 from .errors import ConfigError
 
 __all__ = ["LBFGS", "OPTIMIZERS", "SCHEDULES", "Adam", "AdamThenLBFGS", "Schedule"]
@@ -36,8 +35,7 @@ def _error(message: str) -> Exception:
 
 
 def _check_types(obj, where: str) -> None:
-    values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-    check_fields(type(obj), values, where, ConfigError)
+    check_built(obj, where, ConfigError)
 
 
 @dataclass(frozen=True)

@@ -433,10 +433,7 @@ def _training(values) -> TrainingConfig:
     values = dict(values)
     if "optimizer" in values:  # before the type check: its words name the choices
         _optimizer_name(values["optimizer"])
-    for sub, sub_cls in (("lbfgs", LBFGS), ("schedule", Schedule)):
-        if sub in values:
-            values[sub] = _build(sub_cls, values[sub], f"train.{sub}")
-    return _build(TrainingConfig, values, "train")
+    return _build(TrainingConfig, values, "train")  # builds [train.lbfgs], [train.schedule]
 
 
 def _check_own_types(obj, where: str, skip: tuple[str, ...] = ()) -> None:

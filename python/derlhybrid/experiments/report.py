@@ -21,7 +21,7 @@ from .. import __version__
 from .._io import exclusive_lock, write_text_atomic
 from .._revision import source_revision
 from .._tables import deep_merge as _merge
-from .plan import Run, plan, plan_baselines
+from .plan import plan, plan_baselines
 from .spec import ReproduceError, load_spec
 
 
@@ -423,10 +423,9 @@ def merge(
                 raise ReproduceError(
                     f"run {row['name']} is in both {origin[row['name']]} and {f}: keep one"
                 )
+            # a run's or a baseline's configuration (pipelines and NCL runs have none here)
             wanted = run["config"] if isinstance(run, dict) else getattr(run, "config", None)
-            if isinstance(run, Run | dict) and _comparable(row.get("config", {})) != _comparable(
-                wanted or {}
-            ):
+            if wanted is not None and _comparable(row.get("config", {})) != _comparable(wanted):
                 raise ReproduceError(
                     f"{f}: run {row['name']} was trained with another configuration than "
                     "the spec gives it now: train it again instead of merging it"

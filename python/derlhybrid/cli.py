@@ -134,9 +134,8 @@ def _cmd_evaluate(args) -> int:
 
     # checked against the options of the data's metrics: a --grid for metrics without a
     # grid (the pendulum's) is refused in one line, not ignored
-    given = (("grid", args.grid), ("variant", args.variant or None), ("split", args.split))
-    options = dict(given)
-    options = {k: v for k, v in options.items() if v is not None}
+    given = {"grid": args.grid, "variant": args.variant or None, "split": args.split}
+    options = {k: v for k, v in given.items() if v is not None}
     result = evaluate(args.checkpoint, args.data, options=options, device=args.device)
     bad = non_finite_paths(result)
     if args.out:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from derlhybrid.experiments.pivot import pivot_table
 from derlhybrid.experiments.report import aggregate, check_claims, results_markdown
 from derlhybrid.experiments.runner import EXPERIMENTS, load_spec
 
@@ -110,3 +111,66 @@ def test_tables_in_results_md_are_their_results_files(path, group, table):
     label = next(g.get("label", g["name"]) for g in spec["groups"] if g["name"] == group)
     assert table, f"no table below the marker of {path} group {group}"
     assert table == _group_table(rebuilt, label)
+
+
+# -- docs/results.md: pivot tables built from a results file (the noise studies) ------------
+
+_PIVOT = re.compile(r"^<!-- pivot: (?P<path>\S+results\.json) (?P<name>\S+) -->$")
+#: the sections of docs/results.md whose every table must carry a marker
+_AUDITED = (
+    "## Noise study, pendulum: derivatives estimated from noisy samples (issue 19)",
+    "## Noise study, steady Allen–Cahn: ∇u estimated from noisy grid samples (issue 19)",
+)
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _pivot_tables() -> list[tuple[str, str, list[str]]]:
+    """(results file, pivot name, the table right below its marker) for every marker
+    ``<!-- pivot: results/<experiment>/results.json NAME -->`` in docs/results.md."""
+    out = []
+    lines = RESULTS_MD.read_text().splitlines()
+    for i, line in enumerate(lines):
+        m = _PIVOT.match(line)
+        if m:
+            table = []
+            for nxt in lines[i + 1 :]:
+                if not nxt.startswith("|"):
+                    break
+                table.append(nxt)
+            out.append((m["path"], m["name"], table))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "table"), _pivot_tables(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_pivot_tables_in_results_md_are_their_results_files(path, name, table):
+    """A pivot table of docs/results.md (groups by σ and estimator, the baseline per σ,
+    the verdicts over seeds) is what :func:`pivot_table` builds from the marked file's
+    runs, cell for cell."""
+    file = DOCS.parent / path
+    result = json.loads(file.read_text())
+    rebuilt = pivot_table(result, name, _spec_for(file, result))
+    assert table, f"no table below the marker of {path} {name}"
+    assert [_cells(line) for line in table] == [_cells(line) for line in rebuilt]
+
+
+def test_every_table_of_the_noise_studies_is_checked():
+    """Each table in the noise-study sections has a marker right above it, so that one of
+    the tests above rebuilds it from a committed results file."""
+    lines = RESULTS_MD.read_text().splitlines()
+    assert all(h in lines for h in _AUDITED), "a noise-study heading of docs/results.md moved"
+    section, tables, unmarked = None, 0, []
+    for i, line in enumerate(lines):
+        if line.startswith("## "):
+            section = line if line in _AUDITED else None
+        is_row = line.lstrip().startswith("|")
+        if section and is_row and not lines[i - 1].lstrip().startswith("|"):
+            tables += 1
+            if not (_PIVOT.match(lines[i - 1]) or _MARK.match(lines[i - 1])):
+                unmarked.append(f"docs/results.md:{i + 1}: {line[:60]}")
+    assert tables, "no table found in the noise-study sections"
+    assert not unmarked, "tables without a marker:\n" + "\n".join(unmarked)

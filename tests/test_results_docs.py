@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from derlhybrid.experiments.claims import claims_tables
 from derlhybrid.experiments.pivot import pivot_table
 from derlhybrid.experiments.report import aggregate, check_claims, results_markdown
 from derlhybrid.experiments.runner import EXPERIMENTS, load_spec
@@ -174,3 +175,72 @@ def test_every_table_of_the_noise_studies_is_checked():
                 unmarked.append(f"docs/results.md:{i + 1}: {line[:60]}")
     assert tables, "no table found in the noise-study sections"
     assert not unmarked, "tables without a marker:\n" + "\n".join(unmarked)
+
+
+# -- docs/results.md: every claim of every experiment, from the committed files ----------
+
+
+def _committed_full_results() -> dict[str, dict]:
+    """experiment → its committed ``docs/results/<experiment>/results.json``."""
+    out = {}
+    for e in EXPERIMENTS:
+        path = DOCS / e / "results.json"
+        if path.exists():
+            out[e] = json.loads(path.read_text())
+    return out
+
+
+def test_claims_overview_in_results_md_is_the_committed_files():
+    """The claim tables at the top of docs/results.md (between the ``claims`` markers) are
+    what :func:`claims_tables` decides from the committed results files, cell for cell:
+    every [[checks]] entry of every spec has its row, and none is decided by hand."""
+    lines = RESULTS_MD.read_text().splitlines()
+    start, end = lines.index("<!-- claims: begin -->"), lines.index("<!-- claims: end -->")
+    assert lines[start + 1 : end] == claims_tables(_committed_full_results())
+
+
+def test_claims_overview_lists_every_check_and_reads_the_decision():
+    results = _committed_full_results()
+    rows = [ln for ln in claims_tables(results) if ln.startswith("| ") and "---" not in ln]
+    n_checks = sum(len(load_spec(e).get("checks", [])) for e in EXPERIMENTS)
+    assert len(rows) == n_checks + 3  # one header row for each of the three kinds
+    # a results file decides: with the runs of one claim's winner swapped, the verdict flips
+    spec = load_spec("pendulum")
+    check = spec["checks"][0]  # DERL's phase-space field error below OUTL's, damped-true
+    path = next(c["path"] for c in spec["columns"] if c["key"] == check["column"])
+
+    def metrics(v: float) -> dict:
+        out: dict = v  # type: ignore[assignment]
+        for key in reversed(path.split(".")):
+            out = {key: out}
+        return out
+
+    def fake(lower: float, than: float) -> dict:
+        runs = [
+            {
+                "group": check["group"],
+                "mode": mode,
+                "label": mode,
+                "seed": seed,
+                "metrics": metrics(v),
+            }
+            for i, seed in enumerate((30, 1, 2))
+            for mode, v in ((check["lower"], lower + 0.1 * i), (check["than"], than))
+        ]
+        return {"scale": "full", "runs": runs}
+
+    def row(tables: list[str]) -> str:
+        return next(ln for ln in tables if f"| {check['claim']} |" in ln)
+
+    assert row(claims_tables({"pendulum": fake(1.0, 2.0)}, ("pendulum",))).endswith(
+        "| full | 3 of 3 | 0.125 / 0.002045 | holds |"  # t = −0.9/(0.1/√3), 2 dof
+    )
+    assert row(claims_tables({"pendulum": fake(2.0, 1.0)}, ("pendulum",))).endswith("| **no** |")
+    assert row(claims_tables({}, ("pendulum",))).endswith(
+        "| — | — | — | no committed results file |"
+    )
+    hnn = next(c["claim"] for c in spec["checks"] if c.get("than") == "hnn")
+    in_file = claims_tables({"pendulum": fake(1.0, 2.0)}, ("pendulum",))
+    assert next(ln for ln in in_file if f"| {hnn} |" in ln).endswith(
+        "| its group is not in the results file |"
+    )

@@ -14,21 +14,22 @@ import pytest
 
 from derlhybrid.experiments.claims import claims_tables
 from derlhybrid.experiments.pivot import pivot_table
-from derlhybrid.experiments.report import aggregate, check_claims, results_markdown
+from derlhybrid.experiments.report import aggregate
+from derlhybrid.experiments.results_docs import (
+    CLAIMS_BEGIN,
+    CLAIMS_END,
+    PIVOT_MARK,
+    TABLE_MARK,
+    committed_results,
+    group_table,
+    results_md_of,
+    spec_for,
+)
 from derlhybrid.experiments.runner import EXPERIMENTS, load_spec
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
 FILES = sorted(DOCS.glob("**/*results.json"))
 _END = ("## The paper's", "## This study", "## Sanity", "## Figures")
-
-
-def _spec_for(path: Path, result: dict) -> dict:
-    prefix = path.name[: -len("results.json")].rstrip("-")
-    beside = path.with_name(f"{prefix}.toml") if prefix else None
-    if beside is not None and beside.exists():
-        return load_spec(str(beside))
-    assert result["experiment"] in EXPERIMENTS, f"{path}: no spec for {result['experiment']!r}"
-    return load_spec(result["experiment"])
 
 
 def _metric_tables(markdown: str) -> list[str]:
@@ -48,75 +49,48 @@ def test_there_are_results_to_audit():
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(DOCS)))
 def test_committed_tables_rebuild_from_their_runs(path):
     result = json.loads(path.read_text())
-    spec = _spec_for(path, result)
+    spec = spec_for(path, result)
     rows = result["runs"]
     table = aggregate(rows, spec.get("columns", []))
     assert table == result["table"]
     md = path.with_name(path.name[: -len(".json")] + ".md")
-    rebuilt = results_markdown(
-        spec, result["scale"], table, check_claims(spec, table, result["scale"], rows), rows, result
-    )
-    assert _metric_tables(md.read_text()) == _metric_tables(rebuilt)
+    assert _metric_tables(md.read_text()) == _metric_tables(results_md_of(path))
 
 
 # -- docs/results.md: the tables copied from a results file --------------------------------
 
 RESULTS_MD = DOCS.parent / "results.md"
-_MARK = re.compile(r"^<!-- table: (?P<path>\S+results\.json) group (?P<group>\S+) -->$")
 
 
-def _group_table(markdown: str, label: str) -> list[str]:
-    """The metric table under ``## <label>`` of a results.md the runner wrote."""
-    lines = markdown.splitlines()
-    start = lines.index(f"## {label}")
-    table = []
-    for line in lines[start + 1 :]:
-        if line.startswith("|"):
-            table.append(line)
-        elif table or line.startswith("#"):
-            break
-    return table
-
-
-def _marked_tables() -> list[tuple[str, str, list[str]]]:
-    """(results file, group, the table right below its marker) for every marker
-    ``<!-- table: results/<experiment>/results.json group <name> -->`` in docs/results.md."""
+def _below(mark: re.Pattern) -> list[tuple[str, str, list[str]]]:
+    """(results file, group or pivot name, the table right below) for every line of
+    docs/results.md that ``mark`` matches."""
     out = []
     lines = RESULTS_MD.read_text().splitlines()
     for i, line in enumerate(lines):
-        m = _MARK.match(line)
+        m = mark.match(line)
         if m:
             table = []
             for nxt in lines[i + 1 :]:
                 if not nxt.startswith("|"):
                     break
                 table.append(nxt)
-            out.append((m["path"], m["group"], table))
+            out.append((m["path"], m.group(2), table))
     return out
 
 
 @pytest.mark.parametrize(
-    ("path", "group", "table"), _marked_tables(), ids=lambda v: v if isinstance(v, str) else ""
+    ("path", "group", "table"), _below(TABLE_MARK), ids=lambda v: v if isinstance(v, str) else ""
 )
 def test_tables_in_results_md_are_their_results_files(path, group, table):
     """A table of docs/results.md marked as copied from a committed results file is the
     table the runner writes from that file's runs, cell for cell."""
-    file = DOCS.parent / path
-    result = json.loads(file.read_text())
-    spec = _spec_for(file, result)
-    rows = result["runs"]
-    agg = aggregate(rows, spec.get("columns", []))
-    rebuilt = results_markdown(
-        spec, result["scale"], agg, check_claims(spec, agg, result["scale"], rows), rows, result
-    )
-    label = next(g.get("label", g["name"]) for g in spec["groups"] if g["name"] == group)
     assert table, f"no table below the marker of {path} group {group}"
-    assert table == _group_table(rebuilt, label)
+    assert table == group_table(DOCS.parent / path, group)
 
 
 # -- docs/results.md: pivot tables built from a results file (the noise studies) ------------
 
-_PIVOT = re.compile(r"^<!-- pivot: (?P<path>\S+results\.json) (?P<name>\S+) -->$")
 #: the sections of docs/results.md whose every table must carry a marker
 _AUDITED = (
     "## Noise study, pendulum: derivatives estimated from noisy samples (issue 19)",
@@ -128,25 +102,8 @@ def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def _pivot_tables() -> list[tuple[str, str, list[str]]]:
-    """(results file, pivot name, the table right below its marker) for every marker
-    ``<!-- pivot: results/<experiment>/results.json NAME -->`` in docs/results.md."""
-    out = []
-    lines = RESULTS_MD.read_text().splitlines()
-    for i, line in enumerate(lines):
-        m = _PIVOT.match(line)
-        if m:
-            table = []
-            for nxt in lines[i + 1 :]:
-                if not nxt.startswith("|"):
-                    break
-                table.append(nxt)
-            out.append((m["path"], m["name"], table))
-    return out
-
-
 @pytest.mark.parametrize(
-    ("path", "name", "table"), _pivot_tables(), ids=lambda v: v if isinstance(v, str) else ""
+    ("path", "name", "table"), _below(PIVOT_MARK), ids=lambda v: v if isinstance(v, str) else ""
 )
 def test_pivot_tables_in_results_md_are_their_results_files(path, name, table):
     """A pivot table of docs/results.md (groups by σ and estimator, the baseline per σ,
@@ -154,7 +111,7 @@ def test_pivot_tables_in_results_md_are_their_results_files(path, name, table):
     runs, cell for cell."""
     file = DOCS.parent / path
     result = json.loads(file.read_text())
-    rebuilt = pivot_table(result, name, _spec_for(file, result))
+    rebuilt = pivot_table(result, name, spec_for(file, result))
     assert table, f"no table below the marker of {path} {name}"
     assert [_cells(line) for line in table] == [_cells(line) for line in rebuilt]
 
@@ -171,7 +128,7 @@ def test_every_table_of_the_noise_studies_is_checked():
         is_row = line.lstrip().startswith("|")
         if section and is_row and not lines[i - 1].lstrip().startswith("|"):
             tables += 1
-            if not (_PIVOT.match(lines[i - 1]) or _MARK.match(lines[i - 1])):
+            if not (PIVOT_MARK.match(lines[i - 1]) or TABLE_MARK.match(lines[i - 1])):
                 unmarked.append(f"docs/results.md:{i + 1}: {line[:60]}")
     assert tables, "no table found in the noise-study sections"
     assert not unmarked, "tables without a marker:\n" + "\n".join(unmarked)
@@ -180,27 +137,17 @@ def test_every_table_of_the_noise_studies_is_checked():
 # -- docs/results.md: every claim of every experiment, from the committed files ----------
 
 
-def _committed_full_results() -> dict[str, dict]:
-    """experiment → its committed ``docs/results/<experiment>/results.json``."""
-    out = {}
-    for e in EXPERIMENTS:
-        path = DOCS / e / "results.json"
-        if path.exists():
-            out[e] = json.loads(path.read_text())
-    return out
-
-
 def test_claims_overview_in_results_md_is_the_committed_files():
     """The claim tables at the top of docs/results.md (between the ``claims`` markers) are
     what :func:`claims_tables` decides from the committed results files, cell for cell:
     every [[checks]] entry of every spec has its row, and none is decided by hand."""
     lines = RESULTS_MD.read_text().splitlines()
-    start, end = lines.index("<!-- claims: begin -->"), lines.index("<!-- claims: end -->")
-    assert lines[start + 1 : end] == claims_tables(_committed_full_results())
+    start, end = lines.index(CLAIMS_BEGIN), lines.index(CLAIMS_END)
+    assert lines[start + 1 : end] == claims_tables(committed_results(DOCS))
 
 
 def test_claims_overview_lists_every_check_and_reads_the_decision():
-    results = _committed_full_results()
+    results = committed_results(DOCS)
     rows = [ln for ln in claims_tables(results) if ln.startswith("| ") and "---" not in ln]
     n_checks = sum(len(load_spec(e).get("checks", [])) for e in EXPERIMENTS)
     assert len(rows) == n_checks + 3  # one header row for each of the three kinds

@@ -183,7 +183,7 @@ def _cmd_reproduce(args) -> int:
         raise ValueError(
             f"derl reproduce needs an EXPERIMENT: one of {', '.join(EXPERIMENTS)} (or --list)"
         )
-    scale = "quick" if args.quick else "smoke" if args.smoke else "full"
+    scale = next((s for s in ("reduced", "quick", "smoke") if getattr(args, s)), "full")
     if args.merge:
         from .experiments.runner import merge
 
@@ -196,7 +196,7 @@ def _cmd_reproduce(args) -> int:
             args.merge,
             out=args.out,
             figures=not args.no_figures,
-            scale=scale if (args.quick or args.smoke) else None,
+            scale=None if scale == "full" else scale,
         )
         print((path.parent / "results.md").read_text())
         print(f"wrote {path} and {path.parent / 'results.md'} (merged, nothing trained)")
@@ -418,6 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("experiment", nargs="?", help="experiment name (see --list)")
     size = rp.add_mutually_exclusive_group()
+    size.add_argument(
+        "--reduced",
+        action="store_true",
+        help="a documented smaller protocol for an experiment whose full protocol does not "
+        "fit the machine (only specs with a [scales.reduced] table, e.g. ncl-ball; its notes "
+        "say which sizes differ and why)",
+    )
     size.add_argument(
         "--quick", action="store_true", help="a few minutes on 2 cores: fewer epochs and groups"
     )

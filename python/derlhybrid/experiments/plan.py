@@ -20,7 +20,7 @@ from .._tables import deep_merge as _merge
 from . import ncl as _ncl
 from .ncl import NCLRun
 from .pipelines import PipelineRun, plan_group
-from .spec import SCALES, ReproduceError
+from .spec import OPTIONAL_SCALES, SCALES, ReproduceError
 
 
 @dataclass
@@ -52,6 +52,11 @@ def plan(
     ``groups`` restricts them to those groups of the scale."""
     if scale not in SCALES:
         raise ReproduceError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+    if scale in OPTIONAL_SCALES and scale not in spec.get("scales", {}):
+        raise ReproduceError(
+            f"{spec['name']} has no {scale} scale (its spec has no [scales.{scale}] table): "
+            f"run it at full, --quick or --smoke, or add [scales.{scale}] to the spec"
+        )
     sc = spec.get("scales", {}).get(scale, {})
     wanted = sc.get("groups") or [g["name"] for g in spec["groups"]]
     if groups:

@@ -22,7 +22,7 @@ from .._io import exclusive_lock, write_text_atomic
 from .._revision import source_revision
 from .._tables import deep_merge as _merge
 from .plan import plan, plan_baselines
-from .spec import ReproduceError, load_spec
+from .spec import OPTIONAL_SCALES, ReproduceError, load_spec
 
 
 def dotted_get(d: Any, dotted: str):
@@ -226,6 +226,17 @@ def results_markdown(spec, scale, table, checks, rows, meta) -> str:
         f"{meta['seconds']:.0f} s in this call.",
         "",
     ]
+    sc = spec.get("scales", {}).get(scale, {})
+    scale_notes = list(sc.get("notes", []))
+    if scale in OPTIONAL_SCALES:  # a smaller protocol than the paper's: said first, in bold
+        lines.append(
+            f"> **Scale {scale}: not the paper's protocol** but a smaller one "
+            f"(`[scales.{scale}]` of the spec), for an experiment whose full protocol does "
+            "not fit the machine. What it changes, and why:"
+        )
+        for n in scale_notes:
+            lines += [">", f"> {n}"]
+        lines.append("")
     if meta.get("merged_from"):  # derl reproduce --merge: rows of earlier calls
         parts = []
         for m in meta["merged_from"]:
@@ -243,8 +254,9 @@ def results_markdown(spec, scale, table, checks, rows, meta) -> str:
             + (f"; missing: {', '.join(missing)}." if missing else "."),
             "",
         ]
-    sc = spec.get("scales", {}).get(scale, {})
-    notes = [*spec.get("notes", []), *(f"Scale {scale}: {n}" for n in sc.get("notes", []))]
+    notes = [*spec.get("notes", [])]
+    if scale not in OPTIONAL_SCALES:  # (those are above, under the title)
+        notes += [f"Scale {scale}: {n}" for n in scale_notes]
     for note in notes:
         lines.append(f"- {note}")
     if notes:
@@ -473,11 +485,20 @@ def merge(
 
 
 def write_results(out, spec, scale, table, checks, rows, meta, extra=None) -> Path:
-    """``results.json`` (``meta``, ``extra``, the table, the claims and every run) and
-    ``results.md``, each written atomically; returns the path of ``results.json``."""
+    """``results.json`` (``meta``, the scale's ``notes`` as ``scale_notes``, ``extra``, the
+    table, the claims and every run) and ``results.md``, each written atomically; returns
+    the path of ``results.json``."""
     from ..learn.metrics import to_jsonable
 
-    result = {**meta, **(extra or {}), "table": table, "checks": checks, "runs": rows}
+    scale_notes = spec.get("scales", {}).get(scale, {}).get("notes", [])
+    result = {
+        **meta,
+        "scale_notes": list(scale_notes),
+        **(extra or {}),
+        "table": table,
+        "checks": checks,
+        "runs": rows,
+    }
     text = json.dumps(to_jsonable(result), indent=1, allow_nan=True)
     write_text_atomic(out / "results.json", text)
     write_text_atomic(out / "results.md", results_markdown(spec, scale, table, checks, rows, meta))

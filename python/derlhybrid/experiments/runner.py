@@ -15,13 +15,14 @@ from .._io import exclusive_lock
 from .execute import DIVERGED_FACTOR, ENGINES, divergence, run_plan
 from .plan import Run, check_evaluate, check_run_configs, check_seeds, plan
 from .report import CHECK_KINDS, merge, paired_decision
-from .spec import EXPERIMENTS, SCALES, SPECS, ReproduceError, load_spec
+from .spec import EXPERIMENTS, OPTIONAL_SCALES, SCALES, SPECS, ReproduceError, load_spec
 
 __all__ = [
     "CHECK_KINDS",
     "DIVERGED_FACTOR",
     "ENGINES",
     "EXPERIMENTS",
+    "OPTIONAL_SCALES",
     "SCALES",
     "SPECS",
     "ReproduceError",
@@ -48,12 +49,14 @@ def reproduce(
     engine: str = "local",
     address: str | None = None,
 ) -> Path:
-    """Run experiment ``name`` at ``scale`` into ``out`` (default ``reproduce/<name>``, or
-    ``reproduce/<name>-<scale>``); returns the path of ``results.json``. ``jobs`` > 1 trains
-    that many runs at once in separate processes (one intra-op thread each); ``groups`` runs
-    only those groups of the scale. ``engine="ray"`` sends the runs (and the shared first
-    stages of pipelines) as Ray tasks to the cluster at ``address`` (None: a local Ray
-    instance; :mod:`derlhybrid.scale.ray_reproduce`), with the same results files."""
+    """Run experiment ``name`` at ``scale`` (``full``, ``reduced`` where the spec has a
+    ``[scales.reduced]`` table, ``quick``, ``smoke``) into ``out`` (default
+    ``reproduce/<name>``, or ``reproduce/<name>-<scale>``); returns the path of
+    ``results.json``. ``jobs`` > 1 trains that many runs at once in separate processes (one
+    intra-op thread each); ``groups`` runs only those groups of the scale.
+    ``engine="ray"`` sends the runs (and the shared first stages of pipelines) as Ray tasks
+    to the cluster at ``address`` (None: a local Ray instance;
+    :mod:`derlhybrid.scale.ray_reproduce`), with the same results files."""
     from .. import learn  # noqa: F401 - fail early if torch is missing
 
     t_start = time.perf_counter()

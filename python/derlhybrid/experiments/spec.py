@@ -12,7 +12,9 @@ A spec is data, not code:
   (``modes_from`` copies another group's modes);
 * ``[scales.quick]`` / ``[scales.smoke]``: which groups (and ``modes``) run, and overrides
   (``train``, ``evaluate``, ``seeds``, per-dataset replacements ``datasets.<key>``,
-  per-group patches ``patch.<group>``); ``full`` is the spec itself;
+  per-group patches ``patch.<group>``); ``full`` is the spec itself (``[scales.full]``
+  may record its seeds); ``[scales.reduced]``, only where the full protocol does not fit
+  the machine: a documented smaller protocol (its ``notes`` say which sizes and why);
 * ``[[columns]]`` (what the results table shows, as dotted paths into a run's metrics),
   ``[[paper]]`` (the paper's numbers, paper.md §11), ``[[checks]]`` (the qualitative
   orderings the paper claims) and ``figures``.
@@ -33,7 +35,10 @@ from .spec_model import SpecError, validate_spec
 
 SPECS = Path(__file__).with_name("specs")
 EXPERIMENTS = tuple(sorted(p.stem for p in SPECS.glob("*.toml")))
-SCALES = ("full", "quick", "smoke")
+SCALES = ("full", "reduced", "quick", "smoke")
+#: scales a spec has only where it has their table: ``reduced`` is a documented smaller
+#: protocol for an experiment whose full protocol does not fit the machine (ncl-ball)
+OPTIONAL_SCALES = ("reduced",)
 
 
 class ReproduceError(ValueError):
@@ -77,6 +82,11 @@ def load_spec(name: str) -> dict:
         elif g.get("kind") == "ncl":  # the teacher/student tables (ncl.py)
             _ncl.validate_group(path, g, ReproduceError)
     for scale, sv in spec.get("scales", {}).items():
+        if scale in OPTIONAL_SCALES and not sv.get("notes"):  # a reader must see why
+            raise ReproduceError(
+                f"{path}: scales.{scale} needs notes: which sizes differ from the full "
+                "protocol, and why"
+            )
         for gname in sv.get("groups", []):
             if gname not in by_name:
                 raise ReproduceError(f"{path}: scales.{scale}: unknown group {gname!r}")

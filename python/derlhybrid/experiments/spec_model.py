@@ -180,6 +180,7 @@ class Baseline(_Model):
     group: str
     dataset: str
     train: Table | None = None
+    reduced: Table | None = None
     quick: Table | None = None
     smoke: Table | None = None
 
@@ -215,7 +216,7 @@ class Spec(_Model):
     datasets: dict[str, Table] = {}
     defaults: Defaults | None = None
     groups: list[Group] = []
-    scales: dict[Literal["full", "quick", "smoke"], Scale] | None = None
+    scales: dict[Literal["full", "reduced", "quick", "smoke"], Scale] | None = None
     columns: list[Column] | None = None
     paper: list[PaperValue] | None = None
     checks: list[Check] | None = None
@@ -285,7 +286,7 @@ def validate_spec(raw: dict, where: str) -> dict:
             path = _where(loc[:-2], raw)
             msg = f"unknown key {err['input']!r}: {_message(err).split(',')[0]}, …"
             if loc[:1] == ("scales",):
-                msg = f"unknown scale {err['input']!r}; scales are full, quick and smoke"
+                msg = f"unknown scale {err['input']!r}; scales are full, reduced, quick and smoke"
         elif err["type"] == "literal_error" and loc[-1:] == ("kind",) and loc[:1] == ("groups",):
             path = _where(loc[:-1], raw)
             msg = f"kind must be 'runs', 'stages' or 'ncl', got {err['input']!r}"

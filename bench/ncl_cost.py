@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 import time
 import traceback
@@ -50,6 +51,9 @@ from derlhybrid.transfer.euler_ball import (
 )
 from derlhybrid.transfer.labels import read_labels
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train import _steps  # the trainer's step loop as bench/train.py times it
+
 #: the full protocol's counts (specs/ncl-ball.toml, scale full)
 TEACHER_STEPS = 10_000
 STUDENT_STEPS = 100_000
@@ -65,31 +69,15 @@ def _sync(device: torch.device) -> None:
 
 def _time_steps(run: TrainingRun, steps: int, device: torch.device) -> float:
     """Seconds per Adam step of ``run`` (best of two passes of ``steps`` steps, after one
-    warm-up step), on consecutive interior batches with the run's own condition batches."""
-    opt = run.optimizer("adam")
-    train = run.problem.sets["train"]
-    bs = run.t.batch_size
-    per_epoch = max(len(train) // bs, 1)
-    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
-    pos = [0]
-
-    def go(n: int) -> None:
-        with run.hand_written_backward():
-            for _ in range(n):
-                k = pos[0] % per_epoch
-                pos[0] += 1
-                batches = run.batches(train.take(perm[k * bs : (k + 1) * bs]))
-                total, _ = run.loss(batches, run.ctx)
-                run.zero_grad()
-                total.backward()
-                run.adam_step(opt)
-        _sync(device)
-
-    go(1)
+    warm-up step): ``bench/train.py``'s step loop, synchronised on a GPU."""
+    warm, go = _steps(run, 1), _steps(run, steps)
+    warm()
+    _sync(device)
     best = float("inf")
     for _ in range(2):
         t0 = time.perf_counter()
-        go(steps)
+        go()
+        _sync(device)
         best = min(best, (time.perf_counter() - t0) / steps)
     return best
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .report import CHECK_KINDS, _fmt, aggregate, check_claims
+from .report import CHECK_KINDS, claim_cells, table_and_checks
 from .spec import EXPERIMENTS, load_spec
 
 #: the table of each kind of check, in this order
@@ -35,18 +35,13 @@ def _decisions(spec: dict, result: dict | None) -> dict[str, dict[str, Any]]:
     """claim text → its decision from ``result`` (none: the claim is not decided there)."""
     if result is None:
         return {}
-    rows = result["runs"]
-    table = aggregate(rows, spec.get("columns", []))
-    return {c["claim"]: c for c in check_claims(spec, table, result["scale"], rows)}
+    return {c["claim"]: c for c in table_and_checks(spec, result)[1]}
 
 
 def _row(name: str, claim: str, decided: dict[str, Any] | None, has_file: bool) -> str:
     if decided is None:
         return f"| {name} | {claim} | — | — | — | {NOT_IN if has_file else NOT_RUN} |"
-    pr = decided.get("paired") or {}
-    won = f"{pr['wins']} of {pr['n']}" if pr else "—"
-    p = f"{_fmt(pr.get('p_wilcoxon'))} / {_fmt(pr.get('p_ttest'))}" if pr.get("n", 0) >= 2 else "—"
-    verdict = {"holds": "holds", "no": "**no**"}.get(decided["verdict"], "not settled")
+    won, p, verdict = claim_cells(decided)
     return f"| {name} | {claim} | {decided['scale']} | {won} | {p} | {verdict} |"
 
 

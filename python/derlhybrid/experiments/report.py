@@ -213,6 +213,24 @@ def check_claims(spec, table, scale, rows: list[dict] | None = None) -> list[dic
     return out
 
 
+def table_and_checks(spec: dict, result: dict) -> tuple[list[dict], list[dict]]:
+    """The table and the claims' decisions of a ``results.json`` dict, from its runs."""
+    rows = result["runs"]
+    table = aggregate(rows, spec.get("columns", []))
+    return table, check_claims(spec, table, result["scale"], rows)
+
+
+def claim_cells(c: dict) -> tuple[str, str, str]:
+    """A decided claim's "seeds won", "p (Wilcoxon / t)" and verdict cells."""
+    pr = c.get("paired") or {}
+    won = f"{pr['wins']} of {pr['n']}" if pr else "—"
+    p = f"{_fmt(pr.get('p_wilcoxon'))} / {_fmt(pr.get('p_ttest'))}" if pr.get("n", 0) >= 2 else "—"
+    verdict = {"holds": "holds", "no": "**no**"}.get(c["verdict"], "not settled")
+    if c.get("diverged"):
+        verdict += f" ({', '.join(c['diverged'])} diverged †)"
+    return won, p, verdict
+
+
 def results_markdown(spec, scale, table, checks, rows, meta) -> str:
     cols = spec.get("columns", [])
     paper = {(p["group"], p["mode"], p["column"]): p for p in spec.get("paper", [])}
@@ -333,16 +351,7 @@ def results_markdown(spec, scale, table, checks, rows, meta) -> str:
                 ours = f"{who} {_fmt(va)} vs bound {_fmt(vb)}"
             else:
                 ours = f"{c['lower']} {_fmt(va)} vs {c['than']} {_fmt(vb)}"
-            pr = c.get("paired") or {}
-            won = f"{pr['wins']} of {pr['n']}" if pr else "—"
-            p = (
-                f"{_fmt(pr.get('p_wilcoxon'))} / {_fmt(pr.get('p_ttest'))}"
-                if pr.get("n", 0) >= 2
-                else "—"
-            )
-            verdict = {"holds": "holds", "no": "**no**"}.get(c["verdict"], "not settled")
-            if c.get("diverged"):
-                verdict += f" ({', '.join(c['diverged'])} diverged †)"
+            won, p, verdict = claim_cells(c)
             lines.append(f"| {c['claim']} | {ours} ({c['column']}) | {won} | {p} | {verdict} |")
         lines.append("")
     figs = meta.get("figures", [])

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .claims import claims_tables
 from .pivot import pivot_table
-from .report import aggregate, check_claims, results_markdown
+from .report import results_markdown, table_and_checks
 from .spec import EXPERIMENTS, load_spec
 
 TABLE_MARK = re.compile(r"^<!-- table: (?P<path>\S+results\.json) group (?P<group>\S+) -->$")
@@ -41,21 +41,26 @@ def spec_for(path: Path, result: dict) -> dict:
     return load_spec(result["experiment"])
 
 
+def _load(path: Path) -> tuple[dict, dict]:
+    result = json.loads(path.read_text())
+    return result, spec_for(path, result)
+
+
 def results_md_of(path: Path) -> str:
     """The ``results.md`` the runner writes from the runs recorded in ``path``."""
-    result = json.loads(path.read_text())
-    spec = spec_for(path, result)
-    rows = result["runs"]
-    table = aggregate(rows, spec.get("columns", []))
-    checks = check_claims(spec, table, result["scale"], rows)
-    return results_markdown(spec, result["scale"], table, checks, rows, result)
+    return _markdown(*_load(path))
+
+
+def _markdown(result: dict, spec: dict) -> str:
+    table, checks = table_and_checks(spec, result)
+    return results_markdown(spec, result["scale"], table, checks, result["runs"], result)
 
 
 def group_table(path: Path, group: str) -> list[str]:
     """The metric table of ``group`` as the runner writes it from ``path``."""
-    spec = spec_for(path, json.loads(path.read_text()))
+    result, spec = _load(path)
     label = next(g.get("label", g["name"]) for g in spec["groups"] if g["name"] == group)
-    lines = results_md_of(path).splitlines()
+    lines = _markdown(result, spec).splitlines()
     table: list[str] = []
     for line in lines[lines.index(f"## {label}") + 1 :]:
         if line.startswith("|"):

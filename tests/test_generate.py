@@ -128,10 +128,12 @@ def test_interrupted_run_resumes_only_missing_chunks(tmp_path, monkeypatch):
 def test_killed_process_resumes(tmp_path):
     """SIGKILL at an arbitrary moment, then the same request finishes the file."""
     out = tmp_path / "k.h5"
+    # 2001 saved times: a chunk takes long enough that the 40 cannot all finish between two
+    # polls of the loop below (with 201, quiet cores once did: done == 40 at the kill)
     code = (
         "from derlhybrid.data.generate import GenerateRequest, generate\n"
         f"generate(GenerateRequest(system='pendulum', out={str(out)!r}, n_trajectories=4000,"
-        " n_times=201, seed=5, chunk_trajectories=100, compression='none'), progress=False)\n"
+        " n_times=2001, seed=5, chunk_trajectories=100, compression='none'), progress=False)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code])
     work = partial_path(out)
@@ -147,7 +149,7 @@ def test_killed_process_resumes(tmp_path):
         system="pendulum",
         out=str(out),
         n_trajectories=4000,
-        n_times=201,
+        n_times=2001,
         seed=5,
         chunk_trajectories=100,
         compression="none",

@@ -413,12 +413,22 @@ def _stacked_layer(
     products: dict[tuple[int, ...], torch.Tensor] = {}
 
     def product(subs):
+        # ∂^{s1}z·∂^{s2}z·…, folded from the left and cached per prefix; a loop, not a
+        # recursive closure: a closure that names itself is a reference cycle, which kept
+        # every layer's tensors alive until Python's cycle collector ran (memory grew by
+        # ~2.5 MB a batch when a 4×128 NCL field was evaluated at 256 points a batch)
         if len(subs) == 1:
             return cur[subs[0]]
         got = products.get(subs)
-        if got is None:
-            got = products[subs] = product(subs[:-1]) * cur[subs[-1]]
-        return got
+        if got is not None:
+            return got
+        j = len(subs) - 1
+        while j > 1 and subs[:j] not in products:
+            j -= 1
+        acc = cur[subs[0]] if j == 1 else products[subs[:j]]
+        for i in range(j, len(subs)):
+            acc = products[subs[: i + 1]] = acc * cur[subs[i]]
+        return acc
 
     scaled: dict[tuple[int, int], torch.Tensor] = {}  # coef·σ^(k), once per layer
 

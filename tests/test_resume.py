@@ -256,5 +256,25 @@ def test_a_finished_run_called_again_keeps_the_commit_that_trained_it(data, tmp_
     again = json.loads((out / "train.json").read_text())
     assert again["source"] == {"commit": "0" * 40, "dirty": False}
     assert again["resumed_from_epoch"] == again["epochs"] == 2
-    train(_cfg(data, 3), out, progress=False)  # one more epoch: this code trained it
-    assert json.loads((out / "train.json").read_text())["source"] == source_revision()
+    train(_cfg(data, 3), out, progress=False)  # one more epoch, by this code
+    extended = json.loads((out / "train.json").read_text())
+    assert extended["source"] == {
+        **source_revision(),
+        "resumed_from": {"commit": "0" * 40, "dirty": False},
+    }
+    train(_cfg(data, 4), out, progress=False)  # extended again by the same code: kept
+    assert json.loads((out / "train.json").read_text())["source"] == extended["source"]
+
+
+def test_a_run_whose_record_names_no_commit_is_not_credited_to_this_code(data, tmp_path):
+    """A finished run whose train.json names no source (written before train.json recorded
+    it) is evaluated again: train.json must not claim that this process's code trained it."""
+    import json
+
+    out = tmp_path / "run"
+    train(_cfg(data, 2), out, progress=False)
+    summary = json.loads((out / "train.json").read_text())
+    del summary["source"]
+    (out / "train.json").write_text(json.dumps(summary))
+    train(_cfg(data, 2), out, progress=False)  # finished: nothing to train
+    assert json.loads((out / "train.json").read_text())["source"]["commit"] is None

@@ -328,16 +328,24 @@ def _train(
 
 def _trained_by(out: Path, start: int, end: int):
     """The source revision a run's ``train.json`` records: this process's when it trained
-    epochs, else the one recorded before (so that a finished run evaluated again keeps
-    naming the commit that trained it)."""
-    if end == start:
-        try:
-            before = json.loads((out / "train.json").read_text()).get("source")
-        except (OSError, ValueError, AttributeError):
-            before = None
-        if before is not None:
-            return before
-    return source_revision()
+    every epoch; the one recorded before when it trained none (so that a finished run
+    evaluated again keeps naming the commit that trained it), or ``{"commit": None, ...}``
+    when that record names none (a run trained before train.json recorded its source, or
+    whose train.json is gone) — never this process's commit, which did not train it; and
+    this process's with ``resumed_from`` (the earlier record) when it extended a run."""
+    try:
+        before = json.loads((out / "train.json").read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        before = None
+    unknown = {"commit": None, "dirty": None, "note": "not recorded by the run that trained it"}
+    if end == start and start > 0:
+        return before if before is not None else unknown
+    now = source_revision()
+    if before is not None and {k: before.get(k) for k in now} == now:
+        return before  # resumed by the same code that trained it so far
+    if start > 0:
+        return {**now, "resumed_from": before if before is not None else unknown}
+    return now
 
 
 def load_model(path, map_location: str | torch.device = "cpu") -> tuple[MLP, dict[str, Any]]:

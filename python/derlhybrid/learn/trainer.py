@@ -341,7 +341,9 @@ def _trained_by(out: Path, start: int, end: int):
     if end == start and start > 0:
         return before if before is not None else unknown
     now = source_revision()
-    if before is not None and {k: before.get(k) for k in now} == now:
+    if now is None:  # not run from a git checkout: no revision to record
+        return None
+    if isinstance(before, dict) and all(before.get(k) == v for k, v in now.items()):
         return before  # resumed by the same code that trained it so far
     if start > 0:
         return {**now, "resumed_from": before if before is not None else unknown}

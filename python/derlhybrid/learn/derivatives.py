@@ -417,17 +417,12 @@ def _stacked_layer(
         # recursive closure: a closure that names itself is a reference cycle, which kept
         # every layer's tensors alive until Python's cycle collector ran (memory grew by
         # ~2.5 MB a batch when a 4×128 NCL field was evaluated at 256 points a batch)
-        if len(subs) == 1:
-            return cur[subs[0]]
-        got = products.get(subs)
-        if got is not None:
-            return got
-        j = len(subs) - 1
-        while j > 1 and subs[:j] not in products:
-            j -= 1
-        acc = cur[subs[0]] if j == 1 else products[subs[:j]]
-        for i in range(j, len(subs)):
-            acc = products[subs[: i + 1]] = acc * cur[subs[i]]
+        acc = cur[subs[0]]
+        for i in range(1, len(subs)):
+            got = products.get(subs[: i + 1])
+            if got is None:
+                got = products[subs[: i + 1]] = acc * cur[subs[i]]
+            acc = got
         return acc
 
     scaled: dict[tuple[int, int], torch.Tensor] = {}  # coef·σ^(k), once per layer

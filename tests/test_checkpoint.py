@@ -184,6 +184,34 @@ def test_no_flipped_bit_loads_other_values(run, tmp_path):
     assert outcomes["refused"] > 0.5 * sum(outcomes.values()), outcomes
 
 
+def test_no_flipped_bit_of_a_members_attributes_loads_other_values(run, tmp_path):
+    # every bit of every central-directory entry's external attributes (bytes 38–41 of the
+    # entry): Python's zipfile reads the member alike, so its CRC-32 matches, but torch's
+    # reader (miniz) takes the DOS folder bit 0x10 for a folder and loads other bytes
+    # (found by a bit-flip scan: a step counter of 2 loaded as 1.8e33)
+    src = run["checkpoint"]
+    ref = load_checkpoint(src)
+    raw = src.read_bytes()
+    entries = [i for i in range(len(raw)) if raw.startswith(b"PK\x01\x02", i)]
+    assert len(entries) == len(zipfile.ZipFile(src).infolist())
+    bad = tmp_path / "flip.pt"
+    refused = 0
+    for entry in entries:
+        for pos in range(entry + 38, entry + 42):
+            for bit in range(8):
+                flipped = bytearray(raw)
+                flipped[pos] ^= 1 << bit
+                bad.write_bytes(bytes(flipped))
+                try:
+                    got = load_checkpoint(bad)
+                except CheckpointError as exc:
+                    assert "\n" not in str(exc)
+                    refused += 1
+                    continue
+                assert _same(ref, got), f"bit {bit} of byte {pos} loaded other values"
+    assert refused >= len(entries)  # at least the folder bit of every entry
+
+
 def test_save_uses_a_temporary_file_of_its_own(tmp_path, monkeypatch):
     target = tmp_path / "checkpoint.pt"
     # another writer's temporary file under the old fixed name is not touched

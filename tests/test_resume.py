@@ -278,3 +278,33 @@ def test_a_run_whose_record_names_no_commit_is_not_credited_to_this_code(data, t
     (out / "train.json").write_text(json.dumps(summary))
     train(_cfg(data, 2), out, progress=False)  # finished: nothing to train
     assert json.loads((out / "train.json").read_text())["source"]["commit"] is None
+
+
+def test_a_run_stopped_before_its_end_still_names_the_code_that_trained_it(data, tmp_path):
+    """A run stopped between checkpoints has no train.json yet (it is written at the end of
+    a call): resumed, its record must come from the checkpoint — the same code that trained
+    it is named as such (not 'not recorded'), and other code as ``resumed_from``."""
+    import json
+
+    from derlhybrid._revision import source_revision
+    from derlhybrid.learn.checkpoint import load_checkpoint, save_checkpoint
+
+    now = source_revision()
+    out = tmp_path / "run"
+    train(_cfg(data, 2, checkpoint_every=1), out, progress=False)
+    assert load_checkpoint(out / "checkpoint.pt")["source"] == now
+    (out / "train.json").unlink()  # stopped before the call's end: no train.json
+    train(_cfg(data, 3, checkpoint_every=1), out, progress=False)  # resumed by this code
+    assert json.loads((out / "train.json").read_text())["source"] == now
+
+    # the checkpoint of a run trained so far by other code, stopped before its end
+    other = {"commit": "1" * 40, "dirty": False}
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    ckpt["source"] = other
+    save_checkpoint(out / "checkpoint.pt", ckpt)
+    (out / "train.json").unlink()
+    train(_cfg(data, 4, checkpoint_every=1), out, progress=False)
+    resumed = json.loads((out / "train.json").read_text())["source"]
+    assert resumed == {**now, "resumed_from": other}
+    # and the checkpoint it wrote says the same, for the next resume
+    assert load_checkpoint(out / "checkpoint.pt")["source"] == resumed

@@ -131,7 +131,11 @@ def _verify_archive(path: Path) -> None:
                 infos = zf.infolist()
                 # torch.save writes stored (uncompressed) members only
                 foreign = not infos or any(i.compress_type != zipfile.ZIP_STORED for i in infos)
-                bad = None if foreign else zf.testzip()
+                # a member marked as a folder (the DOS attribute bit 0x10, which torch.save
+                # never sets) reads as a file here but not in torch's reader (miniz), which
+                # then loads other bytes: a flipped bit of the central directory
+                folder = next((i.filename for i in infos if i.external_attr & 0x10), None)
+                bad = None if foreign or folder else zf.testzip()
         except Exception as exc:  # zipfile raises many types for damaged files
             raise CheckpointError(
                 f"{path} is not a readable checkpoint: truncated, damaged or another kind of "
@@ -139,6 +143,11 @@ def _verify_archive(path: Path) -> None:
             ) from None
     if foreign:
         raise CheckpointError(f"{path} is not a derlhybrid checkpoint")
+    if folder is not None:
+        raise CheckpointError(
+            f"{path} is damaged: its zip entry {folder} is marked as a folder, which "
+            "torch.save never writes; restore a copy or train again"
+        )
     if bad is not None:
         raise CheckpointError(
             f"{path} is damaged: {bad} does not match its CRC-32 checksum; restore a copy "

@@ -197,6 +197,7 @@ def _train(
     run = TrainingRun(config, problem, device, extras)
     ckpt_path = out / CHECKPOINT
     start = 0
+    ckpt_source = None  # the code that trained the checkpoint's epochs, as it records it
     # the extras as the checkpoint stores them (JSON round trip: what a resume compares)
     record = json.loads(json.dumps(dict(extras.record), default=str))
     if ckpt_path.exists():
@@ -240,6 +241,7 @@ def _train(
                 f"damaged ({type(exc).__name__}); choose another --out"
             ) from None
         start = run.epoch
+        ckpt_source = ckpt.get("source")
     out.mkdir(parents=True, exist_ok=True)
     for tmp in stale_temporaries(ckpt_path):  # left by a run killed while saving
         tmp.unlink(missing_ok=True)
@@ -252,6 +254,13 @@ def _train(
     }
     if record:
         base["extras"] = record
+    # the code that trained the epochs before this call: train.json's record when it
+    # describes the checkpoint (written at the same epoch), else the checkpoint's own (a run
+    # stopped before its end has no train.json yet, or an older one)
+    before = _recorded_source(out, start, ckpt_source)
+    # every checkpoint this call writes records the code that trained its epochs, so that a
+    # run stopped before its end and resumed later still names it
+    base["source"] = _trained_by(before, start, start + 1)
     show = config.train.progress if progress is None else progress
     bar = None
     if show and start < config.train.epochs:
@@ -311,8 +320,8 @@ def _train(
         "loss_best": min((r["train"].get("loss", math.inf) for r in run.history), default=None),
         # the code that trained: this call's, or, when this call trained no epoch (a
         # finished run called again), the one its train.json already names
-        "source": _trained_by(out, start, run.epoch),
         **base,
+        "source": _trained_by(before, start, run.epoch),
     }
     _write_json(out / "train.json", summary)
     return TrainResult(
@@ -326,17 +335,28 @@ def _train(
     )
 
 
-def _trained_by(out: Path, start: int, end: int):
-    """The source revision a run's ``train.json`` records: this process's when it trained
-    every epoch; the one recorded before when it trained none (so that a finished run
-    evaluated again keeps naming the commit that trained it), or ``{"commit": None, ...}``
-    when that record names none (a run trained before train.json recorded its source, or
-    whose train.json is gone) — never this process's commit, which did not train it; and
-    this process's with ``resumed_from`` (the earlier record) when it extended a run."""
+def _recorded_source(out: Path, start: int, ckpt_source):
+    """The source revision that trained a run's first ``start`` epochs, as recorded:
+    ``train.json``'s when it was written at that epoch (None when it names none), else the
+    checkpoint's (``ckpt_source``; None for a checkpoint written before checkpoints recorded
+    it)."""
     try:
-        before = json.loads((out / "train.json").read_text()).get("source")
+        summary = json.loads((out / "train.json").read_text())
+        if summary.get("epochs") == start:  # written with the checkpoint: it is the record
+            return summary.get("source")
     except (OSError, ValueError, AttributeError):
-        before = None
+        pass
+    return ckpt_source
+
+
+def _trained_by(before, start: int, end: int):
+    """The source revision a run's ``train.json`` (and each checkpoint it writes) records
+    for epochs 1..``end``, given ``before``, the record of the code that trained epochs
+    1..``start``: this process's when it trained every epoch; ``before`` when it trained
+    none (so that a finished run evaluated again keeps naming the commit that trained it),
+    or ``{"commit": None, ...}`` when there is no such record (a run trained before runs
+    recorded their source) — never this process's commit, which did not train it; and this
+    process's with ``resumed_from`` (the earlier record) when it extended a run."""
     unknown = {"commit": None, "dirty": None, "note": "not recorded by the run that trained it"}
     if end == start and start > 0:
         return before if before is not None else unknown

@@ -319,7 +319,7 @@ def _train(
         "loss_first": run.history[0]["train"].get("loss") if run.history else None,
         "loss_best": min((r["train"].get("loss", math.inf) for r in run.history), default=None),
         # the code that trained: this call's, or, when this call trained no epoch (a
-        # finished run called again), the one its train.json already names
+        # finished run called again), the one recorded before (train.json or checkpoint)
         **base,
         "source": _trained_by(before, start, run.epoch),
     }

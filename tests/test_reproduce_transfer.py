@@ -209,3 +209,29 @@ def test_bad_stages_groups_are_refused(tmp_path, group, message):
     )
     with pytest.raises(ReproduceError, match=message):
         load_spec(str(path))
+
+
+def test_region_offsets_tool_recomputes_the_stored_errors(smoke, tmp_path):
+    """tools/region_offsets.py re-evaluates every pipeline's final network: its u error on p1
+    equals the one results.json holds, and removing the constant never raises it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "region_offsets.py"
+    out, result = smoke("allen-cahn-transfer-param")
+    js = tmp_path / "offsets.json"
+    cmd = [sys.executable, str(tool), str(out / "results.json"), "--grid", "15", "--json", str(js)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(js.read_text())["rows"]
+    assert {r["run"] for r in rows} == {r["name"] for r in result["runs"]}
+    for r in rows:
+        assert 0 <= r["u_centred_rel_l2"] <= r["u_rel_l2"] * (1 + 1e-12), r
+    # the wrong grid gives other errors than the stored ones: refused
+    bad = subprocess.run([*cmd[:3], "--grid", "17"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1 and "recomputed" in bad.stderr
+    missing = subprocess.run(
+        [*cmd[:2], str(tmp_path / "nope.json")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1

@@ -17,6 +17,13 @@ The metrics follow the kind the system declares (``System.metrics_kind``):
 * parametric Allen–Cahn families: per parameter set of the region the grid errors, and
   their means (``u.rel_l2``, ``forcing.rel_l2``, ``u.l2``, ``forcing.l2``).
 
+Allen–Cahn regions also split the u error e = û − u into its constant part and the rest:
+``u_offset`` = ē, the mean of e over the region's grid points (per parameter set), and
+``u_centred`` = the statistics of e − ē, the error left after the best constant shift
+(ē minimises Σ (e − c)² over c). A network that learnt only ∇u (DERL distilling the
+gradient of an earlier phase) is fixed up to such a constant; ``u_centred.rel_l2`` far
+below ``u.rel_l2`` says the constant is what it missed.
+
 Every quantity is a :func:`~derlhybrid.learn.metrics.error_stats` dict (``mean``, ``max``,
 ``rmse``, ``l2``, ``rel_l2`` where a reference exists).
 """
@@ -121,8 +128,11 @@ def _ac_pointwise(system, X, v, pos):
 
 def _ac_stats(parts, m, cell) -> dict:
     du, u, df, f, dg, g = (a[m] for a in parts)
+    offset = float(np.mean(du))
     return {
         "u": M.error_stats(du, cell, reference=u),
+        "u_offset": offset,
+        "u_centred": M.error_stats(du - offset, cell, reference=u),
         "forcing": M.error_stats(df, cell, reference=f),
         "gradient": M.error_stats(dg, cell, reference=g),
     }
@@ -171,12 +181,15 @@ def _allen_cahn(predict, system, f, regions, reference, options: AllenCahnRegion
         out[name] = {
             "n_sets": len(res),
             "u": {"rel_l2": mean("u", "rel_l2"), "l2": mean("u", "l2")},
+            "u_centred": {"rel_l2": mean("u_centred", "rel_l2")},
             "forcing": {"rel_l2": mean("forcing", "rel_l2"), "l2": mean("forcing", "l2")},
             "gradient": {"l2": mean("gradient", "l2")},
             "sets": [
                 {
                     "parameters": dict(zip(params, map(float, row), strict=True)),
                     "u_rel_l2": r["u"]["rel_l2"],
+                    "u_offset": r["u_offset"],
+                    "u_centred_rel_l2": r["u_centred"]["rel_l2"],
                     "forcing_rel_l2": r["forcing"]["rel_l2"],
                 }
                 for row, r in zip(sets, res, strict=True)

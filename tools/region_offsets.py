@@ -1,0 +1,139 @@
+"""How much of a transfer run's u error on a region is one constant? Re-evaluate the final
+network of every run in ``derl reproduce`` results files with today's region metrics
+(``derlhybrid.transfer.regions``: ``u_offset`` and ``u_centred``, the error left after the
+best constant shift) and tabulate mean ± std over seeds per group and method.
+
+    python tools/region_offsets.py RESULTS_JSON [...] --region p1 [--grid 201]
+                                   [--json FILE] [--md FILE]
+
+Written for the parametric Allen–Cahn transfer experiment (docs/results.md), where DERL
+distils only ∇(x,y)û of phase 1, which fixes u up to one constant per parameter set. The
+results files name each run's checkpoint and dataset, so the run folders must still be
+there; nothing is trained or changed. Each run's recomputed ``u.rel_l2`` must equal the one
+its results file holds (the same network, grid and code of the metric), else exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from derlhybrid._io import write_text_atomic
+from derlhybrid.transfer.regions import evaluate_regions
+
+TOLERANCE = 1e-9  # relative, recomputed against stored u.rel_l2
+
+
+def _runs(paths):
+    for p in paths:
+        res = json.loads(Path(p).read_text())
+        for run in res["runs"]:
+            if run.get("kind") == "stages" and not run.get("diverged"):
+                yield res["experiment"], run
+
+
+def measure(paths, region: str, grid: int):
+    rows, bad = [], []
+    for exp, run in _runs(paths):
+        m = run["metrics"]["metrics"]
+        if region not in m["regions"]:
+            continue
+        got = evaluate_regions(
+            run["checkpoint"], run["data"], {region: m["regions"][region]}, options={"grid": grid}
+        )[region]
+        stored = m["final"][region]["u"]["rel_l2"]
+        rel, centred = got["u"]["rel_l2"], got["u_centred"]["rel_l2"]
+        if abs(rel - stored) > TOLERANCE * abs(stored):
+            bad.append(f"{run['name']}: u.rel_l2 {rel:.12g} recomputed, {stored:.12g} stored")
+        offsets = [s["u_offset"] for s in got.get("sets", [])] or [got["u_offset"]]
+        rows.append(
+            {
+                "experiment": exp,
+                "run": run["name"],
+                "group": run["group"],
+                "mode": run["mode"],
+                "label": run["label"],
+                "seed": run["seed"],
+                "final_stage": m["final_stage"],
+                "u_rel_l2": rel,
+                "u_centred_rel_l2": centred,
+                "mean_abs_offset": float(np.mean(np.abs(offsets))),
+            }
+        )
+    return rows, bad
+
+
+def summarise(rows):
+    out = {}
+    for r in rows:
+        out.setdefault((r["group"], r["mode"], r["label"]), []).append(r)
+    table = []
+    for (group, mode, label), rs in sorted(out.items()):
+
+        def ms(key, rs=rs):
+            v = np.array([r[key] for r in rs])
+            return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+        table.append(
+            {
+                "group": group,
+                "mode": mode,
+                "label": label,
+                "n": len(rs),
+                "seeds": sorted(r["seed"] for r in rs),
+                "u_rel_l2": ms("u_rel_l2"),
+                "u_centred_rel_l2": ms("u_centred_rel_l2"),
+                "left_without_constant": ms("left_without_constant"),
+            }
+        )
+    return table
+
+
+def markdown(table, region: str) -> str:
+    lines = [
+        f"| split | method | n | {region} u rel L² | without its constant | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in table:
+        a, b, c = t["u_rel_l2"], t["u_centred_rel_l2"], t["left_without_constant"]
+        lines.append(
+            f"| {t['group']} | {t['label']} | {t['n']} | {a[0]:.4f} ± {a[1]:.4f} | "
+            f"{b[0]:.4f} ± {b[1]:.4f} | {c[0]:.2f} ± {c[1]:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", nargs="+", help="results.json files of derl reproduce")
+    ap.add_argument("--region", default="p1", help="region of the final metrics (default p1)")
+    ap.add_argument("--grid", type=int, default=201, help="grid side the runs were evaluated on")
+    ap.add_argument("--json", help="write the rows and the summary here")
+    ap.add_argument("--md", help="write the summary table (Markdown) here")
+    a = ap.parse_args(argv)
+    for p in a.results:
+        if not Path(p).is_file():
+            print(f"error: {p}: no such results file", file=sys.stderr)
+            return 2
+    rows, bad = measure(a.results, a.region, a.grid)
+    for r in rows:
+        r["left_without_constant"] = r["u_centred_rel_l2"] / r["u_rel_l2"]
+    table = summarise(rows)
+    text = markdown(table, a.region)
+    print(text, end="")
+    if a.json:
+        doc = {"region": a.region, "grid": a.grid, "results": a.results, "rows": rows}
+        write_text_atomic(Path(a.json), json.dumps({**doc, "summary": table}, indent=1) + "\n")
+    if a.md:
+        write_text_atomic(Path(a.md), text)
+    for b in bad:
+        print(f"error: {b}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -221,9 +221,11 @@ def test_region_offsets_tool_recomputes_the_stored_errors(smoke, tmp_path):
     tool = Path(__file__).resolve().parents[1] / "tools" / "region_offsets.py"
     out, result = smoke("allen-cahn-transfer-param")
     js = tmp_path / "offsets.json"
+    png = tmp_path / "offsets.png"
     cmd = [sys.executable, str(tool), str(out / "results.json"), "--grid", "15", "--json", str(js)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    p = subprocess.run([*cmd, "--figure", str(png)], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = json.loads(js.read_text())["rows"]
     assert {r["run"] for r in rows} == {r["name"] for r in result["runs"]}
     for r in rows:

@@ -4,7 +4,7 @@ network of every run in ``derl reproduce`` results files with today's region met
 best constant shift) and tabulate mean ± std over seeds per group and method.
 
     python tools/region_offsets.py RESULTS_JSON [...] --region p1 [--grid 201]
-                                   [--json FILE] [--md FILE]
+                                   [--json FILE] [--md FILE] [--figure FILE.png]
 
 Written for the parametric Allen–Cahn transfer experiment (docs/results.md), where DERL
 distils only ∇(x,y)û of phase 1, which fixes u up to one constant per parameter set. The
@@ -113,6 +113,43 @@ def markdown(table, region: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def figure(table, region: str, path: Path) -> None:
+    """One panel per split: per method, the u error and the error without its constant
+    (mean over seeds, bars ± 1 std, population; linear scale, so bar heights compare)."""
+    from derlhybrid.experiments.figures.plumbing import new_figure, save_png
+
+    groups = list(dict.fromkeys(t["group"] for t in table))
+    fig = new_figure(5.5 * len(groups), 4.2)
+    axes = fig.subplots(1, len(groups), squeeze=False)[0]
+    for ax, group in zip(axes, groups, strict=True):
+        rows = [t for t in table if t["group"] == group]
+        x = np.arange(len(rows))
+        for j, (key, name, color) in enumerate(
+            (
+                ("u_rel_l2", "u error", "tab:blue"),
+                ("u_centred_rel_l2", "without its constant", "tab:orange"),
+            )
+        ):
+            mean = np.array([t[key][0] for t in rows])
+            sd = np.array([t[key][1] or 0.0 for t in rows])
+            ax.bar(
+                x + (j - 0.5) * 0.4,
+                mean,
+                0.4,
+                yerr=[np.minimum(sd, 0.99 * mean), sd],
+                capsize=2,
+                color=color,
+                label=name,
+            )
+        ax.set_xticks(x, [t["label"] for t in rows], rotation=40, ha="right")
+        seeds = sorted({n for t in rows for n in [t["n"]]})
+        ax.set_title(f"{group} split: region {region}, n = {'/'.join(map(str, seeds))} seeds")
+        ax.set_ylabel(f"relative L² error of u on {region} (final model)")
+        ax.legend(fontsize=8)
+    fig.suptitle("The part of the u error that is one constant per parameter set")
+    save_png(fig, path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="+", help="results.json files of derl reproduce")
@@ -120,6 +157,7 @@ def main(argv=None) -> int:
     ap.add_argument("--grid", type=int, default=201, help="grid side the runs were evaluated on")
     ap.add_argument("--json", help="write the rows and the summary here")
     ap.add_argument("--md", help="write the summary table (Markdown) here")
+    ap.add_argument("--figure", help="draw the summary as bars (PNG) here")
     a = ap.parse_args(argv)
     for p in a.results:
         if not Path(p).is_file():
@@ -136,6 +174,8 @@ def main(argv=None) -> int:
         write_text_atomic(Path(a.json), json.dumps({**doc, "summary": table}, indent=1) + "\n")
     if a.md:
         write_text_atomic(Path(a.md), text)
+    if a.figure:
+        figure(table, a.region, Path(a.figure))
     for b in bad:
         print(f"error: {b}", file=sys.stderr)
     return 1 if bad else 0

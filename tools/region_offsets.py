@@ -63,6 +63,7 @@ def measure(paths, region: str, grid: int):
                 "final_stage": m["final_stage"],
                 "u_rel_l2": rel,
                 "u_centred_rel_l2": centred,
+                "left_without_constant": centred / rel,
                 "mean_abs_offset": float(np.mean(np.abs(offsets))),
             }
         )
@@ -164,8 +165,6 @@ def main(argv=None) -> int:
             print(f"error: {p}: no such results file", file=sys.stderr)
             return 2
     rows, bad = measure(a.results, a.region, a.grid)
-    for r in rows:
-        r["left_without_constant"] = r["u_centred_rel_l2"] / r["u_rel_l2"]
     table = summarise(rows)
     text = markdown(table, a.region)
     print(text, end="")

@@ -121,6 +121,40 @@ def test_loss_curves_follow_every_stage(smoke):
             assert loss[-1] == pytest.approx(info["final"]["train"]["loss"], rel=1e-12)
 
 
+def test_loss_curves_per_term_follow_every_stage(smoke):
+    """The per-term curves across the stages: at each stage's last epoch every term is the
+    value its train.json records (a distillation term under its kind, whichever stage it
+    distils), nan where the stage does not train it; the later stages start where the
+    earlier ones' epochs end."""
+    from derlhybrid.experiments.figures import RunInfo
+    from derlhybrid.experiments.figures.transfer import stage_term_stats, term_key
+
+    out, result = smoke("kdv-transfer")
+    row = next(r for r in result["runs"] if r["mode"] == "derl-extend")
+    terms, starts, n_runs = stage_term_stats([RunInfo.from_row(row)])
+    assert n_runs == 1 and next(iter(terms)) == "loss"
+    end = 0
+    ends = []
+    for stage in row["stages"]:
+        info = json.loads((out / "runs" / row["name"] / stage / "train.json").read_text())
+        end += info["epochs"]
+        ends.append(end)
+        final = {term_key(k): v for k, v in info["final"]["train"].items()}
+        for term, (mean, _std, count) in terms.items():
+            if term in final:
+                assert mean[end - 1] == pytest.approx(final[term], rel=1e-12), (stage, term)
+                assert count[end - 1] == 1
+            else:
+                assert np.isnan(mean[end - 1]), (stage, term)
+    assert starts == [e + 1 for e in ends[:-1]]
+    # p1 distils p0's labels and p2 p1's: one curve, absent from the first phase only
+    jac = terms["distill:jacobian"][0]
+    assert np.isnan(jac[: ends[0]]).all() and np.isfinite(jac[ends[0] :]).all()
+    assert term_key("distill:p1:jacobian") == term_key("distill:p0:jacobian")
+    assert term_key("replay:p1:residual") == "replay:residual"
+    assert term_key("initial") == "initial"
+
+
 def test_distillation_teacher_is_the_reference(smoke):
     _, result = smoke("kdv-distill")
     rows = {r["mode"]: r["metrics"]["metrics"] for r in result["runs"]}

@@ -107,7 +107,8 @@ def loss_series(histories: dict[str, list[tuple[RunInfo, list[dict]]]]) -> dict[
     return out
 
 
-def _term_title(term: str) -> str:
+def term_title(term: str) -> str:
+    """A loss panel's title: the total, or the term's name as the trainer records it."""
     return "total training loss" if term == TOTAL else f"loss term “{term}”"
 
 
@@ -173,7 +174,7 @@ def loss_curves(runs: list[RunInfo], out_dir: Path) -> list[Path]:
             if positive:
                 ax.set_yscale("log")
             ax.set_xlabel("epoch")
-            ax.set_title(_term_title(term), fontsize=10)
+            ax.set_title(term_title(term), fontsize=10)
             ax.grid(alpha=0.3)
         for k in range(n, nrows * ncols):
             axes[k // ncols][k % ncols].set_visible(False)

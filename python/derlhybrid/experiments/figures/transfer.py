@@ -38,6 +38,7 @@ from .plumbing import (
     save_png,
     shown_seed,
 )
+from .training import TOTAL, term_title
 
 #: markers of the evaluation regions of a parametric extension
 REGION_MARKERS = ("o", "s", "D", "v", "P", "X")
@@ -138,9 +139,9 @@ def transfer_phase_errors(runs: list[RunInfo], out_dir: Path) -> list[Path]:
     return per_group("transfer_phase_errors", runs, out_dir, draw)
 
 
-def stage_losses(run: RunInfo) -> list[tuple[str, np.ndarray]]:
-    """(stage, total training loss per epoch) of each evaluated stage of a pipeline run,
-    from the stages' checkpoints (their ``history``)."""
+def stage_histories(run: RunInfo) -> list[tuple[str, list[dict]]]:
+    """(stage, per-epoch ``history``) of each evaluated stage of a pipeline run, in order,
+    from the stages' checkpoints; a stage without a checkpoint is left out."""
     from ...learn.checkpoint import load_checkpoint
 
     m = run.metrics.get("metrics") if isinstance(run.metrics, dict) else None
@@ -149,67 +150,139 @@ def stage_losses(run: RunInfo) -> list[tuple[str, np.ndarray]]:
     out = []
     for stage in order:
         ckpt = pdir / stage / "checkpoint.pt"
-        if not ckpt.is_file():
-            continue
-        hist = load_checkpoint(ckpt).get("history") or []
-        loss = [((h.get("train") or {}).get("loss", math.nan)) for h in hist]
-        out.append((stage, np.asarray(loss, dtype=float)))
+        if ckpt.is_file():
+            out.append((stage, load_checkpoint(ckpt).get("history") or []))
     return out
 
 
-def stage_loss_stats(seeds: list[RunInfo]):
-    """The seeds' total training loss across their stages, one stage after the other:
-    (per epoch mean, population std, count over the seeds; the first epoch (1-based) of
-    each later stage, from the first seed with stages), or None without any stage."""
-    curves, starts = [], None
+def stage_losses(run: RunInfo) -> list[tuple[str, np.ndarray]]:
+    """(stage, total training loss per epoch) of each evaluated stage of a pipeline run,
+    from the stages' checkpoints (their ``history``)."""
+    return [(stage, _term_curve(hist, TOTAL)) for stage, hist in stage_histories(run)]
+
+
+def term_key(raw: str) -> str:
+    """The panel a recorded loss term is drawn in: a term on a source's old points,
+    ``distill:<source>:<kind>`` or ``replay:<source>:<kind>`` (the point set of
+    :class:`~derlhybrid.transfer.distill.DistillSource`), as ``distill:<kind>`` or
+    ``replay:<kind>``, so that each later stage's term on its own predecessor's points
+    continues one curve; every other term as is."""
+    parts = raw.split(":", 2)
+    if len(parts) == 3 and parts[0] in ("distill", "replay"):
+        return f"{parts[0]}:{parts[2]}"
+    return raw
+
+
+def _epoch_terms(record: dict) -> dict[str, float]:
+    """One history record's training terms by :func:`term_key` (summed where a stage
+    distils the same kind from several sources)."""
+    out: dict[str, float] = {}
+    for k, v in (record.get("train") or {}).items():
+        if isinstance(v, int | float):
+            key = term_key(k)
+            out[key] = out.get(key, 0.0) + float(v)
+    return out
+
+
+def _term_curve(hist: list[dict], term: str) -> np.ndarray:
+    return np.asarray([_epoch_terms(h).get(term, math.nan) for h in hist], dtype=np.float64)
+
+
+def stage_term_stats(seeds: list[RunInfo]):
+    """The seeds' training loss terms across their stages, one stage after the other:
+    ``(terms, starts, n_runs)`` with ``terms`` mapping each term (the total, ``"loss"``,
+    first, then the others as they first appear; see :func:`term_key`) to its per-epoch
+    (mean, population std, count) over the seeds, nan in the stages that do not record it;
+    ``starts`` the first epoch (1-based) of each later stage, from the first seed with
+    stages. None without any stage."""
+    per_seed, starts = [], None
     for r in seeds:
-        stages = stage_losses(r)
+        stages = stage_histories(r)
         if not stages:
             continue
-        curves.append(np.concatenate([loss for _, loss in stages]))
+        per_seed.append([rec for _, hist in stages for rec in hist])
         if starts is None:
-            lengths = np.cumsum([len(loss) for _, loss in stages])
+            lengths = np.cumsum([len(hist) for _, hist in stages])
             starts = [int(k) + 1 for k in lengths[:-1]]
-    if not curves:
+    if not per_seed:
         return None
-    mean, std, n = curve_stats(curves)
-    return mean, std, n, starts or [], len(curves)
+    names: list[str] = []
+    for records in per_seed:
+        for rec in records:
+            names += [k for k in _epoch_terms(rec) if k not in names]
+    names.sort(key=lambda k: k != TOTAL)
+    terms = {t: curve_stats([_term_curve(recs, t) for recs in per_seed]) for t in names}
+    return terms, starts or [], len(per_seed)
 
 
 def transfer_loss_curves(runs: list[RunInfo], out_dir: Path) -> list[Path]:
-    """Multi-stage experiments: each method's total training loss per epoch across its
-    stages, one after the other (log scale), the mean over its seeds with a band of ± one
-    std (population; n in the legend), a dot at the first epoch of each later stage —
-    where a stage starts from the previous weights (extend) or afresh (new), and how far
-    each phase trains down."""
+    """Multi-stage experiments: each method's training loss per epoch across its stages,
+    one after the other, one panel per loss term (the total first, then each term as the
+    trainer records it, a distillation term under its kind whatever stage it distils;
+    log y), the mean over its seeds with a band of ± one std (population; n in the legend;
+    a fresh student (new) dashed), a dot at the first epoch of each later stage — where a
+    stage starts from the previous weights (extend) or afresh (new), how far each phase
+    trains down, and which term holds the loss up. A term a stage does not train leaves a
+    gap there; every panel spans all the epochs; the first method is drawn on top, so a
+    stage the methods share (a teacher, a first phase) shows in its colour."""
 
     def draw(group, group_runs, path):
         per = {k: [r for r in v if not is_ncl(r)] for k, v in _seeds_per_label(group_runs).items()}
-        curves = [(label, stage_loss_stats(seeds)) for label, seeds in per.items() if seeds]
-        curves = [(label, c) for label, c in curves if c is not None]
-        if not curves:
+        stats = [(label, stage_term_stats(seeds)) for label, seeds in per.items() if seeds]
+        stats = [(label, st) for label, st in stats if st is not None]
+        if not stats:
             return False
-        fig = new_figure(9.0, 4.6)
-        ax = fig.add_subplot()
-        vals = []
+        names: list[str] = []
+        for _, (terms, _s, _n) in stats:
+            names += [t for t in terms if t not in names]
+        names.sort(key=lambda k: k != TOTAL)
+        ncols = min(len(names), 3)
+        nrows = math.ceil(len(names) / ncols)
+        fig = new_figure(4.6 * ncols + 0.4, 3.3 * nrows + 1.3)
+        axes = fig.subplots(nrows, ncols, squeeze=False)
         colors = colormap("tab20")
-        for k, (label, (mean, std, _n, starts, n_runs)) in enumerate(curves):
-            x = np.arange(1, mean.size + 1)
-            c = colors(k % 20)
-            ls = "--" if "(new)" in label else "-"
-            ax.plot(x, mean, lw=1.2, color=c, label=f"{label} (n = {n_runs})", ls=ls)
-            if n_runs > 1:
-                lo, hi = log_band(mean, std)
-                ax.fill_between(x, lo, hi, color=c, alpha=0.2, lw=0)
-            firsts = [(e, mean[e - 1]) for e in starts if e <= mean.size]
-            if firsts:
-                ax.plot(*zip(*firsts, strict=True), "o", color=c, ms=4)
-            vals += [v for v in mean.tolist() if math.isfinite(v)]
-        log_or_linear(ax, vals)
-        ax.set_xlabel("epoch (stages one after the other)")
-        ax.set_ylabel("total training loss")
-        ax.legend(fontsize=7, ncols=2)
-        ax.set_title(f"Training loss across the stages — {group}\n(mean over seeds, band ± 1 std)")
+        handles, legend, panels, last = [], [], [], 1
+        for j, term in enumerate(names):
+            ax = axes[j // ncols][j % ncols]
+            vals = []
+            for k, (label, (terms, starts, n_runs)) in enumerate(stats):
+                if term not in terms:
+                    continue
+                mean, std, _n = terms[term]
+                x = np.arange(1, mean.size + 1)
+                c = colors(k % 20)
+                ls = "--" if "(new)" in label else "-"
+                z = 2 + len(stats) - k  # the first method on top: a stage it shares
+                (h,) = ax.plot(x, mean, lw=1.1, color=c, ls=ls, zorder=z)
+                if j == 0:
+                    handles.append(h)
+                    legend.append(f"{label} (n = {n_runs})")
+                if n_runs > 1:
+                    lo, hi = log_band(mean, std)
+                    ax.fill_between(x, lo, hi, color=c, alpha=0.2, lw=0, zorder=z)
+                firsts = [(e, mean[e - 1]) for e in starts if e <= mean.size]
+                firsts = [(e, v) for e, v in firsts if math.isfinite(v)]
+                if firsts:
+                    ax.plot(*zip(*firsts, strict=True), "o", color=c, ms=3.5, zorder=z)
+                last = max(last, mean.size)
+                vals += [v for v in mean.tolist() if math.isfinite(v)]
+            log_or_linear(ax, vals)
+            ax.set_xlabel("epoch (stages one after the other)")
+            ax.set_title(term_title(term), fontsize=10)
+            panels.append(ax)
+            ax.grid(alpha=0.3)
+        for ax in panels:  # one epoch axis for every term, so the stages line up
+            ax.set_xlim(0, last + 1)
+        for j in range(len(names), nrows * ncols):
+            axes[j // ncols][j % ncols].set_visible(False)
+        fig.legend(
+            handles, legend, loc="outside lower center", ncols=min(len(handles), 4), fontsize=8
+        )
+        fig.suptitle(
+            f"Training loss per term across the stages — {group}\n(mean over seeds, "
+            "band ± 1 std; dot: a later stage's first epoch; dashed: a fresh student)",
+            fontsize=11,
+        )
         save_png(fig, path)
         return True
 

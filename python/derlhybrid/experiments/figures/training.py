@@ -71,17 +71,25 @@ def _curve(hist: list[dict], split: str, term: str) -> np.ndarray:
     return np.asarray(vals, dtype=np.float64)
 
 
+def ordered_terms(groups) -> list[str]:
+    """The loss terms named in ``groups`` (iterables of term names), each once: the total
+    (``"loss"``) first, then the others in the order they first appear."""
+    terms: list[str] = []
+    for names in groups:
+        terms += [k for k in names if k not in terms]
+    terms.sort(key=lambda k: k != TOTAL)
+    return terms
+
+
 def loss_series(histories: dict[str, list[tuple[RunInfo, list[dict]]]]) -> dict[str, list]:
     """Per loss term (the total, ``"loss"``, first) the :class:`LossSeries` of every label
     that records it, from ``histories``: label → [(run, history)] of its seeds."""
-    terms: list[str] = []
-    for seeds in histories.values():
-        for _, hist in seeds:
-            for h in hist:
-                for k, v in (h.get("train") or {}).items():
-                    if isinstance(v, int | float) and k not in terms:
-                        terms.append(k)
-    terms.sort(key=lambda k: k != TOTAL)
+    terms = ordered_terms(
+        [k for k, v in (h.get("train") or {}).items() if isinstance(v, int | float)]
+        for seeds in histories.values()
+        for _, hist in seeds
+        for h in hist
+    )
     out: dict[str, list[LossSeries]] = {}
     for term in terms:
         for label, seeds in histories.items():

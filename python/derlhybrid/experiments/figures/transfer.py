@@ -38,7 +38,7 @@ from .plumbing import (
     save_png,
     shown_seed,
 )
-from .training import TOTAL, term_title
+from .training import TOTAL, ordered_terms, term_title
 
 #: markers of the evaluation regions of a parametric extension
 REGION_MARKERS = ("o", "s", "D", "v", "P", "X")
@@ -158,7 +158,10 @@ def stage_histories(run: RunInfo) -> list[tuple[str, list[dict]]]:
 def stage_losses(run: RunInfo) -> list[tuple[str, np.ndarray]]:
     """(stage, total training loss per epoch) of each evaluated stage of a pipeline run,
     from the stages' checkpoints (their ``history``)."""
-    return [(stage, _term_curve(hist, TOTAL)) for stage, hist in stage_histories(run)]
+    return [
+        (stage, _term_curve([_epoch_terms(h) for h in hist], TOTAL))
+        for stage, hist in stage_histories(run)
+    ]
 
 
 def term_key(raw: str) -> str:
@@ -184,8 +187,9 @@ def _epoch_terms(record: dict) -> dict[str, float]:
     return out
 
 
-def _term_curve(hist: list[dict], term: str) -> np.ndarray:
-    return np.asarray([_epoch_terms(h).get(term, math.nan) for h in hist], dtype=np.float64)
+def _term_curve(epochs: list[dict[str, float]], term: str) -> np.ndarray:
+    """One term per epoch from :func:`_epoch_terms` records; nan where it is absent."""
+    return np.asarray([e.get(term, math.nan) for e in epochs], dtype=np.float64)
 
 
 def stage_term_stats(seeds: list[RunInfo]):
@@ -200,18 +204,14 @@ def stage_term_stats(seeds: list[RunInfo]):
         stages = stage_histories(r)
         if not stages:
             continue
-        per_seed.append([rec for _, hist in stages for rec in hist])
+        per_seed.append([_epoch_terms(rec) for _, hist in stages for rec in hist])
         if starts is None:
             lengths = np.cumsum([len(hist) for _, hist in stages])
             starts = [int(k) + 1 for k in lengths[:-1]]
     if not per_seed:
         return None
-    names: list[str] = []
-    for records in per_seed:
-        for rec in records:
-            names += [k for k in _epoch_terms(rec) if k not in names]
-    names.sort(key=lambda k: k != TOTAL)
-    terms = {t: curve_stats([_term_curve(recs, t) for recs in per_seed]) for t in names}
+    names = ordered_terms(epoch for epochs in per_seed for epoch in epochs)
+    terms = {t: curve_stats([_term_curve(epochs, t) for epochs in per_seed]) for t in names}
     return terms, starts or [], len(per_seed)
 
 
@@ -232,10 +232,7 @@ def transfer_loss_curves(runs: list[RunInfo], out_dir: Path) -> list[Path]:
         stats = [(label, st) for label, st in stats if st is not None]
         if not stats:
             return False
-        names: list[str] = []
-        for _, (terms, _s, _n) in stats:
-            names += [t for t in terms if t not in names]
-        names.sort(key=lambda k: k != TOTAL)
+        names = ordered_terms(terms for _, (terms, _s, _n) in stats)
         ncols = min(len(names), 3)
         nrows = math.ceil(len(names) / ncols)
         fig = new_figure(4.6 * ncols + 0.4, 3.3 * nrows + 1.3)

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from derlhybrid.cli import main
 from derlhybrid.experiments import EXPERIMENTS, ReproduceError, load_spec, reproduce
@@ -50,6 +51,10 @@ def test_smoke_run_end_to_end(name, tmp_path):
             v = dotted_get(r["metrics"], c["path"])
             assert isinstance(v, float) and math.isfinite(v), (r["name"], c["path"], v)
     md = (tmp_path / "results.md").read_text()
+    # where it ran: the kernels torch dispatched to, also in the results.md header
+    capability = result["platform"]["torch_cpu_capability"]
+    assert capability == torch.backends.cpu.get_cpu_capability()
+    assert f"kernels {capability}" in md.splitlines()[2]
     for g in {r.group for r in runs}:
         label = next(x.get("label", g) for x in spec["groups"] if x["name"] == g)
         assert f"## {label}" in md

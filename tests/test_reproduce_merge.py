@@ -34,6 +34,11 @@ def test_merged_seeds_give_the_table_of_one_call(calls):
     assert merged["checks"] == ref["checks"]
     assert {r["name"] for r in merged["runs"]} == {r["name"] for r in ref["runs"]}
     assert [m["runs"] for m in merged["merged_from"]] == [5, 5]
+    # where each part ran is kept beside it (kernels differ between machines)
+    assert [m["platform"] for m in merged["merged_from"]] == [
+        json.loads(p.read_text())["platform"] for p in (one, two)
+    ]
+    assert merged["platform"] == json.loads(one.read_text())["platform"]
     assert merged["planned"] == 5 and merged["missing"] == []  # the spec's smoke seeds: [1]
     md = (root / "merged" / "results.md").read_text()
     assert "**Merged**" in md and str(one) in md

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import __version__
 from .._io import write_text_atomic
-from .._revision import source_revision
+from .._revision import numerics_platform, source_revision
 from .._tables import deep_merge as _merge
 from . import ncl, pipelines
 from .ncl import NCLRun
@@ -329,6 +329,7 @@ def run_plan(out, spec, scale, datasets, runs, progress, figures, jobs, t_start,
         "python": platform.python_version(),
         "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
+        "platform": numerics_platform(),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": time.perf_counter() - t_start,
         "figures": figs,

@@ -240,7 +240,7 @@ def results_markdown(spec, scale, table, checks, rows, meta) -> str:
     lines += [
         f"`derl reproduce {spec['name']}{'' if scale == 'full' else ' --' + scale}` — "
         f"{spec.get('section', '')}; scale **{scale}**; derlhybrid {meta['version']}{rev}, "
-        f"torch {meta['torch']}, {meta['machine']}, {meta['cpus']} CPUs; "
+        f"torch {meta['torch']}, {meta['machine']}, {meta['cpus']} CPUs{_kernels(meta)}; "
         f"{meta['seconds']:.0f} s in this call.",
         "",
     ]
@@ -478,7 +478,10 @@ def merge(
             {
                 "file": str(f),
                 "runs": len(part["runs"]),
-                **{k: part.get(k) for k in ("finished", "version", "source", "machine", "cpus")},
+                **{
+                    k: part.get(k)
+                    for k in ("finished", "version", "source", "machine", "cpus", "platform")
+                },
                 "seconds": part.get("seconds"),
             }
             for f, part in parts
@@ -488,9 +491,25 @@ def merge(
         "torch": parts[0][1].get("torch"),
         "machine": parts[0][1].get("machine"),
         "cpus": parts[0][1].get("cpus"),
+        "platform": parts[0][1].get("platform"),
     }
     with exclusive_lock(out, error=ReproduceError):
         return write_results(out, spec, scale, table, checks, ordered, meta)
+
+
+def _kernels(meta) -> str:
+    """`` (kernels AVX512, MKL; MKL_CBWR=AVX2)``: what the numerical libraries dispatched
+    to, where the file records it (files written before it did: nothing)."""
+    plat = meta.get("platform") or {}
+    kernels = (
+        [f"kernels {plat['torch_cpu_capability']}"] if plat.get("torch_cpu_capability") else []
+    )
+    if plat.get("blas"):
+        kernels.append(str(plat["blas"]).upper())
+    env = [f"{k}={v}" for k, v in (plat.get("env") or {}).items()]
+    if not kernels and not env:
+        return ""
+    return f" ({'; '.join(filter(None, (', '.join(kernels), ', '.join(env))))})"
 
 
 def write_results(out, spec, scale, table, checks, rows, meta, extra=None) -> Path:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .plumbing import (
@@ -115,6 +116,19 @@ def loss_series(histories: dict[str, list[tuple[RunInfo, list[dict]]]]) -> dict[
     return out
 
 
+def term_panels(n: int, width: float, below: float) -> tuple[Figure, list]:
+    """A figure of ``n`` loss-term panels, three to a row, each ``width`` × 3.3 inches,
+    ``below`` inches more for the legend: (figure, the ``n`` axes in order); the grid's
+    spare cells are hidden."""
+    ncols = min(n, 3)
+    nrows = math.ceil(n / ncols)
+    fig = new_figure(width * ncols + 0.4, 3.3 * nrows + below)
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    for k in range(n, nrows * ncols):
+        grid[k // ncols][k % ncols].set_visible(False)
+    return fig, [grid[k // ncols][k % ncols] for k in range(n)]
+
+
 def term_title(term: str) -> str:
     """A loss panel's title: the total, or the term's name as the trainer records it."""
     return "total training loss" if term == TOTAL else f"loss term “{term}”"
@@ -145,15 +159,10 @@ def loss_curves(runs: list[RunInfo], out_dir: Path) -> list[Path]:
         colors = dict(
             zip(labels, mode_colors([histories[k][0][0].mode for k in labels]), strict=True)
         )
-        n = len(series)
-        ncols = min(n, 3)
-        nrows = math.ceil(n / ncols)
-        fig = new_figure(4.2 * ncols + 0.4, 3.3 * nrows + 1.2)
-        axes = fig.subplots(nrows, ncols, squeeze=False)
+        fig, axes = term_panels(len(series), 4.2, 1.2)
         handles: dict[str, Line2D] = {}
         any_val = False
-        for k, (term, lines) in enumerate(series.items()):
-            ax = axes[k // ncols][k % ncols]
+        for ax, (term, lines) in zip(axes, series.items(), strict=True):
             positive = False
             for s in lines:
                 c = colors[s.label]
@@ -184,8 +193,6 @@ def loss_curves(runs: list[RunInfo], out_dir: Path) -> list[Path]:
             ax.set_xlabel("epoch")
             ax.set_title(term_title(term), fontsize=10)
             ax.grid(alpha=0.3)
-        for k in range(n, nrows * ncols):
-            axes[k // ncols][k % ncols].set_visible(False)
         n_of = {label: len(seeds) for label, seeds in histories.items()}
         fig.legend(
             list(handles.values()),

@@ -38,7 +38,7 @@ from .plumbing import (
     save_png,
     shown_seed,
 )
-from .training import TOTAL, ordered_terms, term_title
+from .training import TOTAL, ordered_terms, term_panels, term_title
 
 #: markers of the evaluation regions of a parametric extension
 REGION_MARKERS = ("o", "s", "D", "v", "P", "X")
@@ -233,14 +233,10 @@ def transfer_loss_curves(runs: list[RunInfo], out_dir: Path) -> list[Path]:
         if not stats:
             return False
         names = ordered_terms(terms for _, (terms, _s, _n) in stats)
-        ncols = min(len(names), 3)
-        nrows = math.ceil(len(names) / ncols)
-        fig = new_figure(4.6 * ncols + 0.4, 3.3 * nrows + 1.3)
-        axes = fig.subplots(nrows, ncols, squeeze=False)
+        fig, panels = term_panels(len(names), 4.6, 1.3)
         colors = colormap("tab20")
-        handles, legend, panels, last = [], [], [], 1
-        for j, term in enumerate(names):
-            ax = axes[j // ncols][j % ncols]
+        handles, legend, last = [], [], 1
+        for j, (ax, term) in enumerate(zip(panels, names, strict=True)):
             vals = []
             for k, (label, (terms, starts, n_runs)) in enumerate(stats):
                 if term not in terms:
@@ -266,12 +262,9 @@ def transfer_loss_curves(runs: list[RunInfo], out_dir: Path) -> list[Path]:
             log_or_linear(ax, vals)
             ax.set_xlabel("epoch (stages one after the other)")
             ax.set_title(term_title(term), fontsize=10)
-            panels.append(ax)
             ax.grid(alpha=0.3)
         for ax in panels:  # one epoch axis for every term, so the stages line up
             ax.set_xlim(0, last + 1)
-        for j in range(len(names), nrows * ncols):
-            axes[j // ncols][j % ncols].set_visible(False)
         fig.legend(
             handles, legend, loc="outside lower center", ncols=min(len(handles), 4), fontsize=8
         )
